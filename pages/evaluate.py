@@ -1,0 +1,73 @@
+"""Evaluate: base vs SFT vs SFT+DPO vs the structural checker, per category, with drill-down to differing variants."""
+
+import streamlit as st
+
+from r2ta import evaluation
+from r2ta.ui import engine, require_app
+
+require_app()
+
+st.title("Evaluate")
+st.caption(
+    "Each model's latest evaluation (`r2ta eval`, or automatically after a training run). Scores follow DESIGN.md §5: "
+    "a predicted mistake matches a true one with the same category and overlapping elements. The checker reads the "
+    "diagram only, so it can find the structural categories and nothing else."
+)
+
+split = st.segmented_control("Split", ["test", "train"], default="test", key="eval_split") or "test"
+stored = evaluation.list_evaluations(split=split, engine=engine())
+if not stored:
+    st.info(f"No evaluation on the {split} split yet. Run `r2ta eval --model checker --split {split}` or "
+            f"`r2ta eval --model embedded --split {split} --limit 24`, or train a model on the Train page.")
+    st.stop()
+
+by_id = {m.model_id: m for m in stored}
+chosen = st.multiselect("Models", list(by_id), default=list(by_id)[:6])
+common_only = st.toggle("Only the variants every chosen model was scored on", value=True,
+                        help="Comparing models on different variants compares the variants, not the models.")
+if not chosen:
+    st.stop()
+
+
+@st.cache_data(show_spinner="Scoring…", max_entries=64)
+def _rescore(ids: tuple[tuple[str, int], ...], common: bool):
+    return evaluation.rescore(dict(ids), common_only=common, engine=engine())
+
+
+reports, common = _rescore(tuple((m, by_id[m].evaluation_id) for m in chosen), common_only)
+if common_only:
+    st.caption(f"Scored on the {len(common)} variants the chosen models have in common.")
+
+st.subheader("Overall")
+st.dataframe(evaluation.summary_rows(reports), hide_index=True, width="stretch",
+             column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
+                            ("micro F1", "macro F1", "micro P", "micro R", "hallucination", "grounding",
+                             "format validity", "exact match")})
+st.plotly_chart(evaluation.summary_figure(reports), width="stretch", key="summary")
+
+st.subheader("Per category")
+metric = st.segmented_control("Metric", ["f1", "precision", "recall"], default="f1", key="eval_metric") or "f1"
+st.plotly_chart(evaluation.category_figure(reports, metric), width="stretch", key="categories")
+with st.expander("Per-category table (precision, recall, F1, counts)"):
+    st.dataframe(evaluation.category_rows(reports), hide_index=True, width="stretch")
+
+st.subheader("Where two models differ")
+if len(chosen) < 2:
+    st.info("Choose two or more models to compare their answers variant by variant.")
+    st.stop()
+a_col, b_col = st.columns(2)
+model_a = a_col.selectbox("Model A", chosen, index=0)
+model_b = b_col.selectbox("Model B", chosen, index=1)
+diffs = evaluation.differing_variants(by_id[model_a].evaluation_id, by_id[model_b].evaluation_id, engine=engine())
+if not diffs:
+    st.success(f"{model_a} and {model_b} predict the same mistakes on every variant both were scored on.")
+    st.stop()
+labels = [f"{d.variant_id} — correct: A {d.a_correct}, B {d.b_correct} of {len(d.truth)}" for d in diffs]
+pick = st.selectbox(f"{len(diffs)} variants differ", range(len(diffs)), format_func=labels.__getitem__)
+diff = diffs[pick]
+st.markdown("**Ground truth**")
+st.markdown("\n".join(f"- `{m.category}` on {', '.join(f'`{e}`' for e in m.elements)}: {m.explanation}" for m in diff.truth))
+left, right = st.columns(2)
+for col, name, result in ((left, model_a, diff.a), (right, model_b, diff.b)):
+    col.markdown(f"**{name}** — verdict {'parses' if result.valid else 'does not parse'}")
+    col.code(result.raw_output or "(no trace stored)", language="text", height=420)

@@ -1,0 +1,108 @@
+"""Train: export the reviewed data and train SFT then DPO in one click; follow, cancel and list runs."""
+
+import streamlit as st
+
+from r2ta import catalog, eval_jobs, jobs, train_view
+from r2ta.errors import R2taError
+from r2ta.ui import engine, require_app
+
+require_app()
+
+st.title("Train")
+st.caption(
+    "One click exports the accepted and edited refinements of the train split (SFT examples and DPO pairs), trains "
+    "SFT and then DPO from the SFT result as a background job, and evaluates both models on the test split when it "
+    "succeeds. The job keeps running if you close or reload this page."
+)
+
+
+@st.cache_data(show_spinner="Looking at the hardware…")
+def _hardware() -> str:
+    return train_view.hardware_description()
+
+
+counts = catalog.stage_counts(engine())
+recipes = jobs.list_recipes()
+left, right = st.columns([2, 3])
+with left:
+    recipe = st.selectbox("Recipe", recipes, index=recipes.index(jobs.DEFAULT_RECIPE) if jobs.DEFAULT_RECIPE in recipes else 0)
+    st.caption(train_view.recipe_description(recipe))
+    default_limit = eval_jobs.default_limit()
+    limit = st.number_input("Test variants to evaluate on afterwards (0 = all)", min_value=0, max_value=10_000,
+                            value=default_limit or 0, step=8)
+with right:
+    st.metric("Hardware", _hardware())
+    cols = st.columns(2)
+    cols[0].metric("Accepted or edited", counts["accepted"] + counts["edited"], help="latest review of a proposal")
+    cols[1].metric("DPO pairs ready", counts["pairs_ready"])
+
+if st.button("Export and train", type="primary", icon=":material/model_training:", disabled=not counts["pairs_ready"]):
+    try:
+        data = train_view.export_for_training(engine=engine())
+        run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe, limit=limit or None)
+    except R2taError as err:
+        st.error(str(err))
+    else:
+        st.query_params["run"] = run_dir.name
+        st.toast(f"Started {run_dir.name}: {data.sft_rows} SFT rows, {data.dpo_rows} DPO pairs")
+
+summaries = train_view.list_run_summaries()
+names = [s.name for s in summaries]
+if not summaries:
+    st.info("No training runs yet.")
+    st.stop()
+chosen = st.query_params.get("run")
+chosen = chosen if chosen in names else names[0]
+chosen = st.selectbox("Run", names, index=names.index(chosen))
+st.query_params["run"] = chosen
+run_dir = summaries[names.index(chosen)].run_dir
+
+
+def _active() -> bool:
+    ev = eval_jobs.read_eval_status(run_dir)
+    return not jobs.read_progress(run_dir).finished or ev.get("status") in (eval_jobs.WAITING, eval_jobs.RUNNING)
+
+
+was_active = _active()
+
+
+@st.fragment(run_every=2.0 if was_active else None)
+def live_run() -> None:
+    progress = jobs.read_progress(run_dir)
+    train_view.sync_to_db(run_dir, engine=engine())
+    status = progress.status
+    step = f" — step {status.get('step')}/{status.get('max_steps')}" if status.get("max_steps") else ""
+    st.progress(min(max(progress.fraction, 0.0), 1.0), text=f"{progress.state}: {progress.stage or 'waiting'}{step}")
+    if not progress.finished and st.button("Cancel run", icon=":material/cancel:"):
+        progress = jobs.cancel(run_dir, wait_s=1.0)
+        st.rerun(scope="app")
+    if progress.state == jobs.FAILED:
+        st.error(f"Failed: {progress.error}")
+    elif progress.state == jobs.CANCELLED:
+        st.warning("Cancelled.")
+    elif progress.state == jobs.SUCCEEDED:
+        st.success("Succeeded: " + ", ".join(f"{k} → `{v}`" for k, v in (status.get("artefacts") or {}).items()))
+    a, b = st.columns(2)
+    a.plotly_chart(train_view.loss_figure(progress), width="stretch", key="loss")
+    b.plotly_chart(train_view.margin_figure(progress), width="stretch", key="margin")
+    ev = eval_jobs.read_eval_status(run_dir)
+    if ev:
+        st.caption(f"Evaluation: {ev.get('status')}" + (f" — {ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')}"
+                                                        if ev.get("status") == "running" and ev.get("stage") else ""))
+        if ev.get("error"):
+            st.caption(ev["error"])
+    elif progress.state == jobs.SUCCEEDED and st.button("Evaluate this run", icon=":material/analytics:"):
+        eval_jobs.start_run_evaluation(run_dir, limit=limit or None)
+        st.rerun(scope="fragment")
+    if ev.get("status") == eval_jobs.SUCCEEDED:
+        st.page_link("pages/evaluate.py", label="Compare on the Evaluate page", icon=":material/analytics:")
+    if progress.state in (jobs.FAILED, jobs.CANCELLED) or st.toggle("Show the log", key="show_log"):
+        st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
+    if was_active and not _active():
+        st.rerun(scope="app")  # finished: redraw once without the timer
+
+
+live_run()
+
+st.subheader("Past runs")
+st.dataframe([s.row() for s in summaries], hide_index=True, width="stretch")

@@ -1,0 +1,519 @@
+"""Model backends: one interface, two implementations, a dict of named configs.
+
+* :class:`LocalBackend` — transformers in this process: the embedded
+  SmolLM2-135M-Instruct by default (see :mod:`r2ta.embedded_model`), or any
+  local path / Hugging Face id. Batched with left padding, greedy by default,
+  CUDA when there is one, else CPU.
+* :class:`OpenAIBackend` — any OpenAI-compatible ``/v1/chat/completions``
+  endpoint (vLLM, Ollama, a hosted API) over httpx. The key is read from the
+  environment variable the config names, at call time; it is never stored.
+
+A vLLM or Ollama server is a config entry, not a class. Named configs come from
+:data:`DEFAULT_CONFIGS`, overridden or extended by a YAML file
+(``R2TA_BACKENDS_FILE``, else ``<data dir>/backends.yaml``)::
+
+    vllm:
+      kind: openai
+      base_url: http://gpu-box:8000/v1
+      model: HuggingFaceTB/SmolLM2-1.7B-Instruct
+    mine:
+      kind: local
+      model: /models/my-sft-merged
+      batch_size: 16
+
+``R2TA_BACKEND`` names the default (``embedded`` if unset).
+
+This module must not import streamlit or the database layer; torch and
+transformers are imported only when a local model is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from r2ta.config import data_dir
+from r2ta.errors import R2taError
+
+Messages = list[dict[str, str]]
+
+
+class BackendError(R2taError):
+    """A backend is misconfigured, unreachable, or answered with an error."""
+
+
+class Generation(BaseModel):
+    """One completion. ``latency_s`` is the wall time of the call (or batch) that produced it.
+
+    ``finish_reason``: "stop" (end of turn), "length" (hit max_new_tokens),
+    "repetition" (a local model was stopped because it was looping), or what a server said.
+    """
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float = 0.0
+    finish_reason: str | None = None  # "stop", "length" (hit max_new_tokens), or what the server said
+
+
+class BackendConfig(BaseModel):
+    """Validated options of a named backend. Unknown keys are refused (a typo must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "custom"
+    kind: Literal["local", "openai"]
+    model: str = Field(min_length=1)  # local: "embedded", a path or a HF id; openai: the served model name
+    model_id: str | None = None  # the id traces are stored under (default: derived from model)
+    base_url: str | None = None  # openai: e.g. http://localhost:8000/v1
+    api_key_env: str | None = None  # openai: the environment variable holding the key
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_size: int = Field(default=8, ge=1, le=512)
+    max_concurrency: int = Field(default=4, ge=1, le=64)  # openai: parallel requests
+    timeout_s: float = Field(default=300.0, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    retries: int = Field(default=2, ge=0, le=10)
+    stop_on_repetition: bool = True  # local: end a row that loops (see RepetitionStop)
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0)  # local: transformers' penalty (1.0 = off)
+    threads: int | None = Field(default=None, ge=1, le=512)  # local CPU: torch threads (None: see cpu_threads)
+
+    @model_validator(mode="after")
+    def _check(self) -> "BackendConfig":
+        if self.kind == "openai":
+            if not self.base_url:
+                raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+
+DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
+    "embedded": {"kind": "local", "model": "embedded"},
+    "vllm": {
+        "kind": "openai",
+        "base_url": "http://localhost:8000/v1",
+        "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "api_key_env": "VLLM_API_KEY",
+        "max_concurrency": 16,
+    },
+    "ollama": {"kind": "openai", "base_url": "http://localhost:11434/v1", "model": "smollm2:135m"},
+    "openai": {"kind": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"},
+}
+
+
+def backends_file() -> Path:
+    return Path(os.environ.get("R2TA_BACKENDS_FILE") or data_dir() / "backends.yaml")
+
+
+def load_configs(path: str | Path | None = None) -> dict[str, BackendConfig]:
+    """The built-in configs, with the YAML file's entries merged over them (key by key)."""
+    raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in DEFAULT_CONFIGS.items()}
+    path = Path(path) if path else backends_file()
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise BackendError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise BackendError(f"{path} must map backend names to settings")
+        for name, entry in data.items():
+            if not isinstance(entry, dict):
+                raise BackendError(f"{path}: entry {name!r} must be a mapping of settings")
+            raw[str(name)] = {**raw.get(str(name), {}), **entry}
+    configs = {}
+    for name, entry in raw.items():
+        try:
+            configs[name] = BackendConfig(name=name, **{k: v for k, v in entry.items() if k != "name"})
+        except (ValidationError, TypeError) as err:
+            msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+            loc = ".".join(map(str, err.errors()[0]["loc"])) if isinstance(err, ValidationError) else ""
+            raise BackendError(f"backend {name!r} ({path}): {loc + ': ' if loc else ''}{msg}") from None
+    return configs
+
+
+def default_backend_name() -> str:
+    return os.environ.get("R2TA_BACKEND") or "embedded"
+
+
+def get_backend(name: str | None = None, **overrides: Any) -> "Backend":
+    """The backend named ``name`` (default ``R2TA_BACKEND`` or ``embedded``), options overridden."""
+    name = name or default_backend_name()
+    configs = load_configs()
+    if name not in configs:
+        raise BackendError(f"unknown backend {name!r}; known: {', '.join(sorted(configs))} (add one in {backends_file()})")
+    config = configs[name]
+    if overrides:
+        try:
+            config = BackendConfig(**{**config.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+        except ValidationError as err:
+            raise BackendError(f"backend {name!r}: {err.errors()[0]['msg']}") from None
+    return make_backend(config)
+
+
+def make_backend(config: BackendConfig) -> "Backend":
+    return LocalBackend(config) if config.kind == "local" else OpenAIBackend(config)
+
+
+class Backend(ABC):
+    """Chat in, text out. ``id`` is the model id traces are stored under; ``version`` refines it."""
+
+    def __init__(self, config: BackendConfig):
+        self.config = config
+
+    @property
+    @abstractmethod
+    def id(self) -> str: ...
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def device(self) -> str:
+        return "remote"
+
+    @abstractmethod
+    def generate(
+        self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None
+    ) -> list[Generation]:
+        """One :class:`Generation` per prompt, in order."""
+
+    def close(self) -> None:
+        """Release what the backend holds (a model, a connection pool)."""
+
+
+# -- local transformers -------------------------------------------------------------
+
+_LOOP = re.compile(r"(.{3,60}?)\1{3,}", re.DOTALL)
+_DIGITS = re.compile(r"\d+")
+
+
+def is_looping(text: str) -> bool:
+    """Whether generated text has fallen into a loop a greedy small model never leaves.
+
+    Two signs: the last four complete lines are the same once numbers are ignored
+    ("1. Each customer ...", "2. Each customer ..."), or the text ends with a
+    short piece repeated four times or more ("a company, a company, ..."), possibly
+    cut in the middle of the piece.
+    A trace never does either: its steps differ by element and finding.
+    """
+    lines = text.split("\n")[:-1]  # complete lines only
+    last = [_DIGITS.sub("#", line).strip() for line in lines[-4:]]
+    if len(last) == 4 and last[0] and all(line == last[0] for line in last):
+        return True
+    tail = text[-300:]
+    for m in _LOOP.finditer(tail):  # a piece repeated 4+ times, running up to the end (maybe mid-piece)
+        unit = m.group(1)
+        if any(c.isalnum() for c in unit) and m.end() >= len(tail) - len(unit):
+            return True
+    return False
+
+
+class RepetitionStop:
+    """A transformers stopping criterion: per row, stop once its new text :func:`is_looping`.
+
+    Checked every 8 tokens on the last 256 generated tokens. Greedy decoding of a
+    135M model loops often; without this a looping row burns the whole token
+    budget and holds up its batch. The output keeps what was written up to the stop.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, every: int = 8):
+        self.tokenizer, self.width, self.every = tokenizer, prompt_width, every
+        self.stopped: set[int] = set()
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        new = input_ids.shape[1] - self.width
+        if new == 0 or new % self.every:
+            for row in self.stopped:
+                done[row] = True
+            return done
+        for row in range(input_ids.shape[0]):
+            if row in self.stopped:
+                done[row] = True
+                continue
+            tail = input_ids[row, max(self.width, input_ids.shape[1] - 256) :].tolist()
+            if is_looping(self.tokenizer.decode(tail, skip_special_tokens=True)):
+                self.stopped.add(row)
+                done[row] = True
+        return done
+
+
+def cpu_threads() -> int:
+    """Torch threads for CPU inference: the cores that are free right now, at least one.
+
+    On a shared machine this matters more than anything else: with two OpenMP
+    threads on two busy cores, a decode step of the 135M model took 2.4 s; with
+    one thread, 0.12 s (measured here at load average 9). Set ``threads`` in the
+    backend config to override.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
+class LocalBackend(Backend):
+    """A causal LM through transformers, loaded on first use (or passed in, for tests)."""
+
+    def __init__(self, config: BackendConfig, model: Any = None, tokenizer: Any = None):
+        super().__init__(config)
+        self._model = model
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        if self.config.model_id:
+            return self.config.model_id
+        if self.config.model == "embedded":
+            from r2ta.embedded_model import EMBEDDED_MODEL_ID
+
+            return EMBEDDED_MODEL_ID
+        return Path(self.config.model).name if Path(self.config.model).exists() else self.config.model
+
+    @property
+    def version(self) -> str:
+        if self.config.model == "embedded":
+            from r2ta.embedded_model import EMBEDDED_VERSION
+
+            return EMBEDDED_VERSION
+        return ""
+
+    def _resolve_device(self) -> str:
+        import torch
+
+        if self.config.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.config.device == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"backend {self.config.name!r} asks for device cuda, but torch sees no GPU; use device: auto")
+        return self.config.device
+
+    def _resolve_dtype(self, device: str):
+        import torch
+
+        if self.config.dtype != "auto":
+            return getattr(torch, self.config.dtype)
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            source = self.config.model
+            if source == "embedded":
+                from r2ta.embedded_model import ensure_embedded_model
+
+                source = str(ensure_embedded_model())
+            device = self._resolve_device()
+            if device == "cpu":
+                torch.set_num_threads(self.config.threads or cpu_threads())
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=self._resolve_dtype(device))
+            except OSError as err:
+                raise BackendError(
+                    f"cannot load model {source!r}: {err}. Use a local folder with config.json and weights, "
+                    "or a Hugging Face id where a hub is reachable"
+                ) from None
+            model.to(device).eval()
+            self._model, self._tokenizer = model, tokenizer
+
+    @property
+    def device(self) -> str:
+        if self._model is None:
+            return self._resolve_device()
+        return str(next(self._model.parameters()).device)
+
+    @property
+    def model(self):
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        self.load()
+        return self._tokenizer
+
+    def render_prompt(self, messages: Messages) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def generate(self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None) -> list[Generation]:
+        import torch
+
+        if not prompts:
+            return []
+        tok, model = self.tokenizer, self.model
+        tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its own text
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        temperature = self.config.temperature if temperature is None else temperature
+        texts = [self.render_prompt(p) for p in prompts]
+        lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        # Batch prompts of similar length together: less padding, same results.
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        eos_ids = set(_as_list(model.generation_config.eos_token_id) or _as_list(tok.eos_token_id))
+        out: list[Generation | None] = [None] * len(texts)
+        device = next(model.parameters()).device
+        prefix = self._shared_prefix(texts) if self.config.batch_size == 1 and len(texts) > 1 else None
+        for start in range(0, len(order), self.config.batch_size):
+            idx = order[start : start + self.config.batch_size]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tok.pad_token_id}
+            stopper = None
+            if self.config.stop_on_repetition:
+                from transformers import StoppingCriteriaList
+
+                stopper = RepetitionStop(tok, enc["input_ids"].shape[1])
+                kwargs["stopping_criteria"] = StoppingCriteriaList([stopper])
+            kwargs.update({"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False})
+            if self.config.repetition_penalty != 1.0:
+                kwargs["repetition_penalty"] = self.config.repetition_penalty
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                if prefix is not None and enc["input_ids"][0, : prefix[0]].tolist() == prefix[1]:
+                    kwargs["past_key_values"] = copy.deepcopy(prefix[2])
+                seqs = model.generate(**enc, **kwargs)
+            latency = time.perf_counter() - t0
+            width = enc["input_ids"].shape[1]
+            for row, i in enumerate(idx):
+                new = seqs[row, width:].tolist()
+                stop = next((k for k, t in enumerate(new) if t in eos_ids or t == tok.pad_token_id), None)
+                kept = new if stop is None else new[:stop]
+                looped = stopper is not None and row in stopper.stopped
+                out[i] = Generation(
+                    text=tok.decode(kept, skip_special_tokens=True),
+                    prompt_tokens=int(enc["attention_mask"][row].sum()),
+                    completion_tokens=len(kept) + (0 if stop is None or looped else 1),
+                    latency_s=latency,
+                    finish_reason="repetition" if looped else "stop" if stop is not None else "length",
+                )
+        return out  # type: ignore[return-value]
+
+    def _shared_prefix(self, texts: list[str]):
+        """(length, token ids, KV cache) of the tokens every prompt starts with, or None.
+
+        Every R2tA prompt starts with the same system message and worked example
+        (~750 tokens): when prompts run one at a time, that prefix is encoded once
+        and its cache copied into each call, instead of recomputed every time.
+        (With left padding in a batch the prefix no longer lines up, so batches skip it.)
+        """
+        import torch
+
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        n = 0
+        shortest = min(len(x) for x in ids)
+        while n < shortest - 1 and all(x[n] == ids[0][n] for x in ids):
+            n += 1
+        if n < 32:
+            return None
+        head = ids[0][:n]
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            cache = self.model(torch.tensor([head], device=device), use_cache=True).past_key_values
+        return n, head, cache
+
+    def close(self) -> None:
+        self._model = self._tokenizer = None
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# -- OpenAI-compatible HTTP ----------------------------------------------------------
+
+
+class OpenAIBackend(Backend):
+    """``POST {base_url}/chat/completions``, one request per prompt, a few in parallel."""
+
+    def __init__(self, config: BackendConfig, transport: httpx.BaseTransport | None = None):
+        super().__init__(config)
+        self._client = httpx.Client(timeout=config.timeout_s, transport=transport)
+
+    @property
+    def id(self) -> str:
+        return self.config.model_id or self.config.model
+
+    @property
+    def version(self) -> str:
+        return self.config.base_url or ""
+
+    def _headers(self) -> dict[str, str]:
+        env = self.config.api_key_env
+        if not env:
+            return {}
+        key = os.environ.get(env)
+        if not key:
+            if self.config.base_url and self.config.base_url.startswith(("http://localhost", "http://127.0.0.1")):
+                return {}  # a server on this machine (vLLM, Ollama) usually runs without a key
+            raise BackendError(f"backend {self.config.name!r} reads its API key from ${env}, which is not set; export {env}=...")
+        return {"Authorization": f"Bearer {key}"}
+
+    def _one(self, messages: Messages, max_new_tokens: int, temperature: float) -> Generation:
+        url = self.config.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        body = {"model": self.config.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
+        headers = self._headers()
+        for attempt in range(self.config.retries + 1):
+            t0 = time.perf_counter()
+            try:
+                resp = self._client.post(url, json=body, headers=headers)
+            except httpx.TransportError as err:
+                if attempt < self.config.retries:
+                    time.sleep(0.5 * 2**attempt)
+                    continue
+                raise BackendError(f"cannot reach {url} ({type(err).__name__}: {err}); is the server running?") from None
+            latency = time.perf_counter() - t0
+            if resp.status_code in (429, 500, 502, 503, 504) and attempt < self.config.retries:
+                time.sleep(0.5 * 2**attempt)
+                continue
+            if resp.status_code != 200:
+                raise BackendError(f"{url} answered HTTP {resp.status_code}: {resp.text[:300]}")
+            try:
+                data = resp.json()
+                choice = data["choices"][0]
+                text = choice["message"].get("content") or ""
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                raise BackendError(f"{url} did not answer in the chat-completions format: {resp.text[:300]}") from None
+            usage = data.get("usage") or {}
+            return Generation(
+                text=text,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                latency_s=latency,
+                finish_reason=choice.get("finish_reason"),
+            )
+        raise AssertionError("unreachable")
+
+    def generate(self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None) -> list[Generation]:
+        temperature = self.config.temperature if temperature is None else temperature
+        if len(prompts) <= 1 or self.config.max_concurrency == 1:
+            return [self._one(p, max_new_tokens, temperature) for p in prompts]
+        with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(prompts))) as pool:
+            return list(pool.map(lambda p: self._one(p, max_new_tokens, temperature), prompts))
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,1 @@
+"""One module per ``r2ta`` subcommand group; each defines ``register(subparsers)``."""

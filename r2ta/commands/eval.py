@@ -1,0 +1,96 @@
+"""``r2ta eval``: score a model on a split and store the evaluation; compare stored evaluations.
+
+    r2ta eval --model embedded --split test                 # the base model (generates missing traces)
+    r2ta eval --model data/runs/RUN --split test --limit 24  # a run's SFT+DPO model (RUN:sft for its SFT stage)
+    r2ta eval --model checker --split test                   # the structural checker alone
+    r2ta eval --compare smollm2-135m-instruct RUN:sft RUN:sft+dpo checker
+    r2ta eval --pending --limit 24                           # every finished run not evaluated yet
+
+A model is ``checker``, a training run folder (optionally ``:sft`` / ``:sft+dpo``),
+a model folder, or a named backend (``--backend NAME`` with another ``--model``:
+that model served by the backend). Generation is resumable: variants that already
+have a trace by the model are not generated again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a model (or the checker) on a split; compare evaluations",
+                       description=__doc__.split("\n\n")[0])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="checker, a run folder[:sft|:sft+dpo], a model folder or a backend name")
+    what.add_argument("--compare", nargs="+", metavar="MODEL_ID", help="stored model ids to compare side by side")
+    what.add_argument("--pending", action="store_true",
+                      help="evaluate every succeeded training run that has no evaluation yet (SFT and SFT+DPO)")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="default: %(default)s")
+    p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order)")
+    p.add_argument("--backend", default=None, help="named backend settings to generate with")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
+    p.add_argument("--all-variants", action="store_true",
+                   help="--compare: score each model on all its variants, not only the common ones")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from r2ta.errors import R2taError
+    from r2ta.evaluation import evaluate, format_side_by_side, list_evaluations, rescore
+    from r2ta.metrics import format_report
+
+    if args.compare:
+        latest = {m.model_id: m for m in list_evaluations(split=args.split)}
+        unknown = [m for m in args.compare if m not in latest]
+        if unknown:
+            raise R2taError(f"no stored {args.split} evaluation for {', '.join(unknown)}; "
+                            f"evaluated models: {', '.join(sorted(latest)) or 'none'}")
+        reports, common = rescore({m: latest[m].evaluation_id for m in args.compare}, common_only=not args.all_variants)
+        if not args.all_variants:
+            print(f"scored on the {len(common)} variants every model has")
+        print(format_side_by_side(reports))
+        return 0
+    if args.limit is not None and args.limit < 1:
+        raise R2taError("--limit must be at least 1")
+    if args.pending:
+        return _pending(args)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        if bar is None:
+            bar = tqdm(total=total, desc=f"eval {args.model}", unit="variant", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        outcome = evaluate(args.model, split=args.split, limit=args.limit, backend=args.backend,
+                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in outcome.notes:
+        print(note)
+    print(format_report(outcome.report))
+    link = f", linked to training run {outcome.run_id}" if outcome.run_id else ""
+    print(f"{outcome.model_id}: stored as evaluation {outcome.evaluation_id}{link}")
+    return 0
+
+
+def _pending(args: argparse.Namespace) -> int:
+    """Evaluate, in the foreground, each succeeded run without an evaluation job (as the Train page's job would)."""
+    from r2ta import eval_jobs, jobs
+
+    todo = [r for r in jobs.list_runs()
+            if jobs.read_progress(r).state == jobs.SUCCEEDED and not eval_jobs.read_eval_status(r)]
+    if not todo:
+        print("every succeeded run has an evaluation (or one under way)")
+    code = 0
+    for run_dir in todo:
+        print(f"evaluating {run_dir}", flush=True)
+        code = max(code, eval_jobs.evaluate_run(run_dir, split=args.split, limit=args.limit,
+                                                max_new_tokens=args.max_new_tokens))
+    return code

@@ -1,0 +1,48 @@
+"""``r2ta loop``: the whole measured loop — reason, refine, bulk-accept, export, train, evaluate, compare.
+
+    R2TA_DATA_DIR=/tmp/loop-data r2ta loop --train-limit 8 --test-limit 24
+
+The auditor's proposals are accepted in bulk by the reviewer ``bulk:deterministic-auditor``
+(the data says so; these are not human reviews). Prints a side-by-side table of
+base, SFT, SFT+DPO and the checker with each stage's wall time and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from r2ta.jobs import DEFAULT_RECIPE
+
+    p = sub.add_parser("loop", help="run the whole measured loop (bulk-accepted refinements) and compare models",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--train-limit", type=int, default=None, help="train on the first N train variants (default: all)")
+    p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test variants (default: all)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="token budget per answer (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
+    p.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads of each stage process")
+    p.add_argument("--base-backend", default="embedded", help="the base model's backend (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a recipe setting, e.g. --set sft.num_train_epochs=3 (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="loop folder (default: DATA/loops/<time>)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from r2ta.loop import LoopConfig, run_loop
+
+    for flag in ("train_limit", "test_limit", "max_new_tokens", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            from r2ta.errors import R2taError
+
+            raise R2taError(f"--{flag.replace('_', '-')} must be at least 1")
+    config = LoopConfig(train_limit=args.train_limit, test_limit=args.test_limit, max_new_tokens=args.max_new_tokens,
+                        batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
+                        out=args.out, base_backend=args.base_backend, overrides=args.overrides)
+    print(run_loop(config, say=lambda line: print(line, flush=True)))
+    return 0

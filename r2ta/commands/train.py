@@ -1,0 +1,130 @@
+"""``r2ta train``: SFT then DPO on exported data, as a background job followed in the terminal.
+
+    r2ta train --sft sft.jsonl --dpo dpo.jsonl                 # embedded model, LoRA, follow to the end
+    r2ta train --sft sft.jsonl --dpo dpo.jsonl --recipe tiny-cpu --max-steps 4
+    r2ta train --sft sft.jsonl --dpo dpo.jsonl --detach        # start, print the run folder, return
+    r2ta train --follow RUN_DIR                                # follow a run started elsewhere
+    r2ta train --cancel RUN_DIR
+
+The job is the same one the Train page starts (:mod:`r2ta.jobs`); Ctrl-C while
+following cancels it cleanly. Exit status: 0 succeeded, 2 failed (the error and
+the log's path are printed), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from r2ta.jobs import DEFAULT_RECIPE
+
+    p = sub.add_parser("train", help="train SFT then DPO on exported data (a background job)",
+                       description=__doc__.split("\n\n")[0])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--sft", type=Path, metavar="FILE", help="SFT examples (JSONL, TRL conversational `messages`)")
+    what.add_argument("--follow", type=Path, metavar="RUN_DIR", help="follow a run that is already going")
+    what.add_argument("--cancel", type=Path, metavar="RUN_DIR", help="cancel a run")
+    what.add_argument("--list-recipes", action="store_true", help="print the recipe names and exit")
+    p.add_argument("--dpo", type=Path, metavar="FILE", help="DPO pairs (JSONL, `prompt`/`chosen`/`rejected`)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name or YAML path (default {DEFAULT_RECIPE})")
+    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: a new one under data/runs/)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto: the recipe's choice (fp32 on CPU, bf16 on a GPU that has it)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps (smoke runs)")
+    merged = p.add_mutually_exclusive_group()
+    merged.add_argument("--merge", dest="save_merged", action="store_true", default=None,
+                        help="also save merged weights (default: as the recipe says)")
+    merged.add_argument("--no-merge", dest="save_merged", action="store_false")
+    p.add_argument("--num-processes", type=int, default=None,
+                   help="GPU processes (default: one per visible GPU; 1 forces a single process)")
+    p.add_argument("--detach", action="store_true", help="start in the background and return at once")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from r2ta import jobs
+
+    if args.list_recipes:
+        for name in jobs.list_recipes():
+            print(name)
+        return 0
+    if args.cancel:
+        progress = jobs.cancel(args.cancel, wait_s=30)
+        print(f"{args.cancel}: {progress.state}")
+        return 0
+    if args.follow:
+        return follow(args.follow)
+    if args.dpo is None:
+        raise jobs.TrainingError("--dpo FILE is required with --sft (training runs SFT, then DPO)")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise jobs.TrainingError("--max-steps must be at least 1")
+    run_dir = jobs.start_training(
+        args.sft, args.dpo, recipe=args.recipe, run_dir=args.run_dir, precision=args.precision,
+        max_steps=args.max_steps, save_merged=args.save_merged, num_processes=args.num_processes,
+    )
+    print(f"run folder: {run_dir}", flush=True)
+    if args.detach:
+        print(f"follow:     r2ta train --follow {run_dir}")
+        print(f"cancel:     r2ta train --cancel {run_dir}")
+        return 0
+    return follow(run_dir)
+
+
+def _line(point: dict) -> str:
+    parts = [f"{point.get('stage', '?'):>3} step {point.get('step')}/{point.get('max_steps')}"]
+    for key, label, fmt in (
+        ("loss", "loss", "{:.4f}"),
+        ("reward_margin", "margin", "{:+.4f}"),
+        ("learning_rate", "lr", "{:.2e}"),
+        ("tokens_per_s", "tok/s", "{:,.0f}"),
+    ):
+        if point.get(key) is not None:
+            parts.append(f"{label} {fmt.format(point[key])}")
+    return "  ".join(parts)
+
+
+def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
+    """Print the run's progress as it comes until it finishes; Ctrl-C cancels it."""
+    from r2ta import jobs
+
+    seen, stage = 0, None
+    try:
+        while True:
+            progress = jobs.read_progress(run_dir)
+            if progress.stage != stage and progress.stage:
+                stage = progress.stage
+                print(f"[{progress.fraction:4.0%}] stage {stage}", flush=True)
+            for point in progress.points[seen:]:
+                print(_line(point), flush=True)
+            seen = len(progress.points)
+            if progress.finished:
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        print("\ncancelling (the current step finishes first)...", file=sys.stderr, flush=True)
+        progress = jobs.cancel(run_dir, wait_s=60, force=True)
+    return _report(progress)
+
+
+def _report(progress) -> int:
+    from r2ta import jobs
+
+    status = progress.status
+    if progress.state == jobs.SUCCEEDED:
+        metrics = status.get("metrics") or {}
+        for stage in ("sft", "dpo"):
+            m = metrics.get(stage) or {}
+            print(f"{stage}: {m.get('steps')} steps, loss {m.get('final_loss')}, "
+                  f"{m.get('tokens_per_s')} tok/s, {m.get('wall_s')} s, peak RSS {m.get('peak_rss_mb')} MB")
+        for name, path in (status.get("artefacts") or {}).items():
+            print(f"{name:>6}: {path}")
+        print(f"model card: {progress.run_dir / 'README.md'}")
+        return 0
+    if progress.state == jobs.CANCELLED:
+        print(f"cancelled; log: {progress.run_dir / jobs.LOG_FILE}", file=sys.stderr)
+        return 130
+    raise jobs.TrainingError(f"training failed: {progress.error}\nlog: {progress.run_dir / jobs.LOG_FILE}")

@@ -1,0 +1,201 @@
+"""Evaluation jobs: every finished training run is evaluated on the test split, out of process.
+
+    python -m r2ta.eval_jobs supervise RUN_DIR [--limit N]   # train (the runner), then evaluate
+    python -m r2ta.eval_jobs evaluate RUN_DIR [--limit N]    # evaluate a finished run
+
+:func:`start_training_with_evaluation` (the Train page's button) prepares a run
+with :func:`r2ta.jobs.prepare_run` and starts a small *supervisor* process. The
+supervisor launches the training runner exactly as :func:`r2ta.jobs.launch`
+does (so ``status.json``, cancel and liveness work as for any run), waits for
+it, and when it succeeded evaluates the run's SFT and SFT+DPO models with
+:func:`r2ta.evaluation.evaluate`; each evaluation is stored linked to the run's
+``training_run`` row of that stage. The page may be closed or reloaded at any
+time: everything is in the run folder.
+
+Files in ``RUN_DIR/evaluation/``: ``status.json`` (``status``: waiting, running,
+succeeded, failed, skipped; ``stage``: the model being evaluated; ``evaluations``:
+stage -> evaluation id; ``error``) and ``eval.log``.
+
+A run started elsewhere (``r2ta train``) is evaluated by :func:`start_run_evaluation`
+(the Train page offers it for any finished run without an evaluation, and
+``r2ta eval --model RUN_DIR`` does the same in the foreground).
+
+Standard library and the project only; no streamlit, no torch at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from r2ta import jobs
+from r2ta.config import PROJECT_ROOT
+from r2ta.errors import R2taError
+
+EVAL_DIR = "evaluation"
+WAITING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "waiting", "running", "succeeded", "failed", "skipped"
+FINISHED = frozenset({SUCCEEDED, FAILED, SKIPPED})
+DEFAULT_CPU_LIMIT = 24  # test variants evaluated after a CPU run (generation is ~30 s a variant there)
+
+
+def eval_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / EVAL_DIR
+
+
+def write_eval_status(run_dir: str | Path, **fields) -> dict:
+    folder = eval_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    status = jobs._read_json(folder / "status.json")
+    status.update(fields)
+    status["updated_at"] = jobs.now_iso()
+    jobs._write_json_atomic(folder / "status.json", status)
+    return status
+
+
+def read_eval_status(run_dir: str | Path) -> dict:
+    """The evaluation status of a run ({} when none was started); a job whose process is gone is marked failed."""
+    path = eval_dir(run_dir) / "status.json"
+    status = jobs._read_json(path)
+    if status and status.get("status") not in FINISHED and status.get("pid"):
+        if not jobs.process_alive(status["pid"], status.get("pid_start")):
+            status = jobs._read_json(path)
+            if status.get("status") not in FINISHED:
+                status = write_eval_status(
+                    run_dir, status=FAILED, finished_at=jobs.now_iso(),
+                    error=f"the evaluation process (pid {status['pid']}) ended without a result; see {eval_dir(run_dir) / 'eval.log'}",
+                )
+    return status
+
+
+def read_eval_log(run_dir: str | Path, max_chars: int = 10_000) -> str:
+    try:
+        return (eval_dir(run_dir) / "eval.log").read_text(encoding="utf-8", errors="replace")[-max_chars:]
+    except FileNotFoundError:
+        return ""
+
+
+def default_limit() -> int | None:
+    """All test variants on a GPU; :data:`DEFAULT_CPU_LIMIT` on a CPU, where generation is slow."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return DEFAULT_CPU_LIMIT
+    return None if torch.cuda.is_available() else DEFAULT_CPU_LIMIT
+
+
+def _spawn(run_dir: Path, argv: list[str]) -> subprocess.Popen:
+    folder = eval_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "eval.log", "ab") as log:
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "r2ta.eval_jobs", *argv], cwd=PROJECT_ROOT,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as err:
+            raise R2taError(f"could not start the evaluation process: {err}") from None
+    jobs._CHILDREN[child.pid] = child
+    return child
+
+
+def _job_args(split: str, limit: int | None, max_new_tokens: int | None) -> list[str]:
+    args = ["--split", split]
+    if limit:
+        args += ["--limit", str(limit)]
+    if max_new_tokens:
+        args += ["--max-new-tokens", str(max_new_tokens)]
+    return args
+
+
+def start_training_with_evaluation(
+    sft_file: str | Path, dpo_file: str | Path, *, recipe: str | Path = jobs.DEFAULT_RECIPE, split: str = "test",
+    limit: int | None = None, max_new_tokens: int | None = None, max_steps: int | None = None,
+) -> Path:
+    """Prepare a run and start the supervisor (training, then its evaluation); returns the run folder at once."""
+    run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps)
+    write_eval_status(run_dir, status=WAITING, split=split, limit=limit, evaluations={}, created_at=jobs.now_iso())
+    child = _spawn(run_dir, ["supervise", str(run_dir), *_job_args(split, limit, max_new_tokens)])
+    write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
+    # The runner's pid lands in status.json once the supervisor launched it; until then the run reads as queued.
+    return run_dir
+
+
+def start_run_evaluation(
+    run_dir: str | Path, *, split: str = "test", limit: int | None = None, max_new_tokens: int | None = None
+) -> dict:
+    """Evaluate a succeeded run in a background process (no-op when an evaluation is going or done)."""
+    run_dir = Path(run_dir)
+    current = read_eval_status(run_dir)
+    if current.get("status") in (WAITING, RUNNING, SUCCEEDED):
+        return current
+    if jobs.read_progress(run_dir).state != jobs.SUCCEEDED:
+        raise R2taError(f"{run_dir} has not succeeded; only a finished run can be evaluated")
+    write_eval_status(run_dir, status=WAITING, split=split, limit=limit, evaluations={}, error=None,
+                      created_at=jobs.now_iso(), finished_at=None)
+    child = _spawn(run_dir, ["evaluate", str(run_dir), *_job_args(split, limit, max_new_tokens)])
+    return write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
+
+
+# -- inside the job process ------------------------------------------------------------
+
+
+def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None) -> int:
+    """Evaluate the run's SFT and SFT+DPO models, one after the other, recording each in the status file."""
+    from r2ta.evaluation import FINAL, SFT, evaluate
+
+    evaluations: dict[str, int | None] = {}
+    write_eval_status(run_dir, status=RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
+                      pid_start=jobs.process_start_ticks(os.getpid()))
+    try:
+        for stage in (SFT, FINAL):
+            write_eval_status(run_dir, stage=stage)
+
+            def progress(done: int, total: int, stage=stage) -> None:
+                write_eval_status(run_dir, done=done, total=total)
+
+            outcome = evaluate(f"{run_dir}:{stage}", split=split, limit=limit, max_new_tokens=max_new_tokens,
+                               progress=progress)
+            evaluations[stage] = outcome.evaluation_id
+            write_eval_status(run_dir, evaluations=evaluations)
+            print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f}",
+                  flush=True)
+    except R2taError as err:
+        write_eval_status(run_dir, status=FAILED, error=str(err), finished_at=jobs.now_iso())
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_eval_status(run_dir, status=SUCCEEDED, stage=None, finished_at=jobs.now_iso())
+    return 0
+
+
+def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None) -> int:
+    """Run the training job as a child, wait for it, then evaluate it if it succeeded."""
+    child = jobs.launch(run_dir)
+    child.wait()
+    state = jobs.read_progress(run_dir).state
+    if state != jobs.SUCCEEDED:
+        write_eval_status(run_dir, status=SKIPPED, error=f"not evaluated: the run {state}", finished_at=jobs.now_iso())
+        return 0
+    return evaluate_run(run_dir, split=split, limit=limit, max_new_tokens=max_new_tokens)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r2ta.eval_jobs", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=["supervise", "evaluate"])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--split", default="test", choices=["train", "test"])
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    kwargs = {"split": args.split, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
+    if args.action == "supervise":
+        return supervise(run_dir, **kwargs)
+    return evaluate_run(run_dir, **kwargs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,501 @@
+"""Evaluate any model on a split, the structural checker as a baseline, and compare evaluations.
+
+* :func:`resolve_model` turns what a user names (``checker``, a named backend,
+  a model folder, a training run folder, ``RUN_DIR:sft``) into a
+  :class:`ModelSpec`: the model id its traces and evaluation are stored under
+  and how to build its backend. A run's SFT stage is its LoRA adapter
+  (``RUN/sft``); its final SFT+DPO model is ``RUN/merged`` when the runner saved
+  merged weights, else the adapter ``RUN/dpo``. :class:`r2ta.backends.LocalBackend`
+  loads either by path (transformers loads an adapter folder onto the base
+  model its ``adapter_config.json`` names).
+* :func:`evaluate` generates the missing traces with :func:`r2ta.pipeline.reason`
+  (resumable) and stores the evaluation with :func:`r2ta.pipeline.evaluate_model`,
+  linked to the training run when there is one.
+* :func:`evaluate_checker`: the structural checker alone as a model called
+  ``checker``. Its findings become a trace (one step per finding, the findings
+  as the verdict) stored like any model's, so it is scored, stored and shown
+  by the same code. It reads no requirements, so it can only find the
+  structural categories; that is the baseline a trained model must beat.
+* Comparison (the Evaluate page, ``r2ta eval --compare``, the loop's table):
+  :func:`rescore` recomputes evaluations on the variants they have in common
+  (from their stored per-variant results), :func:`summary_rows`,
+  :func:`category_rows`, :func:`differing_variants`, and plotly figures.
+
+This module must not import streamlit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from db.engine import get_engine, init_db
+from db.models import EvaluationResultRow, EvaluationRow, TraceRow, VariantRow
+from db.queries import ModelMetrics, create_trace, get_training_run_by_dir, metrics_by_model
+from r2ta.checker import check
+from r2ta.eerd import CATEGORIES, Mistake, parse_diagram
+from r2ta.errors import R2taError
+from r2ta.metrics import EvalItem, EvaluationReport, evaluate as score_items
+from r2ta.prompting import make_step, parse_output, render_trace
+
+if TYPE_CHECKING:
+    from r2ta.backends import Backend
+
+CHECKER_MODEL_ID = "checker"
+SFT, FINAL = "sft", "sft+dpo"
+Progress = Callable[[int, int], None]
+
+
+class EvaluationError(R2taError):
+    """A model to evaluate cannot be found or loaded, or evaluations cannot be compared."""
+
+
+def _engine(engine: Engine | None) -> Engine:
+    if engine is None:
+        engine = get_engine()
+        init_db(engine)
+    return engine
+
+
+# -- which model ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to evaluate. ``kind``: checker, backend (a named config), path (a model folder), run (a training run stage)."""
+
+    kind: str
+    model_id: str
+    backend_name: str | None = None
+    model_path: Path | None = None
+    run_dir: Path | None = None
+    stage: str | None = None  # "sft" or "sft+dpo" for a run
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "request.json").is_file() and (path / "status.json").is_file()
+
+
+def run_model_id(run_dir: str | Path, stage: str) -> str:
+    """The model id a run's stage is stored under: ``<run folder name>:sft`` or ``<run folder name>:sft+dpo``."""
+    return f"{Path(run_dir).name}:{stage}"
+
+
+def run_stage_path(run_dir: str | Path, stage: str) -> Path:
+    """The folder of a finished run's stage: the SFT adapter, or the merged (else adapter) SFT+DPO model."""
+    run_dir = Path(run_dir)
+    if stage == SFT:
+        candidates = [run_dir / "sft"]
+    elif stage == FINAL:
+        candidates = [run_dir / "merged", run_dir / "dpo"]
+    else:
+        raise EvaluationError(f"a run has stages {SFT!r} and {FINAL!r}, not {stage!r}")
+    for path in candidates:
+        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+            return path
+    raise EvaluationError(
+        f"{run_dir} has no {stage} model (looked for {', '.join(str(c) for c in candidates)}); "
+        "evaluate a run after it succeeded (r2ta train --follow RUN_DIR)"
+    )
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """``checker``; ``RUN_DIR`` (its SFT+DPO model) or ``RUN_DIR:sft``/``RUN_DIR:sft+dpo``; a model folder; a named backend."""
+    if name == CHECKER_MODEL_ID:
+        return ModelSpec("checker", CHECKER_MODEL_ID)
+    text, stage = name, FINAL
+    for suffix in (SFT, FINAL, "dpo"):
+        if name.endswith(":" + suffix) and is_run_dir(Path(name[: -len(suffix) - 1]).expanduser()):
+            text, stage = name[: -len(suffix) - 1], FINAL if suffix == "dpo" else suffix
+    path = Path(text).expanduser()
+    if is_run_dir(path):
+        path = path.resolve()
+        run_stage_path(path, stage)  # fail now, not after loading
+        return ModelSpec("run", run_model_id(path, stage), run_dir=path, stage=stage, model_path=run_stage_path(path, stage))
+    if path.is_dir():
+        if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+            path = path.resolve()  # "parent/name": a bare "merged" or "sft" would name many models
+            return ModelSpec("path", f"{path.parent.name}/{path.name}", model_path=path)
+        raise EvaluationError(f"{path} is neither a training run folder nor a model folder (no config.json)")
+    from r2ta.backends import load_configs
+
+    if name in load_configs():
+        return ModelSpec("backend", "", backend_name=name)
+    raise EvaluationError(
+        f"cannot evaluate {name!r}: not 'checker', a training run folder, a model folder or a named backend "
+        f"(known backends: {', '.join(sorted(load_configs()))})"
+    )
+
+
+def make_backend_for(spec: ModelSpec, backend: str | None = None, **overrides):
+    """The backend that generates for ``spec`` (not for the checker).
+
+    ``backend`` names a config whose settings (kind, device, batch size, server) are
+    used with this model: a run or model folder on a local config, or a model name
+    served by an OpenAI-compatible one.
+    """
+    from r2ta.backends import get_backend, load_configs
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if spec.kind == "backend":
+        return get_backend(spec.backend_name, **overrides)
+    if spec.kind in ("run", "path"):
+        name = backend or "embedded"
+        configs = load_configs()
+        if name in configs and configs[name].kind != "local":
+            raise EvaluationError(f"{spec.model_id} is a local model folder; backend {name!r} is a server, use a local one")
+        return get_backend(name, model=str(spec.model_path), model_id=spec.model_id, **overrides)
+    if spec.kind == "served":
+        return get_backend(backend, model=spec.model_id, **overrides)
+    raise EvaluationError(f"the {spec.kind} model {spec.model_id!r} needs no backend")
+
+
+def spec_with_backend(model: str, backend: str | None) -> ModelSpec:
+    """:func:`resolve_model`, where a name that is no run, folder or checker is a model served by ``backend``."""
+    if backend is None:
+        return resolve_model(model)
+    if model == backend:
+        return ModelSpec("backend", "", backend_name=backend)
+    try:
+        spec = resolve_model(model)
+    except EvaluationError:
+        spec = None
+    if spec is None or spec.kind == "backend":
+        return ModelSpec("served", model, backend_name=backend)
+    return spec
+
+
+# -- the checker as a model -----------------------------------------------------------
+
+
+def checker_trace(diagram) -> str:
+    """The checker's findings as a trace: one step per finding, the findings as the verdict."""
+    findings = check(diagram)
+    steps = [make_step(i, list(m.elements), m.explanation, m.category) for i, m in enumerate(findings, 1)]
+    return render_trace(steps, findings)
+
+
+def _first_variants(session: Session, split: str, limit: int | None) -> list[VariantRow]:
+    stmt = select(VariantRow).where(VariantRow.split == split).order_by(VariantRow.id).limit(limit)
+    return list(session.exec(stmt))
+
+
+def store_checker_traces(*, split: str, limit: int | None = None, engine: Engine | None = None) -> int:
+    """Store the checker's trace for each of the first ``limit`` variants of ``split`` that has none; returns how many."""
+    engine = _engine(engine)
+    with Session(engine) as session:
+        variants = _first_variants(session, split, limit)
+        done = set(session.exec(select(TraceRow.variant_id).where(TraceRow.model_id == CHECKER_MODEL_ID)))
+        stored = 0
+        for v in variants:
+            if v.id in done:
+                continue
+            diagram = parse_diagram(v.diagram)
+            t0 = time.perf_counter()
+            text = checker_trace(diagram)
+            parsed = parse_output(text, diagram)
+            create_trace(
+                session=session, variant_id=v.id, model_id=CHECKER_MODEL_ID, model_version="r2ta.checker",
+                prompt="(the structural checker reads the diagram only)", raw_output=text,
+                steps=[s.model_dump() for s in parsed.steps] or None, verdict=[m.model_dump() for m in parsed.verdict],
+                parse_errors=list(parsed.errors), latency_s=time.perf_counter() - t0,
+            )
+            stored += 1
+    return stored
+
+
+# -- evaluate -------------------------------------------------------------------------
+
+
+@dataclass
+class EvalOutcome:
+    """What :func:`evaluate` did: the model id, its scores, the stored evaluation, and what generation cost."""
+
+    model_id: str
+    report: EvaluationReport
+    evaluation_id: int | None
+    generated: int = 0
+    generation_s: float = 0.0
+    completion_tokens: int = 0
+    run_id: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _link_run(engine: Engine, spec: ModelSpec, evaluation_id: int | None) -> int | None:
+    """Point the evaluation at the run's training_run row of that stage (syncing the run into the db first)."""
+    if spec.kind != "run" or evaluation_id is None:
+        return None
+    from r2ta.jobs import sync_run_to_db
+
+    with Session(engine) as session:
+        ids = sync_run_to_db(spec.run_dir, session=session)
+        run_id = ids.get("sft" if spec.stage == SFT else "dpo")
+        row = session.get(EvaluationRow, evaluation_id)
+        if row is not None and run_id is not None:
+            row.run_id = run_id
+            session.add(row)
+            session.commit()
+        return run_id
+
+
+def evaluate(
+    model: "str | ModelSpec | Backend",
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    backend: str | None = None,
+    batch_size: int | None = None,
+    max_new_tokens: int | None = None,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+) -> EvalOutcome:
+    """Generate the missing traces of ``model`` on the first ``limit`` variants of ``split``, score and store them.
+
+    ``backend`` overrides the backend of a named model (``--backend vllm`` with ``--model``
+    a model served there is the same as ``--model vllm``). The evaluation scores the
+    model's newest trace of every variant of the split it has one for.
+    """
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, evaluate_model, reason
+
+    engine = _engine(engine)
+    from r2ta.backends import Backend
+
+    given = model if isinstance(model, Backend) else None
+    if given is not None:
+        spec = ModelSpec("backend", given.id)
+    else:
+        spec = model if isinstance(model, ModelSpec) else spec_with_backend(model, backend)
+    outcome_notes: list[str] = []
+    generated = tokens = 0
+    seconds = 0.0
+    if spec.kind == "checker":
+        t0 = time.perf_counter()
+        generated = store_checker_traces(split=split, limit=limit, engine=engine)
+        seconds = time.perf_counter() - t0
+        model_id = CHECKER_MODEL_ID
+    else:
+        gen = given or make_backend_for(spec, backend, batch_size=batch_size)
+        model_id = gen.id
+        try:
+            rep = reason(
+                gen, split=split, limit=limit, batch_size=batch_size,
+                max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress,
+            )
+        finally:
+            if given is None:  # a backend passed in belongs to the caller
+                gen.close()
+        generated, tokens, seconds = rep.generated, rep.completion_tokens, rep.seconds
+        outcome_notes.append(str(rep))
+    report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True)
+    if report.n == 0:
+        raise EvaluationError(f"{model_id} has no traces on the {split} split to score")
+    run_id = _link_run(engine, spec, evaluation_id)
+    return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes)
+
+
+# -- compare --------------------------------------------------------------------------
+
+
+def list_evaluations(*, split: str = "test", engine: Engine | None = None) -> list[ModelMetrics]:
+    """Each model's latest evaluation on ``split``."""
+    with Session(_engine(engine)) as session:
+        return metrics_by_model(session=session, split=split)
+
+
+@dataclass
+class StoredResult:
+    """One variant's stored outcome in an evaluation, with the trace text it came from."""
+
+    variant_id: str
+    predicted: list[Mistake]
+    valid: bool
+    references: int
+    grounded: int
+    trace_id: int | None
+    raw_output: str
+
+
+def _load_results(session: Session, evaluation_id: int) -> dict[str, StoredResult]:
+    stmt = (
+        select(EvaluationResultRow, TraceRow)
+        .join(TraceRow, TraceRow.id == EvaluationResultRow.trace_id, isouter=True)
+        .where(EvaluationResultRow.evaluation_id == evaluation_id)
+    )
+    out = {}
+    for r, trace in session.exec(stmt):
+        m = r.metrics or {}
+        out[r.variant_id] = StoredResult(
+            variant_id=r.variant_id,
+            predicted=[Mistake.model_validate(p) for p in r.predicted],
+            valid=bool(m.get("valid", False)),
+            references=int(m.get("references", 0)),
+            grounded=int(m.get("grounded", 0)),
+            trace_id=r.trace_id,
+            raw_output=trace.raw_output if trace is not None else "",
+        )
+    return out
+
+
+def _truths(session: Session, variant_ids: Iterable[str]) -> dict[str, list[Mistake]]:
+    ids = list(variant_ids)
+    rows = session.exec(select(VariantRow).where(VariantRow.id.in_(ids))) if ids else []  # type: ignore[union-attr]
+    return {v.id: [Mistake.model_validate(m) for m in v.mistakes] for v in rows}
+
+
+def rescore(
+    evaluation_ids: dict[str, int], *, common_only: bool = True, engine: Engine | None = None
+) -> tuple[dict[str, EvaluationReport], list[str]]:
+    """Scores of several evaluations (label -> id), recomputed on the variants they all have (or each on its own).
+
+    Returns (label -> report, the variant ids scored when ``common_only``). Comparing
+    models on different variants would compare the variants, not the models.
+    """
+    with Session(_engine(engine)) as session:
+        results = {label: _load_results(session, eid) for label, eid in evaluation_ids.items()}
+        sets = [set(r) for r in results.values()]
+        common = sorted(set.intersection(*sets)) if sets else []
+        truths = _truths(session, set().union(*sets) if sets else [])
+    reports = {}
+    for label, res in results.items():
+        ids = common if common_only else sorted(res)
+        items = [
+            EvalItem(v, res[v].predicted, truths.get(v, []), res[v].valid, res[v].references, res[v].grounded)
+            for v in ids
+        ]
+        reports[label] = score_items(items)
+    return reports, common
+
+
+SUMMARY_COLUMNS = (
+    ("n", "variants"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"), ("micro_precision", "micro P"),
+    ("micro_recall", "micro R"), ("hallucination_rate", "hallucination"), ("grounding_rate", "grounding"),
+    ("format_validity", "format validity"), ("exact_match", "exact match"),
+)
+
+
+def summary_rows(reports: dict[str, EvaluationReport]) -> list[dict]:
+    """One row per model: micro/macro F1, hallucination, grounding, format validity, exact match."""
+    return [{"model": label, **{title: getattr(r, key) for key, title in SUMMARY_COLUMNS}} for label, r in reports.items()]
+
+
+def category_rows(reports: dict[str, EvaluationReport]) -> list[dict]:
+    """Long form: one row per (category, model) with precision, recall, F1 and the counts."""
+    rows = []
+    for c in CATEGORIES:
+        for label, r in reports.items():
+            s = r.per_category[c]
+            rows.append({"category": c, "model": label, "precision": s.precision, "recall": s.recall, "f1": s.f1,
+                         "tp": s.tp, "fp": s.fp, "fn": s.fn})
+    return rows
+
+
+def f1_table(reports: dict[str, EvaluationReport]) -> list[dict]:
+    """Wide form: one row per category, one F1 column per model (for a text table)."""
+    return [{"category": c, **{label: r.per_category[c].f1 for label, r in reports.items()}} for c in CATEGORIES]
+
+
+@dataclass
+class VariantDiff:
+    """A variant where two models' predictions differ, with both traces as text."""
+
+    variant_id: str
+    truth: list[Mistake]
+    a: StoredResult
+    b: StoredResult
+    a_correct: int
+    b_correct: int
+
+
+def differing_variants(evaluation_a: int, evaluation_b: int, *, engine: Engine | None = None) -> list[VariantDiff]:
+    """Variants both evaluations scored whose predicted mistakes differ (category + elements), most different first."""
+    from r2ta.metrics import match
+
+    with Session(_engine(engine)) as session:
+        a, b = _load_results(session, evaluation_a), _load_results(session, evaluation_b)
+        common = sorted(set(a) & set(b))
+        truths = _truths(session, common)
+    out = []
+    for v in common:
+        key_a = sorted((m.category, tuple(sorted(m.elements))) for m in a[v].predicted)
+        key_b = sorted((m.category, tuple(sorted(m.elements))) for m in b[v].predicted)
+        if key_a == key_b and a[v].valid == b[v].valid:
+            continue
+        truth = truths.get(v, [])
+        out.append(VariantDiff(v, truth, a[v], b[v], len(match(a[v].predicted, truth)), len(match(b[v].predicted, truth))))
+    out.sort(key=lambda d: (-abs(d.a_correct - d.b_correct), d.variant_id))
+    return out
+
+
+def _cell(report: EvaluationReport, key: str) -> str:
+    """A table cell; a rate with nothing to count (no predictions, no references) is n/a, not 0."""
+    value = getattr(report, key)
+    if isinstance(value, int):
+        return str(value)
+    if (key == "hallucination_rate" and not report.predicted) or (key == "grounding_rate" and not report.references):
+        return "n/a"
+    return f"{value:.3f}"
+
+
+def format_side_by_side(reports: dict[str, EvaluationReport], extra: dict[str, dict] | None = None) -> str:
+    """A plain-text side-by-side table: summary metrics, then per-category F1 (for the CLI and closing notes)."""
+    labels = list(reports)
+    width = max([12, *(len(x) for x in labels)]) + 1
+    head = f"{'':28}" + "".join(f"{x:>{width}}" for x in labels)
+    lines = [head]
+    for key, title in SUMMARY_COLUMNS:
+        cells = [_cell(reports[x], key) for x in labels]
+        lines.append(f"{title:28}" + "".join(f"{c:>{width}}" for c in cells))
+    lines.append(f"{'predicted mistakes':28}" + "".join(f"{reports[x].predicted:>{width}d}" for x in labels))
+    for key in sorted({k for e in (extra or {}).values() for k in e}):
+        vals = [(extra or {}).get(x, {}).get(key, "") for x in labels]
+        lines.append(f"{key:28}" + "".join(f"{str(v):>{width}}" for v in vals))
+    lines.append("per-category F1")
+    for c in CATEGORIES:
+        lines.append(f"  {c:26}" + "".join(f"{reports[x].per_category[c].f1:>{width}.3f}" for x in labels))
+    return "\n".join(lines)
+
+
+# -- figures (plotly, no streamlit) -----------------------------------------------------
+
+
+def category_figure(reports: dict[str, EvaluationReport], metric: str = "f1"):
+    """Grouped bars: one group per category, one bar per model."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for label, r in reports.items():
+        fig.add_bar(name=label, x=list(CATEGORIES), y=[getattr(r.per_category[c], metric) for c in CATEGORIES])
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": metric}, height=420,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def summary_figure(reports: dict[str, EvaluationReport]):
+    """Grouped bars of the headline rates per model."""
+    import plotly.graph_objects as go
+
+    keys = [("micro_f1", "micro F1"), ("macro_f1", "macro F1"), ("hallucination_rate", "hallucination"),
+            ("grounding_rate", "grounding"), ("format_validity", "format validity")]
+    fig = go.Figure()
+    for label, r in reports.items():
+        fig.add_bar(name=label, x=[t for _, t in keys], y=[getattr(r, k) for k, _ in keys])
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1]}, height=360,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def run_evaluations(run_dir: str | Path, *, split: str = "test", engine: Engine | None = None) -> dict[str, ModelMetrics]:
+    """The latest evaluations of a run's stages (``sft``, ``sft+dpo``) that exist."""
+    ids = {run_model_id(run_dir, s): s for s in (SFT, FINAL)}
+    return {ids[m.model_id]: m for m in list_evaluations(split=split, engine=engine) if m.model_id in ids}
+
+
+def training_run_id(run_dir: str | Path, *, engine: Engine | None = None) -> int | None:
+    with Session(_engine(engine)) as session:
+        row = get_training_run_by_dir(str(Path(run_dir)), session=session)
+        return row.id if row else None

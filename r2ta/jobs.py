@@ -1,0 +1,571 @@
+"""Training jobs: start SFT-then-DPO as a separate process, follow it, cancel it. Standard library only.
+
+A run is a folder, and while it runs the files in it are the truth (the
+database is synchronised from them, never the other way round):
+
+``request.json``
+    what to train: data files, recipe, precision, step limit (written here).
+``data/sft.jsonl``, ``data/dpo.jsonl``
+    copies of the exported files, so a later export cannot change a run.
+``status.json``
+    ``status`` (queued, running, succeeded, failed, cancelled), ``stage``,
+    ``step``/``max_steps``, overall ``fraction``, ``pid``, timestamps,
+    ``error``, ``hardware``, ``artefacts``, ``metrics``. Replaced atomically.
+``progress.jsonl``
+    one JSON object per logged training step: stage, step, loss,
+    reward_margin (DPO), learning_rate, tokens_per_s, ...
+``train.log``
+    everything the process printed, tracebacks included.
+
+The runner (``python -m training.runner RUN_DIR``) writes ``status.json`` and
+``progress.jsonl``; this module starts it, reads those files, notices when the
+process is gone without saying it finished (killed, out of memory) and marks the
+run failed, and cancels a run with SIGTERM, which the runner treats as a clean
+cancel. Nothing here imports torch, transformers or streamlit: pages and the CLI
+call it freely.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from r2ta.config import PROJECT_ROOT, runs_dir
+from r2ta.errors import R2taError
+
+RECIPES_DIR = PROJECT_ROOT / "training" / "recipes"
+DEFAULT_RECIPE = "smollm2-135m-cpu"
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+REQUEST_FILE = "request.json"
+STATUS_FILE = "status.json"
+PROGRESS_FILE = "progress.jsonl"
+LOG_FILE = "train.log"
+
+# Popen objects of the runs this process started: polling them reaps the child, so a
+# killed run is seen as gone instead of lingering as a zombie that still "exists".
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+class TrainingError(R2taError):
+    """A training run cannot start, or it failed (the message says where its log is)."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def recipe_file(recipe: str | Path) -> Path:
+    """The YAML file of a recipe given by name (``tiny-cpu``) or by path."""
+    text = str(recipe)
+    if text.endswith((".yaml", ".yml")) or os.sep in text or "/" in text:
+        path = Path(text).expanduser().resolve()
+    else:
+        path = RECIPES_DIR / f"{text}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_recipes()) or "none"
+        raise TrainingError(f"recipe {text!r} not found (looked for {path}); known recipes: {known}")
+    return path
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped in ``training/recipes/``."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    # status.json is replaced atomically, so a read sees either the old or the new file.
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as err:
+        raise TrainingError(f"{path} is not valid JSON ({err}); the run folder was edited or damaged") from None
+
+
+def read_request(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / REQUEST_FILE
+    if not path.is_file():
+        raise TrainingError(f"{path} does not exist: {run_dir} is not a training run folder")
+    return _read_json(path)
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """``status.json`` as written, without checking whether the process is still alive."""
+    return _read_json(Path(run_dir) / STATUS_FILE)
+
+
+def write_status(run_dir: str | Path, **fields) -> dict:
+    """Merge ``fields`` into ``status.json`` (atomically) and return the new status."""
+    path = Path(run_dir) / STATUS_FILE
+    status = _read_json(path)
+    status.update(fields)
+    status["updated_at"] = now_iso()
+    _write_json_atomic(path, status)
+    return status
+
+
+def append_progress(run_dir: str | Path, record: dict) -> None:
+    """Append one record to ``progress.jsonl`` (one line, flushed at once)."""
+    line = json.dumps(record, sort_keys=True, default=str)
+    with open(Path(run_dir) / PROGRESS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def read_points(run_dir: str | Path) -> list[dict]:
+    """Every record in ``progress.jsonl``; a half-written last line (the writer is mid-append) is skipped."""
+    path = Path(run_dir) / PROGRESS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    points = []
+    for line in text.splitlines():
+        try:
+            points.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return points
+
+
+def read_log(run_dir: str | Path, max_chars: int = 20_000) -> str:
+    """The last ``max_chars`` characters of the run's log ('' when there is none yet)."""
+    path = Path(run_dir) / LOG_FILE
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_chars * 4))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return text[-max_chars:]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux), to tell it from a later process with its id."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def process_alive(pid: int | None, start_ticks: int | None = None) -> bool:
+    """Whether ``pid`` is a live process (not a zombie, and not a newer process that reused the id)."""
+    if not pid:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if _process_state(pid) == "Z":
+        return False
+    if start_ticks is not None:
+        ticks = process_start_ticks(pid)
+        if ticks is not None and ticks != start_ticks:
+            return False
+    return True
+
+
+def _exit_description(pid: int) -> str:
+    child = _CHILDREN.get(pid)
+    code = child.returncode if child is not None else None
+    if code is None:
+        return "it was killed or crashed"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (SIGKILL: killed by hand or by the out-of-memory killer)" if -code == signal.SIGKILL else ""
+        return f"it was killed by {name}{hint}"
+    return f"it exited with status {code}"
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@dataclass
+class RunProgress:
+    """A run's status and logged points, as the Train page and ``r2ta train`` show them."""
+
+    run_dir: Path
+    status: dict
+    points: list[dict] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return self.status.get("status", QUEUED)
+
+    @property
+    def stage(self) -> str | None:
+        return self.status.get("stage")
+
+    @property
+    def fraction(self) -> float:
+        return float(self.status.get("fraction") or 0.0)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def error(self) -> str | None:
+        return self.status.get("error")
+
+    def series(self, key: str, stage: str | None = None) -> list[tuple[int, float]]:
+        """``(step, value)`` pairs of one logged quantity (``loss``, ``reward_margin``...), optionally of one stage."""
+        return [
+            (p["step"], p[key])
+            for p in self.points
+            if p.get(key) is not None and (stage is None or p.get("stage") == stage)
+        ]
+
+
+def read_progress(run_dir: str | Path) -> RunProgress:
+    """Status and points of a run. A run whose process is gone without finishing is marked failed (or cancelled)."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if not status:
+        raise TrainingError(f"{run_dir / STATUS_FILE} does not exist: {run_dir} is not a training run folder")
+    # No pid yet: prepared and not launched (or being launched right now), so still queued.
+    if (
+        status.get("status") not in TERMINAL
+        and status.get("pid")
+        and not process_alive(status["pid"], status.get("pid_start"))
+    ):
+        # The process may have finished between reading the file and checking: read again.
+        status = read_status(run_dir)
+        if status.get("status") not in TERMINAL:
+            status = _mark_dead(run_dir, status)
+    return RunProgress(run_dir, status, read_points(run_dir))
+
+
+def _mark_dead(run_dir: Path, status: dict) -> dict:
+    pid = status.get("pid")
+    if status.get("cancel_requested_at"):
+        return write_status(run_dir, status=CANCELLED, finished_at=now_iso())
+    how = _exit_description(pid)
+    error = (
+        f"the training process (pid {pid}) ended during stage {status.get('stage') or 'setup'} "
+        f"without reporting a result: {how}. See {run_dir / LOG_FILE}."
+    )
+    return write_status(run_dir, status=FAILED, error=error, finished_at=now_iso())
+
+
+# --------------------------------------------------------------------------- start / cancel
+
+
+def new_run_dir(recipe: str) -> Path:
+    """A fresh, empty folder under the data folder's ``runs/``, named by time and recipe (created here)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = re.sub(r"[^\w.\-]+", "_", Path(str(recipe)).stem)[:60]
+    base = runs_dir() / f"{stamp}-{name}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()  # atomic: two runs started in the same second get two folders
+            return path
+        except FileExistsError:
+            continue
+    raise TrainingError(f"cannot find a free run folder name beside {base}")
+
+
+def prepare_run(
+    sft_file: str | Path,
+    dpo_file: str | Path,
+    *,
+    recipe: str | Path = DEFAULT_RECIPE,
+    run_dir: str | Path | None = None,
+    precision: str = "auto",
+    max_steps: int | None = None,
+    save_merged: bool | None = None,
+    num_processes: int | None = None,
+) -> Path:
+    """Create the run folder: copies of the data, ``request.json``, ``status.json`` (queued). Starts nothing."""
+    recipe_path = recipe_file(recipe)
+    sources = {"sft": Path(sft_file), "dpo": Path(dpo_file)}
+    from r2ta.pairs import read_rows  # validates every row, naming the line that breaks
+
+    for stage, path in sources.items():
+        if not path.is_file():
+            raise TrainingError(f"{stage.upper()} data file {path} does not exist; export the reviewed data first")
+        if not read_rows(path, stage):
+            raise TrainingError(f"{stage.upper()} data file {path} holds no rows; review and export some data first")
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise TrainingError(f"precision {precision!r} is not one of auto, fp32, bf16, fp16")
+    run_dir = Path(run_dir) if run_dir else new_run_dir(recipe_path.stem)
+    if (run_dir / STATUS_FILE).exists():
+        raise TrainingError(f"{run_dir} already holds a training run; choose another --run-dir")
+    (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    request = {
+        "recipe": recipe_path.stem,
+        "recipe_file": str(recipe_path),
+        "precision": precision,
+        "max_steps": max_steps,
+        "save_merged": save_merged,
+        "num_processes": num_processes,
+        "created_at": now_iso(),
+    }
+    for stage, path in sources.items():
+        copy = run_dir / "data" / f"{stage}.jsonl"
+        shutil.copyfile(path, copy)
+        request[f"{stage}_file"] = str(copy)
+        request[f"{stage}_source"] = str(path.resolve())
+    _write_json_atomic(run_dir / REQUEST_FILE, request)
+    write_status(run_dir, status=QUEUED, stage=None, fraction=0.0, recipe=request["recipe"], created_at=now_iso())
+    return run_dir
+
+
+def runner_command(run_dir: str | Path) -> list[str]:
+    """The command that runs (or re-runs) a prepared run in the foreground."""
+    return [sys.executable, "-m", "training.runner", str(run_dir)]
+
+
+def launch(run_dir: str | Path, command: list[str] | None = None) -> subprocess.Popen:
+    """Start the runner for a prepared run as its own process (own session, output into ``train.log``)."""
+    run_dir = Path(run_dir)
+    command = command or runner_command(run_dir)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(run_dir / LOG_FILE, "ab") as log:
+        try:
+            child = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal or a page reload does not reach it
+            )
+        except OSError as err:
+            write_status(run_dir, status=FAILED, error=f"could not start {command[0]}: {err}", finished_at=now_iso())
+            raise TrainingError(f"could not start the training process ({command[0]}): {err}") from None
+    _CHILDREN[child.pid] = child
+    write_status(run_dir, pid=child.pid, pid_start=process_start_ticks(child.pid), command=command)
+    return child
+
+
+def start_training(
+    sft_file: str | Path,
+    dpo_file: str | Path,
+    *,
+    recipe: str | Path = DEFAULT_RECIPE,
+    run_dir: str | Path | None = None,
+    precision: str = "auto",
+    max_steps: int | None = None,
+    save_merged: bool | None = None,
+    num_processes: int | None = None,
+) -> Path:
+    """Prepare a run and start SFT then DPO in the background; returns the run folder at once."""
+    run_dir = prepare_run(
+        sft_file,
+        dpo_file,
+        recipe=recipe,
+        run_dir=run_dir,
+        precision=precision,
+        max_steps=max_steps,
+        save_merged=save_merged,
+        num_processes=num_processes,
+    )
+    launch(run_dir)
+    return run_dir
+
+
+def cancel(run_dir: str | Path, *, wait_s: float = 0.0, force: bool = False) -> RunProgress:
+    """Ask a run to stop: SIGTERM, which the runner treats as a clean cancel at the next step.
+
+    ``wait_s`` waits that long for the run to finish. With ``force``, a run still alive
+    after ``wait_s`` gets SIGKILL (it is then marked cancelled here, since the request was ours).
+    """
+    run_dir = Path(run_dir)
+    progress = read_progress(run_dir)
+    if progress.finished:
+        return progress
+    pid = progress.status.get("pid")
+    write_status(run_dir, cancel_requested_at=now_iso())
+    if not process_alive(pid, progress.status.get("pid_start")):
+        write_status(run_dir, status=CANCELLED, finished_at=now_iso())
+        return read_progress(run_dir)
+    os.kill(pid, signal.SIGTERM)
+    progress = wait_for(run_dir, timeout_s=wait_s, poll_s=0.2)
+    if force and not progress.finished:
+        os.kill(pid, signal.SIGKILL)
+        progress = wait_for(run_dir, timeout_s=10, poll_s=0.2)
+    return progress
+
+
+def wait_for(run_dir: str | Path, *, timeout_s: float | None = None, poll_s: float = 0.5) -> RunProgress:
+    """Block until the run finishes (or ``timeout_s`` passes); returns its last progress."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        progress = read_progress(run_dir)
+        if progress.finished or (deadline is not None and time.monotonic() >= deadline):
+            return progress
+        time.sleep(poll_s)
+
+
+def list_runs() -> list[Path]:
+    """Run folders under the data folder's ``runs/``, newest first."""
+    root = runs_dir()
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / STATUS_FILE).is_file()]
+    return sorted(runs, key=lambda p: p.name, reverse=True)
+
+
+# --------------------------------------------------------------------------- database
+
+
+DB_LINK_FILE = "db.json"
+
+
+def _stage_states(status: dict) -> dict[str, tuple[str, float, str]]:
+    """(status, progress, error) of the sft and dpo rows, derived from the run's status.json and points."""
+    state, stage = status.get("status", QUEUED), status.get("stage")
+    step, max_steps = status.get("step") or 0, status.get("max_steps") or 0
+    within = min(1.0, step / max_steps) if max_steps else 0.0
+    error = status.get("error") or ""
+    in_dpo = stage in ("dpo", "merging", "done")
+    if state == QUEUED:
+        return {"sft": (QUEUED, 0.0, ""), "dpo": (QUEUED, 0.0, "")}
+    if state == RUNNING:
+        if in_dpo:
+            return {"sft": (SUCCEEDED, 1.0, ""), "dpo": (RUNNING, within if stage == "dpo" else 1.0, "")}
+        return {"sft": (RUNNING, within if stage == "sft" else 0.0, ""), "dpo": (QUEUED, 0.0, "")}
+    if state == SUCCEEDED:
+        return {"sft": (SUCCEEDED, 1.0, ""), "dpo": (SUCCEEDED, 1.0, "")}
+    # failed or cancelled: the stage it happened in takes the outcome; a stage that never ran is cancelled.
+    if in_dpo:
+        return {"sft": (SUCCEEDED, 1.0, ""), "dpo": (state, within, error)}
+    not_run = "not run: the SFT stage " + ("failed" if state == FAILED else "was cancelled")
+    return {"sft": (state, within, error), "dpo": (CANCELLED, 0.0, not_run)}
+
+
+def _transitions(current: str, target: str) -> list[str]:
+    """Statuses to pass through from ``current`` to ``target`` (the table allows queued → running → final)."""
+    if current == target:
+        return []
+    if current == QUEUED and target == SUCCEEDED:  # finished between two syncs
+        return [RUNNING, SUCCEEDED]
+    return [target]
+
+
+def sync_run_to_db(run_dir: str | Path, *, session) -> dict[str, int]:
+    """Mirror a run folder into the ``training_run`` table; returns ``{"sft": id, "dpo": id}``.
+
+    One row per stage (DPO's ``parent_run_id`` is the SFT row), with status,
+    progress, artefacts, hardware and error; every progress point becomes a
+    ``run_metric`` row; examples whose provenance names a ``review_id`` (SFT) or
+    ``pair_id`` (DPO) are recorded as the run's examples. Idempotent: call it on
+    every page refresh and once more at the end. Which rows belong to the run is
+    kept in ``db.json`` in the run folder (per database URL). The run folder stays
+    the truth: a crashed run is marked failed by :func:`read_progress` first.
+    """
+    from db import queries
+    from db.errors import StoreError
+
+    run_dir = Path(run_dir)
+    progress = read_progress(run_dir)
+    status = progress.status
+    request = read_request(run_dir)
+    url = session.get_bind().url.render_as_string(hide_password=True)
+    links_path = run_dir / DB_LINK_FILE
+    links = _read_json(links_path)
+    link = links.get(url) or {}
+    if not link:
+        config = {"recipe": request.get("recipe"), "request": request, "run_dir": str(run_dir)}
+        base = status.get("base_model") or request.get("recipe") or "?"
+        sft = queries.create_training_run(
+            session=session, stage="sft", base_model=base, config=config,
+            hardware=status.get("hardware"), log_path=str(run_dir / LOG_FILE),
+        )
+        dpo = queries.create_training_run(
+            session=session, stage="dpo", base_model=str(run_dir / "sft"), config=config, parent_run_id=sft.id,
+            hardware=status.get("hardware"), log_path=str(run_dir / LOG_FILE),
+        )
+        link = {"sft": sft.id, "dpo": dpo.id, "points": {"sft": 0, "dpo": 0}, "examples": False}
+        links[url] = link
+        _write_json_atomic(links_path, links)
+
+    artefacts = status.get("artefacts") or {}
+    for stage, (target, fraction, error) in _stage_states(status).items():
+        row = queries.get_training_run(link[stage], session=session)
+        if row.status in ("succeeded", "failed", "cancelled"):
+            continue  # final in the database already
+        path = _transitions(row.status, target)
+        extra = {"artefacts": {k: v for k, v in artefacts.items() if k == stage or (stage == "dpo" and k == "merged")},
+                 "hardware": status.get("hardware"), "error": error or None}
+        try:
+            for step_status in path[:-1]:
+                queries.update_training_run(row.id, session=session, status=step_status)
+            queries.update_training_run(row.id, session=session, status=path[-1] if path else None,
+                                        progress=round(fraction, 4), **extra)
+        except StoreError:
+            continue  # someone else (the page's cancel) moved it meanwhile: theirs stands
+
+    for stage in ("sft", "dpo"):
+        points = [p for p in progress.points if p.get("stage") == stage]
+        for point in points[link["points"][stage]:]:
+            queries.append_run_metrics(link[stage], session=session, step=int(point.get("step", 0)), metrics=point)
+        link["points"][stage] = len(points)
+    if not link.get("examples"):
+        _record_examples(request, link, session)
+        link["examples"] = True
+    links[url] = link
+    _write_json_atomic(links_path, links)
+    return {"sft": link["sft"], "dpo": link["dpo"]}
+
+
+def _record_examples(request: dict, link: dict, session) -> None:
+    from db import queries
+
+    for stage, key in (("sft", "review_id"), ("dpo", "pair_id")):
+        ids = []
+        with open(request[f"{stage}_file"], encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    value = (json.loads(line).get("provenance") or {}).get(key)
+                    if isinstance(value, int):
+                        ids.append(value)
+        if ids:
+            kwargs = {"review_ids": ids} if stage == "sft" else {"pair_ids": ids}
+            queries.add_run_examples(link[stage], session=session, kind=stage, **kwargs)

@@ -1,0 +1,315 @@
+"""The whole measured R2tA loop in one command, each heavy stage a separate process that is timed.
+
+    R2TA_DATA_DIR=/tmp/loop-data r2ta loop --train-limit 8 --test-limit 24 --max-new-tokens 256
+
+Stages (each skipped or resumed when its work is already in the store):
+
+1. ``reason-train``: the base model writes traces for the first ``train_limit`` train variants;
+2. ``refine``: the deterministic auditor proposes a refinement of each;
+3. ``bulk-accept``: every pending proposal is accepted by the reviewer
+   ``bulk:deterministic-auditor`` with a review reason that says so. These are
+   **not** human reviews: the name and the reason keep that visible wherever
+   reviews are listed, exported (``provenance.reviewer``) or counted;
+4. ``export``: SFT rows and DPO pairs from the decisions in force;
+5. ``train``: SFT then DPO (``r2ta train``, the Train page's job);
+6. ``eval-*``: base, SFT, SFT+DPO and the checker on the first ``test_limit`` test
+   variants (the checker on the whole split: it costs nothing);
+7. a side-by-side table on the variants every model was scored on, with each
+   stage's wall time and peak resident memory, written to ``<loop dir>/table.txt``.
+
+Wall time and peak RSS (``VmHWM``, followed while it runs) are measured per stage
+process; the training stages report their own (the runner is a process of its own).
+
+This module must not import streamlit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from r2ta.config import PROJECT_ROOT, data_dir
+from r2ta.errors import R2taError
+
+BULK_REVIEWER = "bulk:deterministic-auditor"
+BULK_REASON = (
+    "bulk-accepted without human review: the deterministic auditor's proposal was accepted as-is "
+    "by `r2ta loop` to measure the loop (not an educator's decision)"
+)
+
+
+class LoopError(R2taError):
+    """A stage of the measured loop failed (its log says why)."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    command: str
+    wall_s: float
+    peak_rss_mb: float | None
+    status: int
+    log: str
+    note: str = ""
+
+
+@dataclass
+class LoopConfig:
+    train_limit: int | None = None
+    test_limit: int | None = None
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    recipe: str = "smollm2-135m-cpu"
+    max_steps: int | None = None
+    threads: int | None = None
+    out: Path | None = None
+    base_backend: str = "embedded"
+    overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
+    stages: list[StageResult] = field(default_factory=list)
+
+
+def write_recipe(recipe: str, overrides: list[str], out: Path) -> Path:
+    """The recipe with ``section.key=value`` overrides applied (values read as YAML), written to ``out``; checked."""
+    import yaml
+
+    from r2ta.jobs import recipe_file
+    from training.recipe import load_recipe
+
+    data = yaml.safe_load(recipe_file(recipe).read_text(encoding="utf-8"))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or section not in data:
+            raise LoopError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(data)}")
+        data[section][name] = yaml.safe_load(value)
+    header = f"# {Path(str(recipe)).stem} with {', '.join(overrides)} (written by r2ta loop)\n"
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    load_recipe(out)  # unknown keys fail here, before anything runs
+    return out
+
+
+# -- bulk acceptance ---------------------------------------------------------------
+
+
+def bulk_accept(*, model_id: str, split: str = "train", reviewer: str = BULK_REVIEWER, engine=None) -> int:
+    """Accept every proposal of ``model_id``'s traces on ``split`` that nobody has reviewed yet; returns how many.
+
+    Stored as ordinary reviews by ``reviewer`` with :data:`BULK_REASON` as their reason,
+    so the data says plainly that no human looked at them.
+    """
+    from db.engine import get_engine, init_db
+    from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
+    from db.queries import create_review
+
+    if engine is None:
+        engine = get_engine()
+        init_db(engine)
+    accepted = 0
+    with Session(engine) as session:
+        reviewed = select(ReviewRow.proposal_id)
+        stmt = (
+            select(ProposalRow)
+            .join(TraceRow, TraceRow.id == ProposalRow.trace_id)
+            .join(VariantRow, VariantRow.id == TraceRow.variant_id)
+            .where(TraceRow.model_id == model_id, VariantRow.split == split, ProposalRow.id.not_in(reviewed))  # type: ignore[union-attr]
+            .order_by(ProposalRow.id)
+        )
+        for proposal in list(session.exec(stmt)):
+            create_review(session=session, proposal_id=proposal.id, reviewer=reviewer, decision="accept",
+                          expected_version=proposal.version, reason=BULK_REASON)
+            accepted += 1
+    return accepted
+
+
+# -- stage processes -----------------------------------------------------------------
+
+
+def _env(threads: int | None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="30")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def run_stage(name: str, argv: list[str], out: Path, threads: int | None, say=print) -> StageResult:
+    """Run ``python -m r2ta ARGV`` as its own process, logging to ``out/<name>.log``; time it and take its peak RSS."""
+    log = out / f"{name}.log"
+    command = [sys.executable, "-m", "r2ta", *argv]
+    shown = "r2ta " + " ".join(shlex.quote(a) for a in argv)
+    say(f"[{_now()}] {name}: {shown}")
+    t0 = time.perf_counter()
+    with open(log, "ab") as handle:
+        child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_env(threads), stdin=subprocess.DEVNULL,
+                                 stdout=handle, stderr=subprocess.STDOUT)
+        peak = _HighWater(child.pid)
+        peak.start()
+        try:
+            _, status, _ = os.wait4(child.pid, 0)
+        except KeyboardInterrupt:
+            child.terminate()
+            child.wait()
+            raise
+        finally:
+            peak.stop()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    result = StageResult(name, shown, round(wall, 1), round(peak.mb, 1), child.returncode, str(log))
+    say(f"[{_now()}] {name}: exit {child.returncode}, {wall:.1f} s, peak RSS {result.peak_rss_mb:.0f} MB")
+    if child.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
+        raise LoopError(f"stage {name} failed (exit {child.returncode}); log {log}:\n{tail}")
+    return result
+
+
+class _HighWater(threading.Thread):
+    """Follows a process's peak resident memory (``VmHWM``) until it exits.
+
+    Not ``ru_maxrss`` from ``wait4``: Linux carries the parent's peak across fork and
+    exec into it, so every stage would report at least the loop process's own size.
+    """
+
+    def __init__(self, pid: int, every_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.every_s, self.mb = pid, every_s, 0.0
+        self._done = threading.Event()
+
+    def _read(self) -> None:
+        try:
+            text = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                self.mb = max(self.mb, int(line.split()[1]) / 1024)
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self._read()
+            self._done.wait(self.every_s)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _now() -> str:
+    return _dt.datetime.now().strftime("%H:%M:%S")
+
+
+def _save(config: LoopConfig) -> None:
+    data = asdict(config)
+    data["out"] = str(config.out)
+    (config.out / "stages.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")  # type: ignore[operator]
+
+
+def reproduce_command(config: LoopConfig) -> str:
+    parts = [f"R2TA_DATA_DIR={shlex.quote(str(data_dir()))}"]
+    if config.threads:
+        parts.append(f"OMP_NUM_THREADS={config.threads}")
+    parts.append("r2ta loop")
+    for flag, value in (("--train-limit", config.train_limit), ("--test-limit", config.test_limit),
+                        ("--max-new-tokens", config.max_new_tokens), ("--batch-size", config.batch_size),
+                        ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
+                        ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
+                        ("--out", config.out)):
+        if value is not None:
+            parts += [flag, shlex.quote(str(value))]
+    for item in config.overrides:
+        parts += ["--set", shlex.quote(item)]
+    return " ".join(parts)
+
+
+def run_loop(config: LoopConfig, say=print) -> str:
+    """Run every stage; returns the side-by-side table (also written to ``<out>/table.txt``)."""
+    from r2ta.backends import get_backend
+    from r2ta.evaluation import CHECKER_MODEL_ID, FINAL, SFT, run_model_id
+
+    out = config.out or data_dir() / "loops" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    config.out = out
+    base_id = get_backend(config.base_backend).id
+    lim = lambda flag, n: [flag, str(n)] if n else []  # noqa: E731
+    gen = ["--max-new-tokens", str(config.max_new_tokens), "--batch-size", str(config.batch_size)]
+
+    def stage(name, argv):
+        config.stages.append(run_stage(name, argv, out, config.threads, say))
+        _save(config)
+
+    recipe = str(write_recipe(config.recipe, config.overrides, out / "recipe.yaml")) if config.overrides else config.recipe
+    stage("reason-train", ["reason", "--split", "train", "--backend", config.base_backend,
+                           *lim("--limit", config.train_limit), *gen])
+    stage("refine", ["refine", "--model-id", base_id, "--split", "train"])
+    t0 = time.perf_counter()
+    n = bulk_accept(model_id=base_id, split="train")
+    config.stages.append(StageResult("bulk-accept", "r2ta.loop.bulk_accept (in the loop process)",
+                                     round(time.perf_counter() - t0, 1), None, 0, "", f"{n} proposals accepted by {BULK_REVIEWER}"))
+    say(f"[{_now()}] bulk-accept: {n} proposals accepted by {BULK_REVIEWER} (not human-reviewed)")
+    stage("export-sft", ["export", "sft", "--out", str(out / "sft.jsonl")])
+    stage("export-dpo", ["export", "dpo", "--out", str(out / "dpo.jsonl")])
+
+    run_dir = out / f"{out.name}-run"  # its name is in the model ids (RUN:sft), so unique per loop
+    from r2ta import jobs
+
+    if run_dir.exists() and jobs.read_status(run_dir).get("status") == jobs.SUCCEEDED:
+        say(f"[{_now()}] train: {run_dir} already succeeded, reusing it")
+    else:
+        if run_dir.exists():
+            run_dir = out / f"{out.name}-run-{_dt.datetime.now().strftime('%H%M%S')}"
+        stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"), "--recipe",
+                        recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps)])
+    metrics = jobs.read_status(run_dir).get("metrics") or {}
+    for s in ("sft", "dpo"):
+        m = metrics.get(s) or {}
+        config.stages.append(StageResult(f"train-{s}", "(inside the train stage's runner process)", m.get("wall_s") or 0.0,
+                                         m.get("peak_rss_mb"), 0, str(run_dir / "train.log"),
+                                         f"{m.get('steps')} steps, final loss {m.get('final_loss')}, "
+                                         f"{m.get('tokens_per_s')} tokens/s"
+                                         + (f", reward margin {m.get('reward_margin')}" if s == "dpo" else "")))
+    _save(config)
+
+    models = {"base": config.base_backend, "sft": f"{run_dir}:sft", "sft+dpo": str(run_dir)}
+    for label, model in models.items():
+        stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit), *gen])
+    stage("eval-checker", ["eval", "--model", CHECKER_MODEL_ID, "--split", "test"])
+
+    ids = {"base": base_id, "sft": run_model_id(run_dir, SFT), "sft+dpo": run_model_id(run_dir, FINAL),
+           "checker": CHECKER_MODEL_ID}
+    table = side_by_side(ids, config)
+    (out / "table.txt").write_text(table + "\n", encoding="utf-8")
+    _save(config)
+    return table
+
+
+def side_by_side(model_ids: dict[str, str], config: LoopConfig) -> str:
+    """The closing table: scores on the common test variants, then the cost of each stage."""
+    from r2ta.evaluation import _cell, format_side_by_side, list_evaluations, rescore
+
+    latest = {m.model_id: m for m in list_evaluations(split="test")}
+    missing = [mid for mid in model_ids.values() if mid not in latest]
+    if missing:
+        raise LoopError(f"no stored test evaluation for {', '.join(missing)}")
+    reports, common = rescore({label: latest[mid].evaluation_id for label, mid in model_ids.items()})
+    full, _ = rescore({label: latest[mid].evaluation_id for label, mid in model_ids.items()}, common_only=False)
+    lines = [f"R2tA loop — test split, scored on the {len(common)} variants every model has a trace for", ""]
+    lines.append(format_side_by_side(reports))
+    lines += ["", "each model on all the test variants it was evaluated on:"]
+    for label, r in full.items():
+        lines.append(f"  {label:8} n={r.n:3d}  micro F1 {r.micro_f1:.3f}  macro F1 {r.macro_f1:.3f}  "
+                     f"hallucination {_cell(r, 'hallucination_rate')}  format validity {r.format_validity:.3f}")
+    lines += ["", f"{'stage':16} {'wall s':>9} {'peak RSS MB':>12}  note"]
+    for s in config.stages:
+        rss = f"{s.peak_rss_mb:.0f}" if s.peak_rss_mb else "-"
+        lines.append(f"{s.name:16} {s.wall_s:9.1f} {rss:>12}  {s.note}")
+    lines += ["", "reproduce:", "  " + reproduce_command(config)]
+    return "\n".join(lines)

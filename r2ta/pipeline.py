@@ -1,0 +1,367 @@
+"""Stage 1 (reason), stage 2 (refine), export and scoring over the stored variants.
+
+* :func:`reason` generates traces for the variants of a split with a backend,
+  in batches, storing each trace as soon as its batch is done: a run that stops
+  (crash, Ctrl-C) resumes where it was, because variants that already have a
+  trace by this model id are skipped. Every output is stored, garbage
+  included, with its parse errors: nothing is dropped, nothing raises.
+* :func:`refine` audits the traces that no proposal by this auditor covers yet
+  and stores one proposal per trace for review.
+* :func:`export_rows` turns the decisions in force (latest review: accept or
+  edit) into SFT rows or DPO pairs (:mod:`r2ta.pairs`), recording each DPO pair
+  in the store so training runs can point at it.
+* :func:`evaluate_model` scores a model's newest traces on a split (DESIGN.md §5).
+
+Traces are always re-read from ``raw_output`` with :func:`r2ta.prompting.parse_output`
+so the parser stays the one definition of the format.
+
+This module must not import streamlit. It stores through :mod:`db`.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from db.engine import get_engine, init_db
+from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
+from db.queries import create_evaluation, create_preference_pair, create_proposal, create_trace
+from r2ta.audit import DETERMINISTIC_AUDITOR, AuditResult, LLMRefiner, audit_trace
+from r2ta.backends import Backend
+from r2ta.eerd import EERD, Mistake, parse_diagram
+from r2ta.metrics import EvalItem, EvaluationReport, evaluate
+from r2ta.pairs import PairError, dpo_row, sft_row
+from r2ta.prompting import PROMPT_VERSION, ParsedOutput, Step, build_messages, parse_output, render_trace
+from r2ta.store import latest_traces, list_decisions_in_force, list_traces_without_proposal, list_variants_without_trace
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def _engine(engine: Engine | None) -> Engine:
+    if engine is None:
+        engine = get_engine()
+        init_db(engine)
+    return engine
+
+
+def _diagram(variant: VariantRow) -> EERD:
+    return parse_diagram(variant.diagram)
+
+
+def _truth(variant: VariantRow) -> list[Mistake]:
+    return [Mistake.model_validate(m) for m in variant.mistakes]
+
+
+def parse_trace(trace: TraceRow, variant: VariantRow) -> ParsedOutput:
+    return parse_output(trace.raw_output, _diagram(variant))
+
+
+# -- stage 1 --------------------------------------------------------------------------
+
+
+@dataclass
+class ReasonReport:
+    model_id: str
+    split: str
+    generated: int = 0
+    skipped: int = 0  # already had a trace by this model
+    valid: int = 0
+    truncated: int = 0
+    looped: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        rate = self.completion_tokens / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.model_id} on {self.split}: {self.generated} traces stored "
+            f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping), "
+            f"{self.skipped} already done; {self.completion_tokens} tokens in {self.seconds:.1f} s ({rate:.1f} tokens/s)"
+        )
+
+
+def reason(
+    backend: Backend,
+    *,
+    split: str,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+    shard: tuple[int, int] | None = None,
+) -> ReasonReport:
+    """Generate and store traces for the first ``limit`` variants of ``split`` that ``backend`` has not done.
+
+    ``shard=(i, n)``: only the variants whose id hashes to ``i`` modulo ``n``, so that
+    ``n`` processes (or machines sharing a database) can split one split between them.
+    """
+    engine = _engine(engine)
+    model_id = backend.id
+    model_version = f"{backend.version}; prompt {PROMPT_VERSION}".lstrip("; ")
+    with Session(engine) as session:
+        pending, done = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit)
+        session.expunge_all()
+    if shard is not None:
+        pending = [v for v in pending if zlib.crc32(v.id.encode()) % shard[1] == shard[0]]
+    report = ReasonReport(model_id=model_id, split=split, skipped=done)
+    size = batch_size or getattr(backend.config, "batch_size", 8)
+    total = len(pending)
+    if progress:
+        progress(0, total)
+    t0 = time.perf_counter()
+    for start in range(0, total, size):
+        batch = pending[start : start + size]
+        diagrams = [_diagram(v) for v in batch]
+        prompts = [build_messages(v.requirements, d) for v, d in zip(batch, diagrams)]
+        generations = backend.generate(prompts, max_new_tokens=max_new_tokens)
+        with Session(engine) as session:
+            for v, d, prompt, g in zip(batch, diagrams, prompts, generations):
+                parsed = parse_output(g.text, d)
+                errors = list(parsed.errors)
+                if g.finish_reason == "length":
+                    errors.append(f"generation stopped at max_new_tokens ({max_new_tokens}): the output is cut off")
+                    report.truncated += 1
+                elif g.finish_reason == "repetition":
+                    errors.append("generation stopped: the model was repeating itself")
+                    report.looped += 1
+                create_trace(
+                    session=session,
+                    variant_id=v.id,
+                    model_id=model_id,
+                    model_version=model_version,
+                    prompt=prompt,
+                    raw_output=g.text,
+                    steps=[s.model_dump() for s in parsed.steps] or None,
+                    verdict=[m.model_dump() for m in parsed.verdict] if (parsed.valid or parsed.verdict) else None,
+                    parse_errors=errors,
+                    prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens,
+                    latency_s=g.latency_s,
+                )
+                report.generated += 1
+                report.valid += parsed.valid
+                report.completion_tokens += g.completion_tokens or 0
+        if progress:
+            progress(min(start + size, total), total)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# -- stage 2 --------------------------------------------------------------------------
+
+
+@dataclass
+class RefineReport:
+    auditor: str
+    proposals: int = 0
+    unchanged: int = 0
+    flagged: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.changes.items())) or "none"
+        return (
+            f"{self.auditor}: {self.proposals} proposals stored ({self.unchanged} unchanged, "
+            f"{self.flagged} with flags for the reviewer); changes: {kinds}"
+        )
+
+
+def _store_proposal(session: Session, trace: TraceRow, result: AuditResult) -> ProposalRow:
+    step_verdicts = [a.model_dump() for a in result.step_audits]
+    verdict_notes = [
+        {"verdict_entry": a.index + 1, "status": a.status, "reason": a.reason} for a in result.verdict_audits if a.status != "correct"
+    ]
+    return create_proposal(
+        session=session,
+        trace_id=trace.id,  # type: ignore[arg-type]
+        auditor_id=result.auditor,
+        steps=[s.model_dump() for s in result.refined_steps],
+        verdict=[m.model_dump() for m in result.refined_verdict],
+        step_verdicts=step_verdicts,
+        inserted_steps=[s.model_dump() for s in result.inserted_steps],
+        changes=[c.model_dump() for c in result.changes] + verdict_notes,
+        flags=result.flags,
+    )
+
+
+def refine(
+    *,
+    auditor: Literal["deterministic"] | LLMRefiner = "deterministic",
+    model_id: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    engine: Engine | None = None,
+    progress: Progress | None = None,
+) -> RefineReport:
+    """Audit every trace (of ``model_id``/``split`` if given) that this auditor has not refined yet."""
+    engine = _engine(engine)
+    auditor_id = DETERMINISTIC_AUDITOR if auditor == "deterministic" else auditor.id  # type: ignore[union-attr]
+    with Session(engine) as session:
+        todo = list_traces_without_proposal(session=session, auditor_id=auditor_id, model_id=model_id, split=split, limit=limit)
+        session.expunge_all()
+    report = RefineReport(auditor=auditor_id)
+    if progress:
+        progress(0, len(todo))
+    step = 1 if auditor == "deterministic" else batch_size
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
+        parsed = [parse_trace(t, v) for t, v in chunk]
+        if auditor == "deterministic":
+            results = [audit_trace(p, _diagram(v), _truth(v)) for p, (_, v) in zip(parsed, chunk)]
+        else:
+            results = auditor.refine_many(  # type: ignore[union-attr]
+                [(v.requirements, _diagram(v), t.raw_output, p, _truth(v)) for p, (t, v) in zip(parsed, chunk)]
+            )
+        with Session(engine) as session:
+            for (trace, _), result in zip(chunk, results):
+                _store_proposal(session, trace, result)
+                report.proposals += 1
+                report.unchanged += result.unchanged
+                report.flagged += bool(result.flags)
+                for c in result.changes:
+                    report.changes[c.kind] = report.changes.get(c.kind, 0) + 1
+        if progress:
+            progress(min(start + step, len(todo)), len(todo))
+    return report
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def chosen_trace(review: ReviewRow, proposal: ProposalRow) -> str:
+    """The accepted trace (the proposal's) or the edited one (the review's), in the trace format."""
+    steps_data = proposal.steps
+    verdict_data = proposal.verdict
+    if review.decision == "edit":
+        steps_data = review.steps if review.steps is not None else steps_data
+        verdict_data = review.verdict if review.verdict is not None else verdict_data
+    if isinstance(steps_data, str):  # an editor that stored the edited trace as text
+        return steps_data
+    steps = [Step.model_validate(s) for s in steps_data or []]
+    verdict = [Mistake.model_validate(m) for m in verdict_data or []]
+    return render_trace(steps, verdict)
+
+
+@dataclass
+class ExportReport:
+    kind: str
+    rows: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def export_rows(kind: Literal["sft", "dpo"], *, split: str | None = "train", engine: Engine | None = None) -> ExportReport:
+    """SFT rows or DPO pairs from the decisions in force; a decision that makes no valid row is skipped with its reason."""
+    engine = _engine(engine)
+    report = ExportReport(kind=kind)
+    with Session(engine) as session:
+        for d in list_decisions_in_force(session=session, split=split):
+            diagram = _diagram(d.variant)
+            provenance = {
+                "variant_id": d.variant.id,
+                "base_id": d.variant.base_id,
+                "trace_id": d.trace.id,
+                "model_id": d.trace.model_id,
+                "proposal_id": d.proposal.id,
+                "auditor_id": d.proposal.auditor_id,
+                "review_id": d.review.id,
+                "reviewer": d.review.reviewer,
+                "decision": d.review.decision,
+                "reviewed_at": d.review.created_at.isoformat(),
+                "prompt_version": PROMPT_VERSION,
+            }
+            try:
+                chosen = chosen_trace(d.review, d.proposal)
+                if kind == "sft":
+                    row = sft_row(d.variant.requirements, diagram, chosen, provenance)
+                else:
+                    row = dpo_row(d.variant.requirements, diagram, chosen, d.trace.raw_output, provenance)
+                    pair = create_preference_pair(
+                        session=session, review_id=d.review.id, prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"]
+                    )
+                    row["provenance"]["pair_id"] = pair.id
+            except PairError as err:
+                report.skipped.append(f"review {d.review.id} (proposal {d.proposal.id}, variant {d.variant.id}): {err}")
+                continue
+            report.rows.append(row)
+    return report
+
+
+# -- evaluation -----------------------------------------------------------------------
+
+
+def evaluate_model(
+    model_id: str, *, split: str = "test", engine: Engine | None = None, store: bool = False
+) -> tuple[EvaluationReport, int | None]:
+    """Score ``model_id``'s newest trace of each variant of ``split``; optionally store the evaluation."""
+    engine = _engine(engine)
+    with Session(engine) as session:
+        rows = latest_traces(session=session, model_id=model_id, split=split)
+        items, results = [], []
+        for trace, variant in rows:
+            parsed = parse_trace(trace, variant)
+            items.append(
+                EvalItem(
+                    variant_id=variant.id,
+                    predicted=parsed.verdict,
+                    truth=_truth(variant),
+                    valid=parsed.valid,
+                    references=len(parsed.references),
+                    grounded=len(parsed.references) - len(parsed.unresolved),
+                )
+            )
+        report = evaluate(items)
+        evaluation_id = None
+        if store:
+            for (trace, variant), item, pv in zip(rows, items, report.per_variant):
+                results.append(
+                    {
+                        "variant_id": variant.id,
+                        "trace_id": trace.id,
+                        "predicted": [m.model_dump() for m in item.predicted],
+                        "metrics": pv.model_dump(exclude={"variant_id"}),
+                    }
+                )
+            metrics = report.model_dump(exclude={"per_variant"})
+            evaluation_id = create_evaluation(session=session, model_id=model_id, split=split, metrics=metrics, results=results).id
+    return report, evaluation_id
+
+
+# -- first run ------------------------------------------------------------------------
+
+
+def seed_first_batch(
+    limit: int, progress: Callable[[float, str], None] | None = None, engine: Engine | None = None, backend: Backend | None = None
+) -> tuple[ReasonReport, RefineReport]:
+    """The app's first run: the embedded model reasons about the first ``limit`` train variants,
+    and the deterministic auditor refines those traces, so the review queue is not empty."""
+    from r2ta.backends import get_backend
+
+    say = progress or (lambda frac, msg: None)
+    backend = backend or get_backend("embedded")
+    try:
+        reasoned = reason(
+            backend,
+            split="train",
+            limit=limit,
+            engine=engine,
+            progress=lambda done, total: say(0.8 * done / max(total, 1), f"reasoning: {done}/{total} variants"),
+        )
+    finally:
+        backend.close()
+    refined = refine(
+        model_id=backend.id,
+        split="train",
+        engine=engine,
+        progress=lambda done, total: say(0.8 + 0.2 * done / max(total, 1), f"auditing: {done}/{total} traces"),
+    )
+    say(1.0, f"{reasoned.generated} traces generated, {refined.proposals} proposals ready for review")
+    return reasoned, refined

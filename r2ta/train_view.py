@@ -1,0 +1,158 @@
+"""What the Train page shows, without streamlit: export for a run, hardware, run summaries, curves.
+
+* :func:`export_for_training` writes the accepted/edited data of the train split
+  (:func:`r2ta.pipeline.export_rows`) into ``DATA/exports/<time>/`` for a run.
+* :func:`list_run_summaries` reads every run folder (status, last metrics, its
+  evaluation job) for the page's table of past runs.
+* :func:`loss_figure` / :func:`margin_figure` draw a run's logged points (plotly).
+
+This module must not import streamlit; torch only inside :func:`hardware_description`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from r2ta import jobs
+from r2ta.config import data_dir
+from r2ta.errors import R2taError
+
+
+@dataclass
+class ExportedData:
+    sft_file: Path
+    dpo_file: Path
+    sft_rows: int
+    dpo_rows: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def export_for_training(*, engine: Engine | None = None, split: str = "train") -> ExportedData:
+    """Write SFT rows and DPO pairs from the decisions in force into a fresh ``DATA/exports/<time>/`` folder."""
+    from r2ta.pairs import write_rows
+    from r2ta.pipeline import export_rows
+
+    sft = export_rows("sft", split=split, engine=engine)
+    dpo = export_rows("dpo", split=split, engine=engine)
+    if not sft.rows or not dpo.rows:
+        raise R2taError(
+            f"nothing to train on: {len(sft.rows)} SFT rows and {len(dpo.rows)} DPO pairs from the {split} split; "
+            "accept or edit proposals on the Review page first"
+        )
+    folder = data_dir() / "exports" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_rows(sft.rows, folder / "sft.jsonl")
+    write_rows(dpo.rows, folder / "dpo.jsonl")
+    return ExportedData(folder / "sft.jsonl", folder / "dpo.jsonl", len(sft.rows), len(dpo.rows),
+                        sorted(set(sft.skipped) | set(dpo.skipped)))
+
+
+def hardware_description() -> str:
+    """What a run started now would train on (imports torch: cache the result)."""
+    from training.hardware import detect_hardware, resolve_precision
+
+    hw = detect_hardware()
+    return f"{hw.describe()}, {resolve_precision('auto', hw).name}"
+
+
+def recipe_description(recipe: str) -> str:
+    """The recipe's one-line description (its ``run.description``), without loading TRL."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(jobs.recipe_file(recipe).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    return str((data.get("run") or {}).get("description") or "")
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    name: str
+    recipe: str
+    state: str
+    stage: str | None
+    started_at: str | None
+    finished_at: str | None
+    sft_loss: float | None
+    dpo_margin: float | None
+    evaluation: str
+    error: str | None
+
+    def row(self) -> dict:
+        return {"run": self.name, "recipe": self.recipe, "status": self.state, "stage": self.stage or "",
+                "started": self.started_at or "", "finished": self.finished_at or "",
+                "SFT loss": self.sft_loss, "DPO margin": self.dpo_margin, "evaluation": self.evaluation}
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    from r2ta.eval_jobs import read_eval_status
+
+    progress = jobs.read_progress(run_dir)
+    status = progress.status
+    metrics = status.get("metrics") or {}
+    sft_loss = (metrics.get("sft") or {}).get("final_loss")
+    dpo_margin = (metrics.get("dpo") or {}).get("reward_margin")
+    if sft_loss is None:
+        losses = progress.series("loss", "sft")
+        sft_loss = losses[-1][1] if losses else None
+    if dpo_margin is None:
+        margins = progress.series("reward_margin", "dpo")
+        dpo_margin = margins[-1][1] if margins else None
+    ev = read_eval_status(run_dir)
+    evaluation = ev.get("status", "none") if ev else "none"
+    if ev.get("status") == "running" and ev.get("stage"):
+        evaluation = f"running ({ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')})"
+    return RunSummary(run_dir, run_dir.name, status.get("recipe", ""), progress.state, progress.stage,
+                      status.get("started_at"), status.get("finished_at"), sft_loss, dpo_margin, evaluation,
+                      progress.error)
+
+
+def list_run_summaries() -> list[RunSummary]:
+    """Every run under ``DATA/runs``, newest first; a damaged folder is listed with its error."""
+    out = []
+    for run_dir in jobs.list_runs():
+        try:
+            out.append(summarize_run(run_dir))
+        except R2taError as err:
+            out.append(RunSummary(run_dir, run_dir.name, "", "unreadable", None, None, None, None, None, "none", str(err)))
+    return out
+
+
+# -- curves ---------------------------------------------------------------------------
+
+
+def _curve(progress: jobs.RunProgress, key: str, title: str, stages: tuple[str, ...]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for stage in stages:
+        points = progress.series(key, stage)
+        if points:
+            fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=stage.upper())
+    fig.update_layout(title=title, xaxis_title="step", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h"})
+    return fig
+
+
+def loss_figure(progress: jobs.RunProgress):
+    """Training loss per logged step, SFT and DPO as two lines."""
+    return _curve(progress, "loss", "Loss", ("sft", "dpo"))
+
+
+def margin_figure(progress: jobs.RunProgress):
+    """DPO reward margin (chosen minus rejected reward) per logged step."""
+    return _curve(progress, "reward_margin", "DPO reward margin", ("dpo",))
+
+
+def sync_to_db(run_dir: Path, *, engine: Engine) -> None:
+    """Mirror the run folder into the training_run table (idempotent; the folder is the truth while it runs)."""
+    from sqlmodel import Session
+
+    with Session(engine) as session:
+        jobs.sync_run_to_db(run_dir, session=session)

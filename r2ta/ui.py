@@ -1,0 +1,109 @@
+"""The one streamlit-aware module of the library: cached resources, session state, shared widgets.
+
+Pages call these helpers and the core library; nothing else in ``r2ta/`` imports
+streamlit. ``st.cache_resource`` holds the engine; ``st.cache_data`` holds pure
+results and is cleared by the write helpers that make it stale.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from r2ta import catalog
+from r2ta.eerd import CATEGORY_TITLES, EERD
+
+
+def init_state() -> None:
+    """Idempotent defaults for the session (safe to call on every rerun)."""
+    st.session_state.setdefault("reviewer", "")
+    st.session_state["_r2ta_routed"] = True
+
+
+def require_app() -> None:
+    """Send a visitor who opened a page URL directly through app.py's router.
+
+    On a server that has not run app.py yet, Streamlit serves ``pages/*.py`` in its
+    legacy multipage mode (no page config, no first-run check, a raw file list in
+    the sidebar). Every page calls this first; it is a no-op once app.py has run.
+    """
+    if not st.session_state.get("_r2ta_routed"):
+        st.switch_page("app.py")
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str):
+    return catalog.open_engine(url)
+
+
+def engine():
+    """The database engine for the configured URL, created (and migrated to head) once per process."""
+    return _engine_for(catalog.database_url())
+
+
+def require_seeded() -> bool:
+    """Show the first-run screen until the database holds a dataset. Returns True when ready."""
+    if catalog.is_seeded(engine()):
+        return True
+    _first_run_screen()
+    return False
+
+
+def _first_run_screen() -> None:
+    from r2ta.seeding import read_seed_status, start_seed_process
+
+    st.title("Welcome to R2tA Studio")
+    st.write(
+        "This data folder is empty. Setting up builds the 600-variant dataset, loads it into "
+        "the database, fetches the embedded model (SmolLM2-135M-Instruct) and lets it reason "
+        "about a first batch of variants, so there is real work to review."
+    )
+    status = read_seed_status()
+    if status is None or (status.error and not status.running):
+        if status and status.error:
+            st.error(f"The last setup failed:\n\n```\n{status.error}\n```")
+        if st.button("Set up R2tA Studio", type="primary", icon=":material/rocket_launch:"):
+            start_seed_process()
+            st.rerun()
+        return
+
+    @st.fragment(run_every=1.0)
+    def _progress() -> None:
+        s = read_seed_status()
+        if s is None:
+            return
+        st.progress(min(max(s.fraction, 0.0), 1.0), text=s.message)
+        if s.finished or catalog.is_seeded(engine()) and not s.running:
+            st.rerun(scope="app")
+        if s.error and not s.running:
+            st.error(s.error)
+
+    _progress()
+
+
+def category_label(category: str) -> str:
+    return f"{category} — {CATEGORY_TITLES.get(category, category)}"
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _dot_source(diagram_json: str, highlight: tuple[tuple[str, str], ...], legend: bool) -> str:
+    """DOT text for a diagram (laid out and pinned with the local graphviz: ~0.1 s, so cached)."""
+    from r2ta.eerd import diagram_from_json
+    from r2ta.render import to_dot
+
+    return to_dot(diagram_from_json(diagram_json), highlight=dict(highlight), legend=legend)
+
+
+def show_diagram(diagram: EERD, highlight: dict[str, str] | None = None, legend: bool = False) -> None:
+    """Render a diagram in the browser (no ``dot`` binary needed on the server, faster with one)."""
+    from r2ta.eerd import diagram_to_json
+
+    source = _dot_source(diagram_to_json(diagram, indent=None), tuple(sorted((highlight or {}).items())), legend)
+    st.graphviz_chart(source, width="stretch")
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def embedded_backend():
+    """The default backend (``R2TA_BACKEND`` or the embedded model), loaded once per server process."""
+    from r2ta.backends import get_backend
+
+    return get_backend()

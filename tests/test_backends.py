@@ -1,0 +1,233 @@
+"""Backends: the OpenAI-compatible client against a real HTTP server on localhost, the local
+backend on a tiny Llama built in-process (no download), and the named configs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from r2ta.backends import BackendConfig, BackendError, LocalBackend, OpenAIBackend, get_backend, is_looping, load_configs
+
+# -- a chat-completions server on localhost ---------------------------------------------
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):
+        server = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if self.path != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": "not found"}})
+        if server.fail_next > 0:
+            server.fail_next -= 1
+            return self._send(503, {"error": {"message": "overloaded"}})
+        if server.key and self.headers.get("Authorization") != f"Bearer {server.key}":
+            return self._send(401, {"error": {"message": "bad key"}})
+        user = body["messages"][-1]["content"]
+        words = user.split()[: body["max_tokens"]]
+        reply = "ECHO " + " ".join(words)
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(words) + 1},
+            },
+        )
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def chat_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    server.requests, server.fail_next, server.key = [], 0, None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _openai(server, **kw) -> OpenAIBackend:
+    host, port = server.server_address
+    return OpenAIBackend(BackendConfig(kind="openai", base_url=f"http://{host}:{port}/v1", model="tiny-chat", **kw))
+
+
+def _chat(text):
+    return [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+
+
+def test_openai_backend_talks_chat_completions(chat_server):
+    backend = _openai(chat_server, retries=0)
+    gens = backend.generate([_chat("one two three"), _chat("four five")], max_new_tokens=2)
+    assert [g.text for g in gens] == ["ECHO one two", "ECHO four five"]  # order kept despite parallel requests
+    assert gens[0].prompt_tokens == 3 and gens[0].completion_tokens == 3 and gens[0].finish_reason == "stop"
+    assert gens[0].latency_s > 0
+    req = sorted(chat_server.requests, key=lambda r: r["body"]["messages"][1]["content"])[0]
+    assert req["path"] == "/v1/chat/completions"
+    assert req["body"]["model"] == "tiny-chat" and req["body"]["max_tokens"] == 2 and req["body"]["temperature"] == 0.0
+    assert req["body"]["messages"] == _chat("four five")
+    assert backend.id == "tiny-chat"
+
+
+def test_openai_backend_key_comes_from_the_named_env_var(chat_server, monkeypatch):
+    chat_server.key = "s3cret"
+    backend = _openai(chat_server, api_key_env="R2TA_TEST_KEY", retries=0)
+    monkeypatch.setenv("R2TA_TEST_KEY", "s3cret")
+    assert backend.generate([_chat("hi")])[0].text == "ECHO hi"
+    assert chat_server.requests[-1]["auth"] == "Bearer s3cret"
+    assert "s3cret" not in backend.config.model_dump_json()  # the key is never part of the config
+    monkeypatch.setenv("R2TA_TEST_KEY", "wrong")
+    with pytest.raises(BackendError, match="HTTP 401"):
+        backend.generate([_chat("hi")])
+
+
+def test_openai_backend_retries_overload_then_reports_errors(chat_server):
+    chat_server.fail_next = 1
+    assert _openai(chat_server, retries=1).generate([_chat("again")])[0].text == "ECHO again"
+    chat_server.fail_next = 5
+    with pytest.raises(BackendError, match="HTTP 503"):
+        _openai(chat_server, retries=1).generate([_chat("again")])
+
+
+def test_openai_backend_unreachable_server_says_so():
+    backend = OpenAIBackend(BackendConfig(kind="openai", base_url="http://127.0.0.1:9/v1", model="m", retries=0, timeout_s=2))
+    with pytest.raises(BackendError, match="is the server running"):
+        backend.generate([_chat("hi")])
+
+
+# -- named configs ----------------------------------------------------------------------
+
+
+def test_named_configs_and_yaml_overrides(tmp_path, monkeypatch):
+    configs = load_configs()
+    assert {"embedded", "vllm", "ollama", "openai"} <= set(configs)
+    assert configs["embedded"].kind == "local" and configs["vllm"].base_url == "http://localhost:8000/v1"
+    path = tmp_path / "backends.yaml"
+    path.write_text("vllm:\n  base_url: http://gpu:8000/v1\n  model: big\nmine:\n  kind: local\n  model: /m\n  batch_size: 3\n")
+    monkeypatch.setenv("R2TA_BACKENDS_FILE", str(path))
+    configs = load_configs()
+    assert configs["vllm"].base_url == "http://gpu:8000/v1" and configs["vllm"].model == "big" and configs["vllm"].kind == "openai"
+    assert configs["mine"].batch_size == 3
+    assert get_backend("vllm").id == "big"
+    path.write_text("bad:\n  kind: openai\n  model: m\n  base_url: localhost:1\n")
+    with pytest.raises(BackendError, match="base_url must start with http"):
+        load_configs()
+    path.write_text("bad:\n  kind: local\n  model: m\n  batch_sise: 3\n")
+    with pytest.raises(BackendError, match="batch_sise"):
+        load_configs()
+    path.write_text("{}\n")
+    with pytest.raises(BackendError, match="unknown backend 'nope'"):
+        get_backend("nope")
+
+
+# -- a tiny Llama in-process ------------------------------------------------------------
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    corpus = ["Step 1 [EMPLOYEE]: the key is Ssn -> ok", "VERDICT:", "MISTAKE: cardinality | WORKS_FOR | many"] * 20
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|im_start|>", "<|im_end|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    raw.train_from_iterator(corpus, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", bos_token="<|im_start|>")
+    tok.chat_template = CHATML
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    return model, tok
+
+
+def _local(tiny_llama, **kw) -> LocalBackend:
+    model, tok = tiny_llama
+    return LocalBackend(BackendConfig(kind="local", model="tiny", device="cpu", **kw), model=model, tokenizer=tok)
+
+
+def test_local_backend_batched_equals_one_at_a_time(tiny_llama):
+    prompts = [_chat("Step 1"), _chat("a much longer prompt about the WORKS_FOR relationship and EMPLOYEE keys"), _chat("VERDICT")]
+    batched = _local(tiny_llama, batch_size=3).generate(prompts, max_new_tokens=12)
+    single = [_local(tiny_llama, batch_size=1).generate([p], max_new_tokens=12)[0] for p in prompts]
+    assert [g.text for g in batched] == [g.text for g in single]  # left padding changes nothing
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in single]
+    assert batched[0].prompt_tokens < batched[1].prompt_tokens  # padding is not counted
+    for g in batched:
+        assert 1 <= g.completion_tokens <= 12
+        assert g.finish_reason in ("stop", "length")
+        assert (g.finish_reason == "length") == (g.completion_tokens == 12 and "<|im_end|>" not in g.text)
+
+
+def test_local_backend_is_greedy_and_deterministic_by_default(tiny_llama):
+    backend = _local(tiny_llama, batch_size=2)
+    a = backend.generate([_chat("Step 1"), _chat("VERDICT")], max_new_tokens=8)
+    b = backend.generate([_chat("Step 1"), _chat("VERDICT")], max_new_tokens=8)
+    assert [g.text for g in a] == [g.text for g in b]
+    assert backend.id == "tiny" and backend.device == "cpu"
+    assert backend.generate([], max_new_tokens=8) == []
+
+
+def test_local_backend_missing_model_says_what_to_do(tmp_path):
+    backend = LocalBackend(BackendConfig(kind="local", model=str(tmp_path / "nothing-here"), device="cpu"))
+    with pytest.raises(BackendError, match="cannot load model"):
+        backend.load()
+
+
+def test_is_looping_catches_the_loops_small_models_fall_into():
+    numbered = "".join(f"{i}. Each customer has a customer name and a customer number.\n" for i in range(1, 6))
+    assert is_looping(numbered)
+    assert is_looping("The entity is a company, a company, a company, a company, a company")
+    assert is_looping("MISTAKE: participation | PLAYS_IN (1,1)\n" * 5)
+    from reasoning_fixtures import CORRECT_TRACE
+
+    assert not is_looping(CORRECT_TRACE + "\n")
+    assert not is_looping("Step 1 [A]: x -> ok\nStep 2 [B]: x -> ok\nStep 3 [C]: x -> ok\nStep 4 [D]: x -> ok\n")
+
+
+def test_local_backend_stops_a_looping_row_and_says_so(tiny_llama):
+    prompts = [_chat("Step 1"), _chat("VERDICT")]
+    free = _local(tiny_llama, batch_size=2, stop_on_repetition=False).generate(prompts, max_new_tokens=120)
+    stopped = _local(tiny_llama, batch_size=2).generate(prompts, max_new_tokens=120)
+    assert any(is_looping(g.text) for g in free)  # a random tiny model loops at once
+    for f, s in zip(free, stopped):
+        if is_looping(f.text) and f.finish_reason == "length":
+            assert s.finish_reason == "repetition"
+            assert f.text.startswith(s.text) and s.completion_tokens < f.completion_tokens
+
+
+def test_shared_prefix_cache_changes_nothing_but_speed(tiny_llama):
+    long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
+    prompts = [[long_system, {"role": "user", "content": text}] for text in ("VERDICT", "MISTAKE: cardinality", "Step 2 [WORKS_FOR]")]
+    backend = _local(tiny_llama, batch_size=1, stop_on_repetition=False)
+    assert backend._shared_prefix([backend.render_prompt(p) for p in prompts])[0] > 32
+    cached = backend.generate(prompts, max_new_tokens=10)
+    plain = [backend.generate([p], max_new_tokens=10)[0] for p in prompts]  # one prompt: no shared prefix
+    assert [g.text for g in cached] == [g.text for g in plain]
+    assert [g.prompt_tokens for g in cached] == [g.prompt_tokens for g in plain]

@@ -1,0 +1,252 @@
+"""Evaluation of models, runs and the checker; comparison helpers; bulk acceptance; eval jobs; r2ta eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from db.engine import get_engine, init_db
+from db.loading import load_dataset
+from db.models import EvaluationRow, ReviewRow
+from r2ta import eval_jobs, jobs
+from r2ta.backends import Backend, BackendConfig, Generation
+from r2ta.checker import check
+from r2ta.cli import main
+from r2ta.eerd import Mistake
+from r2ta.evaluation import (
+    CHECKER_MODEL_ID,
+    EvaluationError,
+    checker_trace,
+    differing_variants,
+    evaluate,
+    format_side_by_side,
+    list_evaluations,
+    resolve_model,
+    rescore,
+    run_model_id,
+)
+from r2ta.loop import BULK_REVIEWER, bulk_accept
+from r2ta.pipeline import export_rows, reason, refine
+from r2ta.prompting import parse_output
+from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS, variant
+
+LINES = CORRECT_TRACE.split("\n")
+ONLY_FK = "\n".join(LINES[:3] + ["VERDICT:", LINES[6]])  # finds the foreign key, misses the participation
+WRONG = "Step 1 [PROJECT]: PROJECT has no key. -> missing_key\nVERDICT:\nMISTAKE: missing_key | PROJECT | no key"
+
+
+class QueuedBackend(Backend):
+    """A fake backend: answers from a queue, in order."""
+
+    def __init__(self, outputs, model_id="fake-135m"):
+        super().__init__(BackendConfig(kind="local", model="fake", batch_size=4))
+        self.outputs, self._id = list(outputs), model_id
+
+    @property
+    def id(self):
+        return self._id
+
+    def generate(self, prompts, max_new_tokens=512, temperature=None):
+        return [Generation(text=self.outputs.pop(0), prompt_tokens=10, completion_tokens=5, finish_reason="stop")
+                for _ in prompts]
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'r2ta.db'}"
+    monkeypatch.setenv("R2TA_DATABASE_URL", url)
+    engine = get_engine(url)
+    init_db(engine)
+    base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS,
+            "diagram": DIAGRAM.model_dump(mode="json")}
+    variants = [variant("test", n).model_dump(mode="json") for n in range(4)]
+    variants += [variant("train", n).model_dump(mode="json") for n in range(4, 7)]
+    with Session(engine) as session:
+        load_dataset([base], variants, session=session)
+    return engine
+
+
+def test_checker_trace_is_its_findings_in_the_trace_format():
+    findings = check(DIAGRAM)
+    parsed = parse_output(checker_trace(DIAGRAM), DIAGRAM)
+    assert parsed.valid and not parsed.unresolved
+    assert [(m.category, m.elements) for m in parsed.verdict] == [(m.category, m.elements) for m in findings]
+    assert [s.finding for s in parsed.steps] == [m.category for m in findings]
+
+
+def test_checker_is_evaluated_like_a_model(engine):
+    outcome = evaluate(CHECKER_MODEL_ID, split="test", limit=3, engine=engine)
+    assert outcome.model_id == "checker" and outcome.generated == 3 and outcome.report.n == 3
+    # The checker sees the structural foreign key but never the participation (it needs the requirements).
+    fk, part = outcome.report.per_category["foreign_key_attribute"], outcome.report.per_category["participation"]
+    assert (fk.tp, fk.fn) == (3, 0) and (part.tp, part.fn) == (0, 3)
+    assert outcome.report.format_validity == 1.0 and outcome.report.grounding_rate == 1.0
+    again = evaluate(CHECKER_MODEL_ID, split="test", limit=3, engine=engine)
+    assert again.generated == 0  # traces are stored once, scored again
+    stored = {m.model_id: m for m in list_evaluations(split="test", engine=engine)}
+    assert stored["checker"].n_variants == 3 and stored["checker"].evaluation_id == again.evaluation_id
+
+
+def test_a_backend_is_evaluated_and_compared_on_common_variants(engine):
+    good = evaluate(QueuedBackend([CORRECT_TRACE] * 4, "good"), split="test", engine=engine)
+    half = evaluate(QueuedBackend([ONLY_FK, WRONG], "half"), split="test", limit=2, engine=engine)
+    assert good.report.n == 4 and good.report.micro_f1 == 1.0 and good.generated == 4
+    assert half.report.n == 2 and half.report.hallucination_rate == 0.5
+    reports, common = rescore({"good": good.evaluation_id, "half": half.evaluation_id}, engine=engine)
+    assert common == ["company_small-000", "company_small-001"]
+    assert reports["good"].n == reports["half"].n == 2
+    assert reports["half"].per_category["missing_key"].fp == 1
+    alone, _ = rescore({"good": good.evaluation_id, "half": half.evaluation_id}, common_only=False, engine=engine)
+    assert alone["good"].n == 4
+    table = format_side_by_side(reports)
+    assert "micro F1" in table and "foreign_key_attribute" in table and "good" in table.split("\n")[0]
+
+
+def test_differing_variants_shows_both_traces(engine):
+    a = evaluate(QueuedBackend([CORRECT_TRACE, CORRECT_TRACE], "a"), split="test", limit=2, engine=engine)
+    b = evaluate(QueuedBackend([CORRECT_TRACE, WRONG], "b"), split="test", limit=2, engine=engine)
+    diffs = differing_variants(a.evaluation_id, b.evaluation_id, engine=engine)
+    assert [d.variant_id for d in diffs] == ["company_small-001"]
+    d = diffs[0]
+    assert (d.a_correct, d.b_correct, len(d.truth)) == (2, 0, 2)
+    assert d.a.raw_output == CORRECT_TRACE and d.b.raw_output == WRONG
+
+
+def test_bulk_accept_marks_the_reviews_as_not_human(engine):
+    reason(QueuedBackend([ONLY_FK] * 3, "base"), split="train", engine=engine)
+    refine(model_id="base", split="train", engine=engine)
+    assert bulk_accept(model_id="base", split="train", engine=engine) == 3
+    assert bulk_accept(model_id="base", split="train", engine=engine) == 0  # only unreviewed proposals
+    with Session(engine) as session:
+        reviews = list(session.exec(select(ReviewRow)))
+    assert {r.reviewer for r in reviews} == {BULK_REVIEWER}
+    assert all("without human review" in r.reason for r in reviews)
+    rows = export_rows("sft", split="train", engine=engine).rows
+    assert len(rows) == 3 and {r["provenance"]["reviewer"] for r in rows} == {BULK_REVIEWER}
+    assert "participation" in rows[0]["messages"][-1]["content"]  # the auditor added the missed mistake
+
+
+def _fake_run(root: Path, name="20260101-000000-tiny", merged=True) -> Path:
+    run = root / name
+    (run / "sft").mkdir(parents=True)
+    (run / "sft" / "adapter_config.json").write_text("{}")
+    (run / "dpo").mkdir()
+    (run / "dpo" / "adapter_config.json").write_text("{}")
+    if merged:
+        (run / "merged").mkdir()
+        (run / "merged" / "config.json").write_text("{}")
+    (run / "request.json").write_text(json.dumps({"recipe": "tiny-cpu"}))
+    (run / "status.json").write_text(json.dumps({"status": "succeeded", "stage": "done"}))
+    return run
+
+
+def test_resolve_model_names_run_stages_and_refuses_unknown(tmp_path):
+    run = _fake_run(tmp_path)
+    final = resolve_model(str(run))
+    assert (final.kind, final.stage, final.model_id) == ("run", "sft+dpo", run_model_id(run, "sft+dpo"))
+    assert final.model_path == run.resolve() / "merged"
+    sft = resolve_model(f"{run}:sft")
+    assert sft.model_id == f"{run.name}:sft" and sft.model_path == run.resolve() / "sft"
+    no_merge = _fake_run(tmp_path, "other", merged=False)
+    assert resolve_model(str(no_merge)).model_path == no_merge.resolve() / "dpo"
+    assert resolve_model("checker").kind == "checker"
+    assert resolve_model("embedded").kind == "backend"
+    with pytest.raises(EvaluationError, match="not 'checker', a training run folder"):
+        resolve_model("no-such-model")
+    unfinished = tmp_path / "unfinished"
+    (unfinished).mkdir()
+    (unfinished / "request.json").write_text("{}")
+    (unfinished / "status.json").write_text("{}")
+    with pytest.raises(EvaluationError, match="after it succeeded"):
+        resolve_model(str(unfinished))
+
+
+def test_eval_command_scores_and_compares(engine, capsys):
+    assert main(["eval", "--model", "checker", "--split", "test", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "checker: stored as evaluation" in out and "format validity 1.000" in out
+    assert main(["eval", "--compare", "checker"]) == 0
+    assert "scored on the 2 variants" in capsys.readouterr().out
+    assert main(["eval", "--compare", "checker", "nobody"]) == 2
+    assert "no stored test evaluation for nobody" in capsys.readouterr().err
+
+
+def test_eval_job_status_marks_a_dead_process_failed(tmp_path):
+    run = _fake_run(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    eval_jobs.write_eval_status(run, status=eval_jobs.RUNNING, pid=proc.pid, pid_start=12345)
+    status = eval_jobs.read_eval_status(run)
+    assert status["status"] == eval_jobs.FAILED and "ended without a result" in status["error"]
+
+
+def test_only_a_succeeded_run_can_be_evaluated(tmp_path):
+    run = _fake_run(tmp_path)
+    (run / "status.json").write_text(json.dumps({"status": "failed", "stage": "sft", "error": "boom"}))
+    with pytest.raises(Exception, match="has not succeeded"):
+        eval_jobs.start_run_evaluation(run)
+    assert eval_jobs.read_eval_status(run) == {}
+
+
+@pytest.mark.slow
+def test_tiny_run_is_trained_then_evaluated_out_of_process(engine, tmp_path, monkeypatch):
+    """The Train page's flow on the tiny recipe: supervisor trains, then evaluates both stages, linked to the run."""
+    reason(QueuedBackend([ONLY_FK] * 3, "base"), split="train", engine=engine)
+    refine(model_id="base", split="train", engine=engine)
+    bulk_accept(model_id="base", split="train", engine=engine)
+    from r2ta.pairs import write_rows
+
+    write_rows(export_rows("sft", engine=engine).rows, tmp_path / "sft.jsonl")
+    write_rows(export_rows("dpo", engine=engine).rows, tmp_path / "dpo.jsonl")
+    recipe = tmp_path / "tiny-long.yaml"  # the tiny tokenizer spends a token per character: longer rows
+    recipe.write_text((Path(jobs.RECIPES_DIR) / "tiny-cpu.yaml").read_text().replace("max_length: 2048", "max_length: 6000"))
+    run = eval_jobs.start_training_with_evaluation(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe,
+                                                   limit=2, max_new_tokens=8, max_steps=1)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        status = eval_jobs.read_eval_status(run)
+        if status.get("status") in eval_jobs.FINISHED:
+            break
+        time.sleep(1)
+    assert jobs.read_progress(run).state == jobs.SUCCEEDED, jobs.read_log(run)
+    assert status["status"] == eval_jobs.SUCCEEDED, eval_jobs.read_eval_log(run)
+    with Session(engine) as session:
+        rows = {e.model_id: e for e in session.exec(select(EvaluationRow))}
+    for stage in ("sft", "sft+dpo"):
+        row = rows[run_model_id(run, stage)]
+        assert row.n_variants == 2 and row.run_id is not None
+        assert row.id == status["evaluations"][stage]
+
+
+def test_loop_stage_is_timed_and_a_failing_stage_names_its_log(tmp_path):
+    from r2ta.loop import LoopError, run_stage
+
+    ok = run_stage("help", ["--help"], tmp_path, threads=1, say=lambda line: None)
+    assert ok.status == 0 and ok.wall_s > 0 and 10 < ok.peak_rss_mb < 2000
+    assert "usage: r2ta" in (tmp_path / "help.log").read_text()
+    with pytest.raises(LoopError, match=r"stage bad failed \(exit 2\); log .*bad.log"):
+        run_stage("bad", ["eval", "--model", "no-such-model"], tmp_path, threads=None, say=lambda line: None)
+
+
+def test_loop_recipe_overrides_are_checked_and_reproducible(tmp_path):
+    import yaml
+
+    from r2ta.loop import LoopConfig, LoopError, reproduce_command, write_recipe
+    from training.recipe import RecipeError
+
+    path = write_recipe("tiny-cpu", ["sft.num_train_epochs=3", "dpo.beta=0.2"], tmp_path / "r.yaml")
+    data = yaml.safe_load(path.read_text())
+    assert data["sft"]["num_train_epochs"] == 3 and data["dpo"]["beta"] == 0.2
+    with pytest.raises(RecipeError, match="learning_rat"):
+        write_recipe("tiny-cpu", ["sft.learning_rat=1"], tmp_path / "bad.yaml")
+    with pytest.raises(LoopError, match="SECTION.KEY=VALUE"):
+        write_recipe("tiny-cpu", ["epochs=3"], tmp_path / "bad.yaml")
+    command = reproduce_command(LoopConfig(train_limit=8, test_limit=16, overrides=["dpo.beta=0.2"], out=tmp_path))
+    assert "r2ta loop --train-limit 8 --test-limit 16" in command and "--set dpo.beta=0.2" in command

@@ -1,0 +1,232 @@
+"""Training jobs as the Train page sees them: a killed job reads as failed, a cancelled one as cancelled,
+and progress read twice (or after a page reload) is the same.
+
+The fast tests stand a sleeping Python process in for the runner (the liveness
+logic does not care what the process computes); the slow ones run the real
+runner on the tiny model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from r2ta import jobs
+from r2ta.pairs import PairError, write_rows
+from training.tiny import smoke_rows
+
+SLEEPER = [sys.executable, "-c", "import time; print('working', flush=True); time.sleep(120)"]
+
+
+def _data(tmp_path: Path, n: int = 4) -> tuple[Path, Path]:
+    sft, dpo = smoke_rows(n)
+    write_rows(sft, tmp_path / "sft.jsonl")
+    write_rows(dpo, tmp_path / "dpo.jsonl")
+    return tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl"
+
+
+def _until(predicate, timeout_s: float = 120.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture()
+def started(tmp_path):
+    """A prepared run whose 'runner' is a sleeping process; killed at the end if still alive."""
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run")
+    child = jobs.launch(run_dir, SLEEPER)
+    yield run_dir, child
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
+def test_prepare_run_copies_the_data_and_queues(tmp_path):
+    sft_file, dpo_file = _data(tmp_path)
+    default = jobs.prepare_run(sft_file, dpo_file, recipe="tiny-cpu")
+    assert default.parent == jobs.runs_dir() and jobs.list_runs() == [default]
+    run_dir = jobs.prepare_run(sft_file, dpo_file, recipe="tiny-cpu", run_dir=tmp_path / "run", max_steps=3)
+    request = jobs.read_request(run_dir)
+    assert Path(request["sft_file"]).read_bytes() == sft_file.read_bytes()
+    assert request["sft_source"] == str(sft_file.resolve()) and request["max_steps"] == 3
+    sft_file.write_text("")  # a later export cannot change the run
+    assert Path(request["sft_file"]).stat().st_size > 0
+    assert jobs.read_status(run_dir)["status"] == "queued"
+    with pytest.raises(jobs.TrainingError, match="already holds a training run"):
+        jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=run_dir)
+
+
+def test_bad_input_is_refused_before_any_process_starts(tmp_path):
+    sft_file, dpo_file = _data(tmp_path)
+    with pytest.raises(jobs.TrainingError, match="does not exist"):
+        jobs.prepare_run(tmp_path / "missing.jsonl", dpo_file)
+    with pytest.raises(jobs.TrainingError, match="recipe 'nope' not found.*tiny-cpu"):
+        jobs.prepare_run(sft_file, dpo_file, recipe="nope")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(sft_file.read_text().splitlines()[0] + "\n{not json\n")
+    with pytest.raises(PairError, match="broken.jsonl:2"):
+        jobs.prepare_run(broken, dpo_file)
+    assert jobs.list_runs() == []  # nothing half-made left behind
+
+
+def test_a_job_killed_with_sigkill_is_reported_failed(started):
+    run_dir, child = started
+    assert _until(lambda: "working" in jobs.read_log(run_dir))
+    progress = jobs.read_progress(run_dir)
+    assert not progress.finished and progress.status["pid"] == child.pid
+    os.kill(child.pid, signal.SIGKILL)
+    progress = _until(lambda: (p := jobs.read_progress(run_dir)).finished and p)
+    assert progress.state == "failed"
+    assert "SIGKILL" in progress.error and str(run_dir / "train.log") in progress.error
+    assert jobs.read_status(run_dir)["status"] == "failed"  # written back: the database sync sees it too
+    assert jobs.read_status(run_dir)["finished_at"]
+
+
+def test_a_dead_job_started_by_another_process_is_failed_too(started):
+    """The page that started the job may be gone: the zombie (or vanished pid) is still seen as dead."""
+    run_dir, child = started
+    jobs._CHILDREN.pop(child.pid)  # as if another process had started it
+    assert jobs.process_alive(child.pid, jobs.read_status(run_dir)["pid_start"])
+    os.kill(child.pid, signal.SIGKILL)
+    _until(lambda: not jobs.process_alive(child.pid))  # a zombie until reaped: not alive
+    assert jobs.read_progress(run_dir).state == "failed"
+    child.wait()
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_job(started):
+    run_dir, child = started
+    jobs._CHILDREN.pop(child.pid)
+    assert not jobs.process_alive(child.pid, start_ticks=jobs.process_start_ticks(child.pid) + 1)
+
+
+def test_cancelling_a_job_whose_process_ignores_sigterm_can_force_it(tmp_path):
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run")
+    stubborn = [sys.executable, "-c",
+                "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+                "time.sleep(120)"]
+    child = jobs.launch(run_dir, stubborn)
+    _until(lambda: "up" in jobs.read_log(run_dir))
+    progress = jobs.cancel(run_dir, wait_s=1.0, force=True)
+    assert progress.state == "cancelled" and child.poll() == -signal.SIGKILL
+
+
+def test_cancelling_a_queued_run_that_never_started(tmp_path):
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run")
+    assert jobs.cancel(run_dir).state == "cancelled"
+    assert jobs.cancel(run_dir).state == "cancelled"  # idempotent
+
+
+def test_progress_survives_rereading_and_half_written_lines(tmp_path):
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run")
+    jobs.write_status(run_dir, status="succeeded", stage="done", fraction=1.0)
+    for step in (1, 2, 3):
+        jobs.append_progress(run_dir, {"stage": "sft", "step": step, "loss": 2.0 / step})
+    jobs.append_progress(run_dir, {"stage": "dpo", "step": 1, "loss": 0.69, "reward_margin": 0.1})
+    with open(run_dir / "progress.jsonl", "a") as handle:
+        handle.write('{"stage": "dpo", "step": 2, "lo')  # the writer is mid-line
+    first, second = jobs.read_progress(run_dir), jobs.read_progress(run_dir)
+    assert first.points == second.points and len(first.points) == 4
+    assert first.series("loss", "sft") == [(1, 2.0), (2, 1.0), (3, pytest.approx(2 / 3))]
+    assert first.series("reward_margin") == [(1, 0.1)]
+    assert first.finished and first.fraction == 1.0
+
+
+def test_status_json_is_replaced_whole(tmp_path):
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run")
+    jobs.write_status(run_dir, step=5, last={"loss": 1.5})
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["step"] == 5 and status["status"] == "queued" and status["last"] == {"loss": 1.5}
+    assert not list(run_dir.glob(".status.json.*"))  # no temp files left behind
+
+
+# --------------------------------------------------------------------------- the real runner
+
+
+@pytest.mark.slow
+def test_the_real_runner_cancelled_with_sigterm_reports_cancelled(tmp_path):
+    run_dir = jobs.start_training(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run", max_steps=100_000)
+    _until(lambda: jobs.read_progress(run_dir).points, timeout_s=300)  # training has begun
+    child = jobs._CHILDREN[jobs.read_status(run_dir)["pid"]]
+    progress = jobs.cancel(run_dir, wait_s=120)
+    assert progress.state == "cancelled", jobs.read_log(run_dir)
+    assert child.wait(timeout=30) == 128 + signal.SIGTERM
+    assert "cancel requested" in jobs.read_log(run_dir)
+    assert not (run_dir / "dpo").exists()  # it stopped in SFT and went no further
+    assert jobs.read_progress(run_dir).points == progress.points  # what was logged stays readable
+
+
+@pytest.mark.slow
+def test_the_real_runner_records_a_failure_with_its_traceback(tmp_path):
+    # The embedded model is not in this test's empty data folder: the run must fail and say what to do.
+    run_dir = jobs.start_training(*_data(tmp_path), recipe="smollm2-135m-cpu", run_dir=tmp_path / "run")
+    progress = jobs.wait_for(run_dir, timeout_s=300)
+    assert progress.state == "failed"
+    assert "r2ta seed" in progress.error
+    log = jobs.read_log(run_dir)
+    assert "Traceback (most recent call last)" in log and "RecipeError" in log
+    assert jobs._CHILDREN[progress.status["pid"]].wait(timeout=30) == 1
+
+
+@pytest.mark.slow
+def test_r2ta_train_follows_a_run_to_the_end(tmp_path):
+    sft_file, dpo_file = _data(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "r2ta", "train", "--sft", str(sft_file), "--dpo", str(dpo_file),
+         "--recipe", "tiny-cpu", "--max-steps", "2", "--no-merge", "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sft step 2/2  loss" in done.stdout and "dpo step 2/2  loss" in done.stdout
+    assert "margin" in done.stdout and "model card:" in done.stdout
+    assert not (tmp_path / "run" / "merged").exists()
+
+
+def test_sync_run_to_db_mirrors_the_run_folder_stage_by_stage(tmp_path):
+    from sqlmodel import Session
+
+    from db.engine import get_engine, init_db
+    from db.queries import get_training_run, list_run_metrics
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'r2ta.db'}")
+    init_db(engine)
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run")
+    with Session(engine) as session:
+        ids = jobs.sync_run_to_db(run_dir, session=session)
+        assert get_training_run(ids["sft"], session=session).status == "queued"
+        dpo = get_training_run(ids["dpo"], session=session)
+        assert dpo.parent_run_id == ids["sft"] and dpo.status == "queued"
+
+    # The runner is in DPO (the process is this test's, alive): SFT finished, DPO running.
+    jobs.write_status(run_dir, status="running", stage="dpo", step=1, max_steps=4, pid=os.getpid(),
+                      base_model="builtin:tiny-llama", hardware={"kind": "cpu"})
+    for step in (1, 2):
+        jobs.append_progress(run_dir, {"stage": "sft", "step": step, "loss": 1.0 / step})
+    jobs.append_progress(run_dir, {"stage": "dpo", "step": 1, "loss": 0.69, "reward_margin": 0.0})
+    with Session(engine) as session:
+        assert jobs.sync_run_to_db(run_dir, session=session) == ids  # the same rows, not new ones
+        assert jobs.sync_run_to_db(run_dir, session=session) == ids  # idempotent: no duplicate metrics
+        sft, dpo = get_training_run(ids["sft"], session=session), get_training_run(ids["dpo"], session=session)
+        assert (sft.status, sft.progress) == ("succeeded", 1.0)
+        assert (dpo.status, dpo.progress) == ("running", 0.25)
+        assert [m.step for m in list_run_metrics(ids["sft"], session=session)] == [1, 2]
+        assert [m.metrics["loss"] for m in list_run_metrics(ids["dpo"], session=session)] == [0.69]
+
+    # The process dies in DPO: the run folder says failed, and so does the database.
+    jobs.write_status(run_dir, pid=2**22 + 12345)  # no such process
+    with Session(engine) as session:
+        jobs.sync_run_to_db(run_dir, session=session)
+        dpo = get_training_run(ids["dpo"], session=session)
+        assert dpo.status == "failed" and "without reporting a result" in dpo.error
+        assert get_training_run(ids["sft"], session=session).status == "succeeded"

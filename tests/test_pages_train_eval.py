@@ -1,0 +1,146 @@
+"""The Train and Evaluate pages through Streamlit's AppTest, on a small database with a finished run and evaluations."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlmodel import Session
+from streamlit.testing.v1 import AppTest
+
+from db.loading import load_dataset
+from r2ta import catalog, eval_jobs, jobs
+from r2ta.config import PROJECT_ROOT
+from r2ta.evaluation import evaluate, run_model_id
+from r2ta.loop import bulk_accept
+from r2ta.pairs import write_rows
+from r2ta.pipeline import export_rows, reason, refine
+from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS, variant
+from test_evaluation import ONLY_FK, WRONG, QueuedBackend
+
+pytestmark = pytest.mark.xdist_group("pages")
+APP = str(PROJECT_ROOT / "app.py")
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    """A data folder with 4 test + 3 train variants, bulk-accepted refinements, a finished and a crashed run."""
+    monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    engine = catalog.open_engine()
+    base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS,
+            "diagram": DIAGRAM.model_dump(mode="json")}
+    variants = [variant("test", n).model_dump(mode="json") for n in range(4)]
+    variants += [variant("train", n).model_dump(mode="json") for n in range(4, 7)]
+    with Session(engine) as session:
+        load_dataset([base], variants, session=session)
+    reason(QueuedBackend([ONLY_FK] * 3, "base"), split="train", engine=engine)
+    refine(model_id="base", split="train", engine=engine)
+    bulk_accept(model_id="base", split="train", engine=engine)
+    write_rows(export_rows("sft", engine=engine).rows, tmp_path / "sft.jsonl")
+    write_rows(export_rows("dpo", engine=engine).rows, tmp_path / "dpo.jsonl")
+
+    done = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe="tiny-cpu",
+                            run_dir=jobs.runs_dir() / "20260101-100000-tiny-cpu")
+    for step, loss in enumerate([2.0, 1.5, 1.1], 1):
+        jobs.append_progress(done, {"stage": "sft", "step": step, "loss": loss})
+    for step, margin in enumerate([0.1, 0.4], 1):
+        jobs.append_progress(done, {"stage": "dpo", "step": step, "loss": 0.6, "reward_margin": margin})
+    jobs.write_status(done, status="succeeded", stage="done", fraction=1.0, started_at="2026-01-01T10:00:00+00:00",
+                      finished_at="2026-01-01T10:05:00+00:00", artefacts={"sft": str(done / "sft")},
+                      metrics={"sft": {"final_loss": 1.1}, "dpo": {"reward_margin": 0.4}})
+    crashed = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe="tiny-cpu",
+                               run_dir=jobs.runs_dir() / "20260101-090000-tiny-cpu")
+    (crashed / jobs.LOG_FILE).write_text("Traceback (most recent call last):\nRuntimeError: out of cheese\n")
+    jobs.write_status(crashed, status="failed", stage="sft", error="RuntimeError: out of cheese")
+
+    # Evaluations: the base model, the finished run's SFT+DPO model, the checker.
+    evaluate(QueuedBackend([ONLY_FK, WRONG, ONLY_FK], "base"), split="test", limit=3, engine=engine)
+    evaluate(QueuedBackend([CORRECT_TRACE] * 3, run_model_id(done, "sft+dpo")), split="test", limit=3, engine=engine)
+    evaluate("checker", split="test", limit=3, engine=engine)
+    return engine, done, crashed
+
+
+def _page(page: str, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_train_page_shows_the_newest_run_with_curves_and_past_runs(studio):
+    _, done, crashed = studio
+    at = _page("pages/train.py")
+    run_box = next(s for s in at.selectbox if s.label == "Run")
+    assert run_box.value == done.name and run_box.options == [done.name, crashed.name]
+    assert any("succeeded" in (p.proto.text or "") for p in at.get("progress"))
+    assert len(at.get("plotly_chart")) == 2
+    loss = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in loss["data"]] == ["SFT", "DPO"] and loss["data"][0]["y"] == [2.0, 1.5, 1.1]
+    margin = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert margin["data"][0]["y"] == [0.1, 0.4]
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [done.name, crashed.name] and list(table["status"]) == ["succeeded", "failed"]
+    assert any(b.label == "Evaluate this run" for b in at.button)  # finished, never evaluated
+
+
+def test_train_page_shows_a_crashed_run_with_its_log(studio):
+    _, _, crashed = studio
+    at = _page("pages/train.py", run=crashed.name)
+    assert any("out of cheese" in e.value for e in at.error)
+    assert any("RuntimeError: out of cheese" in c.value for c in at.code)
+    assert not any(b.label == "Cancel run" for b in at.button)
+
+
+def test_evaluate_page_compares_models_and_drills_down(studio):
+    _, done, _ = studio
+    at = _page("pages/evaluate.py")
+    models = at.multiselect[0].value
+    assert set(models) == {"base", "checker", run_model_id(done, "sft+dpo")}
+    summary = at.dataframe[0].value.set_index("model")
+    assert summary.loc[run_model_id(done, "sft+dpo"), "micro F1"] == 1.0
+    assert summary.loc["base", "hallucination"] == pytest.approx(1 / 3)
+    assert summary.loc["checker", "format validity"] == 1.0
+    assert len(at.get("plotly_chart")) == 2
+    # Drill down: base against the trained model differ on every variant; both traces are shown.
+    a_box = next(s for s in at.selectbox if s.label == "Model A")
+    b_box = next(s for s in at.selectbox if s.label == "Model B")
+    a_box.set_value("base")
+    b_box.set_value(run_model_id(done, "sft+dpo")).run()
+    assert not at.exception
+    codes = [c.value for c in at.code]
+    assert codes == [WRONG, CORRECT_TRACE]  # the most different variant first: base found nothing of 2
+    pick = next(s for s in at.selectbox if "variants differ" in s.label)
+    assert pick.label == "3 variants differ" and "correct: A 0, B 2 of 2" in pick.options[0]
+
+
+def test_train_button_starts_a_job_that_the_page_follows(studio):
+    """The one button: exports the bulk-accepted data and starts the run (supervisor + runner); cancelled at once."""
+    at = _page("pages/train.py")
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu")
+    next(b for b in at.button if b.label == "Export and train").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    started = at.query_params["run"]
+    run = jobs.runs_dir() / (started[0] if isinstance(started, list) else started)
+    try:
+        assert run.is_dir() and jobs.read_request(run)["recipe"] == "tiny-cpu"
+        assert len((run / "data" / "sft.jsonl").read_text().splitlines()) == 3
+        assert eval_jobs.read_eval_status(run)["status"] in (eval_jobs.WAITING, eval_jobs.RUNNING, eval_jobs.SKIPPED)
+        assert next(s for s in at.selectbox if s.label == "Run").value == run.name
+    finally:
+        deadline = time.monotonic() + 30
+        while not jobs.read_status(run).get("pid") and time.monotonic() < deadline:
+            time.sleep(0.2)  # the supervisor launches the runner
+        jobs.cancel(run, wait_s=30, force=True)
+        deadline = time.monotonic() + 30
+        while eval_jobs.read_eval_status(run).get("status") not in eval_jobs.FINISHED and time.monotonic() < deadline:
+            time.sleep(0.2)
+    # Cancelled, or failed when SIGTERM lands while the runner is still importing (the runner's behaviour):
+    # either way the supervisor must not evaluate it.
+    assert jobs.read_progress(run).state in (jobs.CANCELLED, jobs.FAILED)
+    status = eval_jobs.read_eval_status(run)
+    assert status["status"] == eval_jobs.SKIPPED and status["evaluations"] == {}

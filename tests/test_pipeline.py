@@ -1,0 +1,213 @@
+"""Generation, refinement, export and scoring through the store (SQLite in a temp folder)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlmodel import Session, select
+
+from db.engine import get_engine, init_db
+from db.loading import load_dataset
+from db.queries import create_review, get_proposal, list_evaluation_results, list_traces
+from db.models import ProposalRow
+from r2ta.audit import LLMRefiner
+from r2ta.backends import Backend, BackendConfig, Generation
+from r2ta.cli import main
+from r2ta.pairs import read_rows
+from r2ta.pipeline import evaluate_model, export_rows, reason, refine
+from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS, variant
+
+LINES = CORRECT_TRACE.split("\n")
+MISSES_PARTICIPATION = "\n".join(LINES[:3] + LINES[4:7])
+GARBAGE = "The requirements are:\n1. Each employee has a name.\n1. Each employee has a name."
+
+
+class QueuedBackend(Backend):
+    """A fake backend (unit tests only): answers from a queue, optionally failing on call number ``fail_on``."""
+
+    def __init__(self, outputs, model_id="fake-135m", fail_on=None):
+        super().__init__(BackendConfig(kind="local", model="fake", batch_size=2))
+        self.outputs, self._id, self.fail_on, self.calls = list(outputs), model_id, fail_on, 0
+
+    @property
+    def id(self):
+        return self._id
+
+    def generate(self, prompts, max_new_tokens=512, temperature=None):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of a run
+        out = []
+        for _ in prompts:
+            text, reason = self.outputs.pop(0)
+            out.append(Generation(text=text, prompt_tokens=100, completion_tokens=len(text.split()), latency_s=0.01, finish_reason=reason))
+        return out
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = get_engine(f"sqlite:///{tmp_path / 'r2ta.db'}")
+    init_db(engine)
+    base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS, "diagram": DIAGRAM.model_dump(mode="json")}
+    variants = [variant("test", n).model_dump(mode="json") for n in range(3)] + [variant("train", n).model_dump(mode="json") for n in range(3, 5)]
+    with Session(engine) as session:
+        load_dataset([base], variants, session=session)
+    return engine
+
+
+def test_reason_stores_every_output_garbage_included_and_resumes(engine):
+    outputs = [(CORRECT_TRACE, "stop"), (GARBAGE, "stop"), (CORRECT_TRACE[:150], "length")]
+    backend = QueuedBackend(outputs)
+    seen = []
+    report = reason(backend, split="test", engine=engine, progress=lambda d, t: seen.append((d, t)))
+    assert (report.generated, report.valid, report.truncated, report.skipped) == (3, 1, 1, 0)
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
+    with Session(engine) as session:
+        traces = list_traces(session=session, model_id="fake-135m")
+    assert [t.variant_id for t in traces] == ["company_small-000", "company_small-001", "company_small-002"]
+    good, garbage, cut = traces
+    assert good.raw_output == CORRECT_TRACE and good.parse_errors == [] and len(good.verdict) == 2 and len(good.steps) == 5
+    assert good.prompt[-1]["content"].startswith("Requirements:\n" + REQUIREMENTS[:30])
+    assert good.model_version == "prompt r2ta-v1" and good.completion_tokens > 0 and good.latency_s == 0.01
+    assert garbage.raw_output == GARBAGE and garbage.verdict is None
+    assert any("no 'VERDICT:' line" in e for e in garbage.parse_errors)
+    assert any("max_new_tokens" in e for e in cut.parse_errors)
+    # Nothing left to do: a second run generates nothing and calls no model.
+    again = QueuedBackend([])
+    assert reason(again, split="test", engine=engine).generated == 0 and again.calls == 0
+
+
+def test_an_interrupted_run_keeps_what_it_finished_and_resumes(engine):
+    backend = QueuedBackend([(CORRECT_TRACE, "stop")] * 2, fail_on=2)  # batch size 2: the second batch dies
+    with pytest.raises(KeyboardInterrupt):
+        reason(backend, split="test", engine=engine)
+    with Session(engine) as session:
+        assert len(list_traces(session=session, model_id="fake-135m")) == 2
+    rest = QueuedBackend([(GARBAGE, "stop")])
+    report = reason(rest, split="test", engine=engine)
+    assert (report.generated, report.skipped) == (1, 2)
+    # --limit takes the first N variants of the split: all done already.
+    assert reason(QueuedBackend([]), split="test", limit=2, engine=engine).skipped == 2
+
+
+def test_refine_stores_one_proposal_per_trace_once(engine):
+    reason(QueuedBackend([(CORRECT_TRACE, "stop"), (MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop")]), split="test", engine=engine)
+    report = refine(engine=engine)
+    assert (report.proposals, report.unchanged) == (3, 1)
+    assert report.changes["inserted_step"] == 3 and report.changes["added_mistake"] == 3
+    assert refine(engine=engine).proposals == 0  # already refined by this auditor
+    with Session(engine) as session:
+        proposals = list(session.exec(select(ProposalRow).order_by(ProposalRow.id)))
+        assert [p.auditor_id for p in proposals] == ["deterministic-v1"] * 3
+        assert proposals[0].changes == [] and proposals[0].status == "pending"
+        assert [v["verdict"] for v in proposals[0].step_verdicts] == ["correct"] * 5
+        assert [s["finding"] for s in proposals[1].inserted_steps] == ["participation"]
+        assert {m["category"] for m in proposals[2].verdict} == {"participation", "foreign_key_attribute"}
+
+
+def test_llm_refiner_through_the_pipeline_flags_disagreements(engine):
+    reason(QueuedBackend([(MISSES_PARTICIPATION, "stop")] * 3), split="test", engine=engine)
+    llm = QueuedBackend([(MISSES_PARTICIPATION, "stop"), (CORRECT_TRACE, "stop"), ("", "stop")], model_id="big-refiner")
+    report = refine(auditor=LLMRefiner(llm), engine=engine)
+    assert report.proposals == 3 and report.flagged == 2
+    with Session(engine) as session:
+        p1, p2, p3 = list(session.exec(select(ProposalRow).order_by(ProposalRow.id)))
+    assert p1.auditor_id == "llm:big-refiner"
+    assert any("misses a real mistake" in f for f in p1.flags)
+    assert p2.flags == []
+    assert any("does not parse cleanly: empty output" in f for f in p3.flags)
+
+
+def _review_all(engine):
+    """Accept proposal 1, edit proposal 2, reject proposal 3."""
+    with Session(engine) as session:
+        p1, p2, p3 = (get_proposal(i, session=session) for i in (1, 2, 3))
+        create_review(session=session, proposal_id=1, reviewer="ana", decision="accept", expected_version=p1.version)
+        edited = [dict(s, text="Edited by the teacher.") if s["finding"] == "participation" else s for s in p2.steps]
+        create_review(session=session, proposal_id=2, reviewer="ben", decision="edit", expected_version=p2.version, steps=edited)
+        create_review(session=session, proposal_id=3, reviewer="ana", decision="reject", expected_version=p3.version)
+
+
+def test_export_sft_and_dpo_from_the_decisions_in_force(engine):
+    reason(QueuedBackend([(MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop"), (GARBAGE, "stop")]), split="train", engine=engine)
+    reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", engine=engine)
+    refine(engine=engine)
+    _review_all(engine)
+    sft = export_rows("sft", split="train", engine=engine)
+    assert len(sft.rows) == 2 and sft.skipped == []
+    accepted, edited = sft.rows
+    assert accepted["provenance"]["decision"] == "accept" and accepted["provenance"]["reviewer"] == "ana"
+    assert "-> participation" in accepted["messages"][-1]["content"]
+    assert "Edited by the teacher. -> participation" in edited["messages"][-1]["content"]
+    dpo = export_rows("dpo", split="train", engine=engine)
+    assert [r["rejected"][0]["content"] for r in dpo.rows] == [MISSES_PARTICIPATION, GARBAGE]
+    assert [r["provenance"]["pair_id"] for r in dpo.rows] == [1, 2]
+    assert export_rows("dpo", split="train", engine=engine).rows[0]["provenance"]["pair_id"] == 1  # idempotent
+    assert export_rows("sft", split="test", engine=engine).rows == []
+
+
+def test_evaluate_model_scores_the_newest_traces(engine):
+    reason(QueuedBackend([(CORRECT_TRACE, "stop"), (MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop")]), split="test", engine=engine)
+    report, evaluation_id = evaluate_model("fake-135m", split="test", engine=engine, store=True)
+    assert report.n == 3
+    assert report.format_validity == pytest.approx(2 / 3) and report.exact_match == pytest.approx(1 / 3)
+    part = report.per_category["participation"]
+    assert (part.tp, part.fp, part.fn) == (1, 0, 2)
+    assert report.hallucination_rate == 0.0 and report.grounding_rate == 1.0
+    with Session(engine) as session:
+        results = list_evaluation_results(evaluation_id, session=session)
+    assert [r.metrics["exact"] for r in results] == [True, False, False]
+
+
+# -- the commands end to end, against an OpenAI-compatible server on localhost ------------------
+
+
+class _Fixed(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = MISSES_PARTICIPATION if "Answer to check" not in body["messages"][-1]["content"] else CORRECT_TRACE
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 9}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_commands_reason_refine_export(engine, tmp_path, monkeypatch, capsys):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Fixed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "backends.yaml"
+        cfg.write_text(f"local-chat:\n  kind: openai\n  base_url: http://127.0.0.1:{server.server_address[1]}/v1\n  model: served-model\n")
+        monkeypatch.setenv("R2TA_BACKENDS_FILE", str(cfg))
+        monkeypatch.setenv("R2TA_DATABASE_URL", str(engine.url))
+        assert main(["reason", "--split", "train", "--backend", "local-chat", "--evaluate"]) == 0
+        out = capsys.readouterr().out
+        assert "served-model on train: 2 traces stored" in out and "format validity 1.000" in out
+        assert main(["refine", "--auditor", "llm", "--backend", "local-chat"]) == 0
+        assert "2 proposals stored (0 unchanged, 0 with flags" in capsys.readouterr().out
+        with Session(engine) as session:
+            p = get_proposal(1, session=session)
+            create_review(session=session, proposal_id=1, reviewer="ana", decision="accept", expected_version=p.version)
+        out_file = tmp_path / "dpo.jsonl"
+        assert main(["export", "dpo", "--out", str(out_file)]) == 0
+        rows = read_rows(out_file, "dpo")
+        assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == CORRECT_TRACE
+        assert rows[0]["provenance"]["auditor_id"] == "llm:served-model"
+        assert main(["reason", "--split", "test", "--backend", "nope"]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_shards_split_the_work_without_overlap(engine):
+    first = reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", shard=(0, 3), engine=engine)
+    rest = [reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", shard=(i, 3), engine=engine) for i in (1, 2)]
+    assert [first.generated] + [r.generated for r in rest] == [1, 0, 2]  # crc32 of the three ids mod 3: 0, 2, 2
+    assert reason(QueuedBackend([]), split="test", engine=engine).skipped == 3

@@ -1,0 +1,56 @@
+"""SFT stage: supervised fine-tuning on the reviewed (accepted or edited) reasoning traces.
+
+Reads SFT rows in TRL's conversational format (``messages``), trains with
+``trl.SFTTrainer`` (LoRA when the recipe says ``use_peft: true``, else full
+fine-tuning), and saves the adapter (or the full model) with the tokenizer to
+``output_dir``. The loss covers the assistant's answer only (see
+:mod:`training.data`). Mirrors :mod:`training.dpo`.
+
+    python -m training.sft --recipe tiny-cpu --train_file sft.jsonl --output_dir out/sft
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SFTScriptArguments:
+    train_file: str = field(metadata={"help": "SFT rows, JSONL in TRL's conversational format (`messages`)."})
+
+
+def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=()):
+    """Train and save; returns the trainer (its ``model`` is the trained model)."""
+    from trl import SFTTrainer, get_peft_config
+
+    from training.common import load_model_and_tokenizer, warn_if_truncated
+    from training.data import load_dataset_for
+
+    model, tokenizer = load_model_and_tokenizer(model_args, training_args)
+    dataset = load_dataset_for("sft", script_args.train_file)
+    warn_if_truncated("sft", dataset, tokenizer, training_args.max_length)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=list(callbacks),
+    )
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    return trainer
+
+
+def make_parser():
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    return TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    from training.common import stage_cli
+
+    sys.exit(stage_cli("sft", make_parser, main))
