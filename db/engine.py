@@ -19,9 +19,12 @@ must not import anything from :mod:`r2ta` beyond ``errors`` and ``config``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from alembic import command
@@ -109,11 +112,49 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if not memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     return engine
+
+
+def _set_wal(cursor) -> None:  # noqa: ANN001 (DB-API cursor)
+    # Switching a new file to WAL needs an exclusive lock, and SQLite can answer
+    # SQLITE_BUSY there without consulting the busy handler (several processes
+    # opening one brand-new file at once); so wait here, as the busy timeout would.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(engine: Engine) -> Iterator[None]:
+    """An OS lock on ``<db file>.init-lock`` held while one process creates or upgrades the file.
+
+    SQLite's own locks cannot cover the moment a brand-new file is first opened
+    and switched to WAL; this one does. Where ``fcntl`` is missing (Windows) the
+    SQLite locks alone are used.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock_path = Path(f"{make_url(str(engine.url)).database}.init-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def alembic_config(connection=None) -> Config:  # noqa: ANN001
@@ -158,9 +199,11 @@ def init_db(engine: Engine, revision: str = "head") -> str:
         _check_upgradable(config.attributes["connection"], str(engine.url))
         command.upgrade(config, revision)
 
-    current_revision(engine)  # a clear error if the database cannot be opened at all
-    _migrate(engine, upgrade)
-    return current_revision(engine) or ""
+    file_sqlite = engine.dialect.name == "sqlite" and not _is_memory_sqlite(str(engine.url))
+    with _sqlite_init_lock(engine) if file_sqlite else contextlib.nullcontext():
+        current_revision(engine)  # a clear error if the database cannot be opened at all
+        _migrate(engine, upgrade)
+        return current_revision(engine) or ""
 
 
 def downgrade_db(engine: Engine, revision: str) -> str | None:
