@@ -414,8 +414,8 @@ class LocalBackend(Backend):
     def _shared_prefix(self, texts: list[str]):
         """(length, token ids, KV cache) of the tokens every prompt starts with, or None.
 
-        Every R2tA prompt starts with the same system message and worked example
-        (~750 tokens): when prompts run one at a time, that prefix is encoded once
+        Every R2tA prompt starts with the same system message (~400 tokens, ~750
+        with the worked example): when prompts run one at a time, that prefix is encoded once
         and its cache copied into each call, instead of recomputed every time.
         (With left padding in a batch the prefix no longer lines up, so batches skip it.)
         """

@@ -1,8 +1,8 @@
 """Training rows in TRL's conversational formats, built and validated in one place.
 
 * SFT: ``{"messages": [*prompt, assistant], "provenance": {...}}`` — the prompt
-  of :func:`r2ta.prompting.build_messages` (system, the worked example as a
-  user/assistant exchange, the task) and the accepted or edited trace.
+  of :func:`r2ta.prompting.build_messages` (system, then the task) and the
+  accepted or edited trace.
 * DPO: ``{"prompt": [...], "chosen": [assistant], "rejected": [assistant],
   "provenance": {...}}`` — chosen is the accepted/edited trace, rejected the
   model's original trace.
@@ -26,7 +26,7 @@ from r2ta.errors import R2taError
 from r2ta.prompting import build_messages, parse_output
 
 Kind = Literal["sft", "dpo"]
-PROMPT_ROLES = ("system", "user", "assistant", "user")  # the shape build_messages produces
+PROMPT_ROLES = ("system", "user")  # the shape build_messages produces (prompt r2ta-v2)
 
 
 class PairError(R2taError):

@@ -71,7 +71,7 @@ def test_reason_stores_every_output_garbage_included_and_resumes(engine):
     good, garbage, cut = traces
     assert good.raw_output == CORRECT_TRACE and good.parse_errors == [] and len(good.verdict) == 2 and len(good.steps) == 5
     assert good.prompt[-1]["content"].startswith("Requirements:\n" + REQUIREMENTS[:30])
-    assert good.model_version == "prompt r2ta-v1" and good.completion_tokens > 0 and good.latency_s == 0.01
+    assert good.model_version == "prompt r2ta-v2" and good.completion_tokens > 0 and good.latency_s == 0.01
     assert garbage.raw_output == GARBAGE and garbage.verdict is None
     assert any("no 'VERDICT:' line" in e for e in garbage.parse_errors)
     assert any("max_new_tokens" in e for e in cut.parse_errors)

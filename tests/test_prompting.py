@@ -18,7 +18,8 @@ from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS
 
 def test_prompt_holds_requirements_diagram_and_every_category():
     messages = build_messages(REQUIREMENTS, DIAGRAM)
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert "BAND" not in str(messages)  # r2ta-v2: no worked example unless asked for
     system, user = messages[0], messages[-1]
     assert REQUIREMENTS in user["content"]
     assert "RELATIONSHIP WORKS_FOR: EMPLOYEE (0,1) -- DEPARTMENT (1,N)" in user["content"]
@@ -29,7 +30,9 @@ def test_prompt_holds_requirements_diagram_and_every_category():
 
 def test_the_prompts_own_example_answer_parses_as_valid():
     # The worked example in the prompt must itself be in the format the parser reads.
-    example = build_messages(REQUIREMENTS, DIAGRAM)[2]["content"]
+    messages = build_messages(REQUIREMENTS, DIAGRAM, worked_example=True)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    example = messages[2]["content"]
     from r2ta.eerd import parse_diagram
 
     band = parse_diagram(
