@@ -259,8 +259,13 @@ def cpu_threads() -> int:
     On a shared machine this matters more than anything else: with two OpenMP
     threads on two busy cores, a decode step of the 135M model took 2.4 s; with
     one thread, 0.12 s (measured here at load average 9). Set ``threads`` in the
-    backend config to override.
+    backend config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override:
+    the load average lags by a minute, so a job started right after another
+    one finished would otherwise run on one core of an idle machine.
     """
+    explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
     cores = os.cpu_count() or 1
     try:
         busy = int(os.getloadavg()[0] + 0.5)

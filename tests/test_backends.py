@@ -231,3 +231,15 @@ def test_shared_prefix_cache_changes_nothing_but_speed(tiny_llama):
     plain = [backend.generate([p], max_new_tokens=10)[0] for p in prompts]  # one prompt: no shared prefix
     assert [g.text for g in cached] == [g.text for g in plain]
     assert [g.prompt_tokens for g in cached] == [g.prompt_tokens for g in plain]
+
+
+def test_cpu_threads_follow_an_explicit_omp_setting_over_the_load_heuristic(monkeypatch):
+    from r2ta.backends import cpu_threads
+
+    monkeypatch.setattr("os.getloadavg", lambda: (64.0, 64.0, 64.0))  # a machine that looks busy
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")  # not a number: the heuristic again
+    assert cpu_threads() == 1
