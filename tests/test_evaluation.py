@@ -250,3 +250,17 @@ def test_loop_recipe_overrides_are_checked_and_reproducible(tmp_path):
         write_recipe("tiny-cpu", ["epochs=3"], tmp_path / "bad.yaml")
     command = reproduce_command(LoopConfig(train_limit=8, test_limit=16, overrides=["dpo.beta=0.2"], out=tmp_path))
     assert "r2ta loop --train-limit 8 --test-limit 16" in command and "--set dpo.beta=0.2" in command
+
+
+def test_side_by_side_says_n_a_for_a_rate_with_nothing_to_count(engine):
+    # A model that wrote only garbage predicted nothing and named nothing: its hallucination and
+    # grounding rates are undefined, and the table must not print them as a perfect 0.000.
+    garbage = evaluate(QueuedBackend(["lorem ipsum"] * 2, "garbage"), split="test", limit=2, engine=engine)
+    good = evaluate(QueuedBackend([CORRECT_TRACE] * 2, "good"), split="test", limit=2, engine=engine)
+    assert garbage.report.predicted == 0 and garbage.report.references == 0
+    reports, _ = rescore({"garbage": garbage.evaluation_id, "good": good.evaluation_id}, engine=engine)
+    table = format_side_by_side(reports)
+    hallucination = next(line for line in table.splitlines() if line.lower().startswith("hallucination"))
+    grounding = next(line for line in table.splitlines() if line.lower().startswith("grounding"))
+    assert hallucination.split()[-2:] == ["n/a", "0.000"]
+    assert grounding.split()[-2] == "n/a" and grounding.split()[-1] != "n/a"

@@ -74,6 +74,15 @@ def app(tmp_path_factory):
     store_variant(engine, hostile)
     raw = flawed_trace(hostile, 0).replace("is identified by", "<script>alert(3)</script> __bold__ :red[x] is identified by")
     hostile_id = add_proposal(engine, hostile, raw=raw, model_id="<img src=x onerror=alert(\"model\")> :red[m]")
+    # The Evaluate page's screenshot shows a real comparison: the checker alone on the test split
+    # (costs no model) beside the fixture model's traces on the test variants it has.
+    from r2ta.evaluation import evaluate
+    from r2ta.pipeline import evaluate_model
+    from review_fixtures import MODEL_ID
+
+    add_proposals(engine, [catalog.get_variant(engine, s.id) for s in catalog.list_variant_summaries(engine, split="test")[:12]])
+    evaluate("checker", split="test", engine=engine)
+    evaluate_model(MODEL_ID, split="test", engine=engine, store=True)
 
     port = _free_port()
     log = open(data / "streamlit.log", "w")
