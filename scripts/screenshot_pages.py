@@ -1,0 +1,100 @@
+"""Screenshot pages of the app on an existing data folder (e.g. the one `r2ta loop` filled).
+
+    .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop- Train Evaluate
+
+Serves the app on that data folder, opens each named page through the sidebar in
+Debian's chromium at 1440x900 (full page height with --full-page) and writes
+``assets/screenshots/<prefix><page-slug>.png``. The browser test keeps the seeded
+screenshots current; this one records what a real run looks like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"streamlit did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+
+
+def main() -> int:
+    from playwright.sync_api import expect, sync_playwright
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("pages", nargs="+", help="page titles as the sidebar shows them")
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--prefix", default="")
+    ap.add_argument("--full-page", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
+    args = ap.parse_args()
+
+    port = _free_port()
+    log = args.data_dir / "screenshot-streamlit.log"
+    env = {**os.environ, "R2TA_DATA_DIR": str(args.data_dir.resolve())}
+    env.pop("R2TA_DATABASE_URL", None)
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc, log)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            page.set_default_timeout(120_000)
+            page.goto(base)
+            expect(page.get_by_role("heading", name="R2tA Studio")).to_be_visible()
+            for title in args.pages:
+                page.get_by_role("link", name=title, exact=True).click()
+                expect(page.get_by_role("heading", level=1).first).to_be_visible()
+                running = page.get_by_test_id("stStatusWidget").filter(has_text=re.compile("Running|Stop"))
+                expect(running).to_have_count(0)
+                for chart in ("stPlotlyChart", "stGraphVizChart"):
+                    if page.get_by_test_id(chart).count():
+                        expect(page.get_by_test_id(chart).first.locator("svg").first).to_be_visible()
+                page.wait_for_timeout(1500)
+                slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+                path = args.out / f"{args.prefix}{slug}.png"
+                page.screenshot(path=str(path), full_page=args.full_page)
+                print(path)
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
