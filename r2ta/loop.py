@@ -68,6 +68,9 @@ class LoopConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     max_new_tokens: int = 256
+    # The base model's budget (reason-train, eval-base); None = max_new_tokens. The base model rarely
+    # stops by itself, so its budget only costs time, while trained models need room for a whole trace.
+    base_max_new_tokens: int | None = None
     batch_size: int = 8
     recipe: str = "smollm2-135m-cpu"
     max_steps: int | None = None
@@ -218,7 +221,8 @@ def reproduce_command(config: LoopConfig) -> str:
         parts.append(f"OMP_NUM_THREADS={config.threads}")
     parts.append("r2ta loop")
     for flag, value in (("--train-limit", config.train_limit), ("--test-limit", config.test_limit),
-                        ("--max-new-tokens", config.max_new_tokens), ("--batch-size", config.batch_size),
+                        ("--max-new-tokens", config.max_new_tokens), ("--base-max-new-tokens", config.base_max_new_tokens),
+                        ("--batch-size", config.batch_size),
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
                         ("--out", config.out)):
@@ -227,6 +231,12 @@ def reproduce_command(config: LoopConfig) -> str:
     for item in config.overrides:
         parts += ["--set", shlex.quote(item)]
     return " ".join(parts)
+
+
+def generation_args(config: LoopConfig, *, base: bool) -> list[str]:
+    """``--max-new-tokens``/``--batch-size`` of a generating stage; the base model's budget may differ."""
+    budget = (config.base_max_new_tokens or config.max_new_tokens) if base else config.max_new_tokens
+    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size)]
 
 
 def run_loop(config: LoopConfig, say=print) -> str:
@@ -240,7 +250,7 @@ def run_loop(config: LoopConfig, say=print) -> str:
     config.out = out
     base_id = get_backend(config.base_backend).id
     lim = lambda flag, n: [flag, str(n)] if n else []  # noqa: E731
-    gen = ["--max-new-tokens", str(config.max_new_tokens), "--batch-size", str(config.batch_size)]
+    gen, base_gen = generation_args(config, base=False), generation_args(config, base=True)
 
     def stage(name, argv):
         config.stages.append(run_stage(name, argv, out, config.threads, say))
@@ -248,7 +258,7 @@ def run_loop(config: LoopConfig, say=print) -> str:
 
     recipe = str(write_recipe(config.recipe, config.overrides, out / "recipe.yaml")) if config.overrides else config.recipe
     stage("reason-train", ["reason", "--split", "train", "--backend", config.base_backend,
-                           *lim("--limit", config.train_limit), *gen])
+                           *lim("--limit", config.train_limit), *base_gen])
     stage("refine", ["refine", "--model-id", base_id, "--split", "train"])
     t0 = time.perf_counter()
     n = bulk_accept(model_id=base_id, split="train")
@@ -280,7 +290,8 @@ def run_loop(config: LoopConfig, say=print) -> str:
 
     models = {"base": config.base_backend, "sft": f"{run_dir}:sft", "sft+dpo": str(run_dir)}
     for label, model in models.items():
-        stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit), *gen])
+        stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit),
+                                *(base_gen if label == "base" else gen)])
     stage("eval-checker", ["eval", "--model", CHECKER_MODEL_ID, "--split", "test"])
 
     ids = {"base": base_id, "sft": run_model_id(run_dir, SFT), "sft+dpo": run_model_id(run_dir, FINAL),

@@ -250,6 +250,18 @@ def test_loop_recipe_overrides_are_checked_and_reproducible(tmp_path):
         write_recipe("tiny-cpu", ["epochs=3"], tmp_path / "bad.yaml")
     command = reproduce_command(LoopConfig(train_limit=8, test_limit=16, overrides=["dpo.beta=0.2"], out=tmp_path))
     assert "r2ta loop --train-limit 8 --test-limit 16" in command and "--set dpo.beta=0.2" in command
+    assert "--base-max-new-tokens" not in command
+
+
+def test_loop_gives_the_base_model_its_own_token_budget(tmp_path):
+    from r2ta.loop import LoopConfig, generation_args, reproduce_command
+
+    config = LoopConfig(max_new_tokens=384, base_max_new_tokens=256, batch_size=4, out=tmp_path)
+    assert generation_args(config, base=True) == ["--max-new-tokens", "256", "--batch-size", "4"]
+    assert generation_args(config, base=False) == ["--max-new-tokens", "384", "--batch-size", "4"]
+    assert "--max-new-tokens 384 --base-max-new-tokens 256" in reproduce_command(config)
+    same = LoopConfig(max_new_tokens=384, out=tmp_path)
+    assert generation_args(same, base=True) == generation_args(same, base=False)
 
 
 def test_side_by_side_says_n_a_for_a_rate_with_nothing_to_count(engine):

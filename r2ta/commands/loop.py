@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N train variants (default: all)")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test variants (default: all)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget per answer (default: %(default)s)")
+    p.add_argument("--base-max-new-tokens", type=int, default=None,
+                   help="token budget of the base model's answers (reason-train, eval-base); default: --max-new-tokens")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
@@ -35,13 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from r2ta.loop import LoopConfig, run_loop
 
-    for flag in ("train_limit", "test_limit", "max_new_tokens", "batch_size"):
+    for flag in ("train_limit", "test_limit", "max_new_tokens", "base_max_new_tokens", "batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             from r2ta.errors import R2taError
 
             raise R2taError(f"--{flag.replace('_', '-')} must be at least 1")
     config = LoopConfig(train_limit=args.train_limit, test_limit=args.test_limit, max_new_tokens=args.max_new_tokens,
+                        base_max_new_tokens=args.base_max_new_tokens,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
