@@ -198,7 +198,8 @@ def show_diagram_and_requirements(view: ReviewView) -> None:
     left, right = st.columns([2, 1])
     with left:
         what = "every element the model and the auditor mention" if focus[0] == "all" else f"the elements of {focus[0]} step {focus[1]}"
-        st.caption(f"Highlighted: {what}. Click the target beside a step to show only its elements; hover an element for the notes.")
+        st.caption(f"Highlighted: {what}. Click the target beside a step to show only its elements; hover an element for the "
+                   "notes; the full-screen button at the diagram's top right (on hover) enlarges it.")
         if focus[0] != "all":
             st.button("Highlight all", key=f"focus_all_{view.proposal_id}", on_click=_set_focus, args=(view, ("all", 0)))
         st.graphviz_chart(_dot(diagram_to_json(view.diagram, indent=None), tuple(sorted(view.highlight(focus).items()))),
