@@ -76,8 +76,12 @@ def main() -> int:
             for title in args.pages:
                 page.get_by_role("link", name=title, exact=True).click()
                 expect(page.get_by_role("heading", level=1).first).to_be_visible()
+                # The status widget can lag the click on a busy machine: give the rerun a moment to
+                # start, then wait for it, and for Streamlit's placeholders, to be gone.
+                page.wait_for_timeout(1500)
                 running = page.get_by_test_id("stStatusWidget").filter(has_text=re.compile("Running|Stop"))
                 expect(running).to_have_count(0)
+                expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
                 for chart in ("stPlotlyChart", "stGraphVizChart"):
                     if page.get_by_test_id(chart).count():
                         expect(page.get_by_test_id(chart).first.locator("svg").first).to_be_visible()
