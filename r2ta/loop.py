@@ -278,6 +278,9 @@ def run_loop(config: LoopConfig, say=print) -> str:
             run_dir = out / f"{out.name}-run-{_dt.datetime.now().strftime('%H%M%S')}"
         stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"), "--recipe",
                         recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps)])
+        # `r2ta train` only starts and follows the runner process: its own RSS is not the training's.
+        config.stages[-1].note = "launcher; the runner's time and memory are the train-sft/train-dpo rows"
+        _save(config)
     metrics = jobs.read_status(run_dir).get("metrics") or {}
     for s in ("sft", "dpo"):
         m = metrics.get(s) or {}
