@@ -43,6 +43,7 @@ st.dataframe(evaluation.summary_rows(reports), hide_index=True, width="stretch",
              column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
                             ("micro F1", "macro F1", "micro P", "micro R", "hallucination", "grounding",
                              "format validity", "exact match")})
+st.caption("None is n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding.")
 st.plotly_chart(evaluation.summary_figure(reports), width="stretch", key="summary")
 
 st.subheader("Per category")

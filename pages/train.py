@@ -46,7 +46,7 @@ if st.button("Export and train", type="primary", icon=":material/model_training:
         st.query_params["run"] = run_dir.name
         st.toast(f"Started {run_dir.name}: {data.sft_rows} SFT rows, {data.dpo_rows} DPO pairs")
 
-summaries = train_view.list_run_summaries()
+summaries = train_view.list_run_summaries(engine=engine())
 names = [s.name for s in summaries]
 if not summaries:
     st.info("No training runs yet.")

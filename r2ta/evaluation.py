@@ -378,9 +378,17 @@ SUMMARY_COLUMNS = (
 )
 
 
+def rate(report: EvaluationReport, key: str) -> float | int | None:
+    """A summary figure; None for a rate with nothing to count (hallucination of a model that
+    predicted nothing, grounding of one that cited nothing) — 0.000 there would read as a virtue."""
+    if (key == "hallucination_rate" and not report.predicted) or (key == "grounding_rate" and not report.references):
+        return None
+    return getattr(report, key)
+
+
 def summary_rows(reports: dict[str, EvaluationReport]) -> list[dict]:
-    """One row per model: micro/macro F1, hallucination, grounding, format validity, exact match."""
-    return [{"model": label, **{title: getattr(r, key) for key, title in SUMMARY_COLUMNS}} for label, r in reports.items()]
+    """One row per model: micro/macro F1, hallucination, grounding, format validity, exact match (None = n/a)."""
+    return [{"model": label, **{title: rate(r, key) for key, title in SUMMARY_COLUMNS}} for label, r in reports.items()]
 
 
 def category_rows(reports: dict[str, EvaluationReport]) -> list[dict]:
@@ -433,11 +441,11 @@ def differing_variants(evaluation_a: int, evaluation_b: int, *, engine: Engine |
 
 def _cell(report: EvaluationReport, key: str) -> str:
     """A table cell; a rate with nothing to count (no predictions, no references) is n/a, not 0."""
-    value = getattr(report, key)
+    value = rate(report, key)
+    if value is None:
+        return "n/a"
     if isinstance(value, int):
         return str(value)
-    if (key == "hallucination_rate" and not report.predicted) or (key == "grounding_rate" and not report.references):
-        return "n/a"
     return f"{value:.3f}"
 
 
@@ -483,7 +491,7 @@ def summary_figure(reports: dict[str, EvaluationReport]):
             ("grounding_rate", "grounding"), ("format_validity", "format validity")]
     fig = go.Figure()
     for label, r in reports.items():
-        fig.add_bar(name=label, x=[t for _, t in keys], y=[getattr(r, k) for k, _ in keys])
+        fig.add_bar(name=label, x=[t for _, t in keys], y=[rate(r, k) for k, _ in keys])
     fig.update_layout(barmode="group", yaxis={"range": [0, 1]}, height=360,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
     return fig

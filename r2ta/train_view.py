@@ -113,15 +113,45 @@ def summarize_run(run_dir: Path) -> RunSummary:
                       progress.error)
 
 
-def list_run_summaries() -> list[RunSummary]:
-    """Every run under ``DATA/runs``, newest first; a damaged folder is listed with its error."""
+def recorded_run_dirs(*, engine: Engine | None = None) -> list[Path]:
+    """Run folders the database knows outside ``DATA/runs`` (``r2ta loop``, ``r2ta train --run-dir``), still on disk."""
+    from sqlmodel import Session
+
+    from db import queries
+    from r2ta.evaluation import _engine
+
+    inside = {p.resolve() for p in jobs.list_runs()}
+    with Session(_engine(engine)) as session:
+        rows = queries.list_training_runs(session=session)
     out = []
-    for run_dir in jobs.list_runs():
-        try:
-            out.append(summarize_run(run_dir))
-        except R2taError as err:
-            out.append(RunSummary(run_dir, run_dir.name, "", "unreadable", None, None, None, None, None, "none", str(err)))
+    for row in rows:
+        # sync_run_to_db records a run (one row per stage) by its log, <run folder>/train.log
+        path = Path(row.run_dir) if row.run_dir else Path(row.log_path).parent if row.log_path else None
+        if path and path.resolve() not in inside and (path / jobs.STATUS_FILE).is_file() and path not in out:
+            out.append(path)
     return out
+
+
+def list_run_summaries(*, engine: Engine | None = None) -> list[RunSummary]:
+    """Every run under ``DATA/runs`` and every other run folder the database records, newest first;
+    a damaged folder is listed with its error. Names are unique (a clash gets its full path)."""
+    from r2ta.evaluation import run_evaluations
+
+    out = []
+    extra = recorded_run_dirs(engine=engine)
+    for run_dir in [*jobs.list_runs(), *extra]:
+        try:
+            summary = summarize_run(run_dir)
+        except R2taError as err:
+            summary = RunSummary(run_dir, run_dir.name, "", "unreadable", None, None, None, None, None, "none", str(err))
+        if run_dir in extra and summary.evaluation == "none" and run_evaluations(run_dir, engine=engine):
+            summary.evaluation = "done (r2ta eval)"
+        out.append(summary)
+    names = [s.name for s in out]
+    for s in out:
+        if names.count(s.name) > 1:
+            s.name = str(s.run_dir)
+    return sorted(out, key=lambda s: s.started_at or "9999", reverse=True)  # not started yet: newest
 
 
 # -- curves ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from r2ta.evaluation import (
     resolve_model,
     rescore,
     run_model_id,
+    summary_figure,
+    summary_rows,
 )
 from r2ta.loop import BULK_REVIEWER, bulk_accept
 from r2ta.pipeline import export_rows, reason, refine
@@ -276,3 +278,15 @@ def test_side_by_side_says_n_a_for_a_rate_with_nothing_to_count(engine):
     grounding = next(line for line in table.splitlines() if line.lower().startswith("grounding"))
     assert hallucination.split()[-2:] == ["n/a", "0.000"]
     assert grounding.split()[-2] == "n/a" and grounding.split()[-1] != "n/a"
+
+
+def test_evaluate_page_rows_leave_a_rate_with_nothing_to_count_empty(engine):
+    # The Evaluate page's table and bars read summary_rows/summary_figure: the same n/a, as None.
+    garbage = evaluate(QueuedBackend(["lorem ipsum"] * 2, "garbage"), split="test", limit=2, engine=engine)
+    good = evaluate(QueuedBackend([CORRECT_TRACE] * 2, "good"), split="test", limit=2, engine=engine)
+    reports, _ = rescore({"garbage": garbage.evaluation_id, "good": good.evaluation_id}, engine=engine)
+    rows = {row["model"]: row for row in summary_rows(reports)}
+    assert rows["garbage"]["hallucination"] is None and rows["garbage"]["grounding"] is None
+    assert rows["good"]["hallucination"] == 0.0 and rows["good"]["grounding"] is not None
+    bars = {trace.name: trace.y for trace in summary_figure(reports).data}
+    assert bars["garbage"][2] is None and bars["good"][2] == 0.0

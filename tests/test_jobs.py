@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,3 +231,23 @@ def test_sync_run_to_db_mirrors_the_run_folder_stage_by_stage(tmp_path):
         dpo = get_training_run(ids["dpo"], session=session)
         assert dpo.status == "failed" and "without reporting a result" in dpo.error
         assert get_training_run(ids["sft"], session=session).status == "succeeded"
+
+
+def test_train_page_lists_runs_the_database_records_outside_the_runs_folder(tmp_path):
+    # `r2ta loop` and `r2ta train --run-dir` put runs elsewhere; the Train page must still show them.
+    from sqlmodel import Session
+
+    from db.engine import get_engine, init_db
+    from r2ta.train_view import list_run_summaries, recorded_run_dirs
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'r2ta.db'}")
+    init_db(engine)
+    inside = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu")
+    elsewhere = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "loop" / "run")
+    gone = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "gone")
+    with Session(engine) as session:
+        for run_dir in (inside, elsewhere, gone):
+            jobs.sync_run_to_db(run_dir, session=session)
+    shutil.rmtree(gone)
+    assert recorded_run_dirs(engine=engine) == [elsewhere]  # once, though it has a row per stage
+    assert sorted(s.run_dir for s in list_run_summaries(engine=engine)) == sorted([inside, elsewhere])
