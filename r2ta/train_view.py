@@ -133,8 +133,8 @@ def recorded_run_dirs(*, engine: Engine | None = None) -> list[Path]:
 
 
 def list_run_summaries(*, engine: Engine | None = None) -> list[RunSummary]:
-    """Every run under ``DATA/runs`` and every other run folder the database records, newest first;
-    a damaged folder is listed with its error. Names are unique (a clash gets its full path)."""
+    """Every run under ``DATA/runs`` (newest first), then every other run folder the database records
+    (newest first); a damaged folder is listed with its error. Names are unique (a clash gets its full path)."""
     from r2ta.evaluation import run_evaluations
 
     out = []
@@ -151,7 +151,7 @@ def list_run_summaries(*, engine: Engine | None = None) -> list[RunSummary]:
     for s in out:
         if names.count(s.name) > 1:
             s.name = str(s.run_dir)
-    return sorted(out, key=lambda s: s.started_at or "9999", reverse=True)  # not started yet: newest
+    return out
 
 
 # -- curves ---------------------------------------------------------------------------
