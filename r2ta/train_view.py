@@ -118,10 +118,10 @@ def recorded_run_dirs(*, engine: Engine | None = None) -> list[Path]:
     from sqlmodel import Session
 
     from db import queries
-    from r2ta.evaluation import _engine
+    from r2ta.catalog import open_engine
 
     inside = {p.resolve() for p in jobs.list_runs()}
-    with Session(_engine(engine)) as session:
+    with Session(engine or open_engine()) as session:
         rows = queries.list_training_runs(session=session)
     out = []
     for row in rows:
