@@ -30,6 +30,12 @@ with left:
     default_limit = eval_jobs.default_limit()
     limit = st.number_input("Test variants to evaluate on afterwards (0 = all)", min_value=0, max_value=10_000,
                             value=default_limit or 0, step=8)
+    negatives = st.radio(
+        "DPO rejected traces", train_view.NEGATIVE_CHOICES, format_func=train_view.NEGATIVE_CHOICES.get, horizontal=True,
+        help="The R2tA pair rejects the model's own trace. A planted negative is the reviewed trace with one "
+        "omission, hallucination or misclassification put in (r2ta.negatives): a harder pair when the model's "
+        "own traces are degenerate loops.",
+    )
 with right:
     st.metric("Hardware", _hardware())
     cols = st.columns(2)
@@ -38,7 +44,7 @@ with right:
 
 if st.button("Export and train", type="primary", icon=":material/model_training:", disabled=not counts["pairs_ready"]):
     try:
-        data = train_view.export_for_training(engine=engine())
+        data = train_view.export_for_training(engine=engine(), negatives=negatives)
         run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe, limit=limit or None)
     except R2taError as err:
         st.error(str(err))

@@ -4,6 +4,8 @@
 
 Stages (each skipped or resumed when its work is already in the store):
 
+0. ``setup``: only when the store has no variants (a fresh ``R2TA_DATA_DIR``):
+   ``r2ta seed --no-model`` builds the dataset and loads it;
 1. ``reason-train``: the base model writes traces for the first ``train_limit`` train variants;
 2. ``refine``: the deterministic auditor proposes a refinement of each;
 3. ``bulk-accept``: every pending proposal is accepted by the reviewer
@@ -77,6 +79,7 @@ class LoopConfig:
     threads: int | None = None
     out: Path | None = None
     base_backend: str = "embedded"
+    negatives: str = "original"  # DPO rejected traces (r2ta export dpo --negatives)
     overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
     stages: list[StageResult] = field(default_factory=list)
 
@@ -132,6 +135,21 @@ def bulk_accept(*, model_id: str, split: str = "train", reviewer: str = BULK_REV
                           expected_version=proposal.version, reason=BULK_REASON)
             accepted += 1
     return accepted
+
+
+def variant_counts(engine=None) -> dict[str, int]:
+    """How many variants each split has in the store (an empty data folder has none)."""
+    from sqlalchemy import func
+
+    from db.engine import get_engine, init_db
+    from db.models import VariantRow
+
+    if engine is None:
+        engine = get_engine()
+        init_db(engine)
+    with Session(engine) as session:
+        rows = session.exec(select(VariantRow.split, func.count()).group_by(VariantRow.split)).all()
+    return {split: n for split, n in rows}
 
 
 # -- stage processes -----------------------------------------------------------------
@@ -225,6 +243,7 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--batch-size", config.batch_size),
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
+                        ("--negatives", None if config.negatives == "original" else config.negatives),
                         ("--out", config.out)):
         if value is not None:
             parts += [flag, shlex.quote(str(value))]
@@ -257,6 +276,13 @@ def run_loop(config: LoopConfig, say=print) -> str:
         _save(config)
 
     recipe = str(write_recipe(config.recipe, config.overrides, out / "recipe.yaml")) if config.overrides else config.recipe
+    if not all(variant_counts().get(split) for split in ("train", "test")):
+        # A fresh data folder: build the dataset and load it (the model is fetched by the first stage that needs it).
+        stage("setup", ["seed", "--no-model"])
+        counts = variant_counts()
+        if not all(counts.get(split) for split in ("train", "test")):
+            raise LoopError(f"the store has no train or test variants even after 'r2ta seed --no-model' ({counts}); "
+                            f"see {out / 'setup.log'}")
     stage("reason-train", ["reason", "--split", "train", "--backend", config.base_backend,
                            *lim("--limit", config.train_limit), *base_gen])
     stage("refine", ["refine", "--model-id", base_id, "--split", "train"])
@@ -266,7 +292,7 @@ def run_loop(config: LoopConfig, say=print) -> str:
                                      round(time.perf_counter() - t0, 1), None, 0, "", f"{n} proposals accepted by {BULK_REVIEWER}"))
     say(f"[{_now()}] bulk-accept: {n} proposals accepted by {BULK_REVIEWER} (not human-reviewed)")
     stage("export-sft", ["export", "sft", "--out", str(out / "sft.jsonl")])
-    stage("export-dpo", ["export", "dpo", "--out", str(out / "dpo.jsonl")])
+    stage("export-dpo", ["export", "dpo", "--negatives", config.negatives, "--out", str(out / "dpo.jsonl")])
 
     run_dir = out / f"{out.name}-run"  # its name is in the model ids (RUN:sft), so unique per loop
     from r2ta import jobs

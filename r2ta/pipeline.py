@@ -35,6 +35,7 @@ from r2ta.audit import DETERMINISTIC_AUDITOR, AuditResult, LLMRefiner, audit_tra
 from r2ta.backends import Backend
 from r2ta.eerd import EERD, Mistake, parse_diagram
 from r2ta.metrics import EvalItem, EvaluationReport, evaluate
+from r2ta.negatives import planted_negative
 from r2ta.pairs import PairError, dpo_row, sft_row
 from r2ta.prompting import PROMPT_VERSION, ParsedOutput, Step, build_messages, parse_output, render_trace
 from r2ta.store import latest_traces, list_decisions_in_force, list_traces_without_proposal, list_variants_without_trace
@@ -258,8 +259,22 @@ class ExportReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def export_rows(kind: Literal["sft", "dpo"], *, split: str | None = "train", engine: Engine | None = None) -> ExportReport:
-    """SFT rows or DPO pairs from the decisions in force; a decision that makes no valid row is skipped with its reason."""
+NEGATIVES = ("original", "planted", "both")
+
+
+def export_rows(
+    kind: Literal["sft", "dpo"], *, split: str | None = "train", engine: Engine | None = None, negatives: str = "original"
+) -> ExportReport:
+    """SFT rows or DPO pairs from the decisions in force; a decision that makes no valid row is skipped with its reason.
+
+    ``negatives`` picks a DPO pair's rejected trace: ``original`` (the model's own trace, the
+    R2tA pair, stored as the review's preference pair), ``planted`` (the chosen trace with one
+    planted error, :mod:`r2ta.negatives`) or ``both`` (two pairs per decision). Provenance
+    says which (``rejected_source``: ``model`` or ``planted:<kind>``). The stored preference
+    pair is always the original one; planted pairs are derived from it, reproducibly.
+    """
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, not {negatives!r}")
     engine = _engine(engine)
     report = ExportReport(kind=kind)
     with Session(engine) as session:
@@ -278,20 +293,37 @@ def export_rows(kind: Literal["sft", "dpo"], *, split: str | None = "train", eng
                 "reviewed_at": d.review.created_at.isoformat(),
                 "prompt_version": PROMPT_VERSION,
             }
+            where = f"review {d.review.id} (proposal {d.proposal.id}, variant {d.variant.id})"
             try:
                 chosen = chosen_trace(d.review, d.proposal)
                 if kind == "sft":
-                    row = sft_row(d.variant.requirements, diagram, chosen, provenance)
-                else:
-                    row = dpo_row(d.variant.requirements, diagram, chosen, d.trace.raw_output, provenance)
-                    pair = create_preference_pair(
-                        session=session, review_id=d.review.id, prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"]
-                    )
-                    row["provenance"]["pair_id"] = pair.id
+                    report.rows.append(sft_row(d.variant.requirements, diagram, chosen, provenance))
+                    continue
+                row = dpo_row(d.variant.requirements, diagram, chosen, d.trace.raw_output,
+                              {**provenance, "rejected_source": "model"})
+                pair = create_preference_pair(
+                    session=session, review_id=d.review.id, prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"]
+                )
+                row["provenance"]["pair_id"] = pair.id
             except PairError as err:
-                report.skipped.append(f"review {d.review.id} (proposal {d.proposal.id}, variant {d.variant.id}): {err}")
-                continue
-            report.rows.append(row)
+                report.skipped.append(f"{where}: {err}")
+                if kind == "sft" or negatives == "original":
+                    continue
+                row = None
+            if row is not None and negatives in ("original", "both"):
+                report.rows.append(row)
+            if negatives in ("planted", "both"):
+                planted = planted_negative(chosen, diagram, key=d.variant.id)
+                if planted is None:
+                    report.skipped.append(f"{where}: no error can be planted in its trace (no planted pair)")
+                    continue
+                source, rejected = planted
+                extra = {"pair_id": row["provenance"]["pair_id"]} if row is not None else {}
+                try:
+                    report.rows.append(dpo_row(d.variant.requirements, diagram, chosen, rejected,
+                                               {**provenance, **extra, "rejected_source": f"planted:{source}"}))
+                except PairError as err:
+                    report.skipped.append(f"{where}: planted pair: {err}")
     return report
 
 

@@ -31,13 +31,21 @@ class ExportedData:
     skipped: list[str] = field(default_factory=list)
 
 
-def export_for_training(*, engine: Engine | None = None, split: str = "train") -> ExportedData:
+# The Train page's choice of DPO rejected traces (r2ta.pipeline.export_rows ``negatives``).
+NEGATIVE_CHOICES = {
+    "original": "the model's own (R2tA)",
+    "planted": "one planted error",
+    "both": "both",
+}
+
+
+def export_for_training(*, engine: Engine | None = None, split: str = "train", negatives: str = "original") -> ExportedData:
     """Write SFT rows and DPO pairs from the decisions in force into a fresh ``DATA/exports/<time>/`` folder."""
     from r2ta.pairs import write_rows
     from r2ta.pipeline import export_rows
 
     sft = export_rows("sft", split=split, engine=engine)
-    dpo = export_rows("dpo", split=split, engine=engine)
+    dpo = export_rows("dpo", split=split, engine=engine, negatives=negatives)
     if not sft.rows or not dpo.rows:
         raise R2taError(
             f"nothing to train on: {len(sft.rows)} SFT rows and {len(dpo.rows)} DPO pairs from the {split} split; "

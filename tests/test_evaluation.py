@@ -290,3 +290,17 @@ def test_evaluate_page_rows_leave_a_rate_with_nothing_to_count_empty(engine):
     assert rows["good"]["hallucination"] == 0.0 and rows["good"]["grounding"] is not None
     bars = {trace.name: trace.y for trace in summary_figure(reports).data}
     assert bars["garbage"][2] is None and bars["good"][2] == 0.0
+
+
+def test_loop_knows_an_empty_store_and_reproduces_its_negatives(engine, tmp_path):
+    # A fresh R2TA_DATA_DIR has no variants: the loop must seed it rather than "reason" about nothing
+    # and fail later with "no SFT rows".
+    from db.engine import get_engine, init_db
+    from r2ta.loop import LoopConfig, reproduce_command, variant_counts
+
+    assert variant_counts(engine) == {"test": 4, "train": 3}
+    empty = get_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    init_db(empty)
+    assert variant_counts(empty) == {}
+    assert "--negatives planted" in reproduce_command(LoopConfig(negatives="planted", out=tmp_path))
+    assert "--negatives" not in reproduce_command(LoopConfig(out=tmp_path))

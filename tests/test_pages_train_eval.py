@@ -122,6 +122,7 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     """The one button: exports the bulk-accepted data and starts the run (supervisor + runner); cancelled at once."""
     at = _page("pages/train.py")
     next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu")
+    next(r for r in at.radio if r.label == "DPO rejected traces").set_value("planted")
     next(b for b in at.button if b.label == "Export and train").click().run()
     assert not at.exception, [e.message for e in at.exception]
     started = at.query_params["run"]
@@ -129,6 +130,8 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     try:
         assert run.is_dir() and jobs.read_request(run)["recipe"] == "tiny-cpu"
         assert len((run / "data" / "sft.jsonl").read_text().splitlines()) == 3
+        pairs = [json.loads(line) for line in (run / "data" / "dpo.jsonl").read_text().splitlines()]
+        assert len(pairs) == 3 and all(p["provenance"]["rejected_source"].startswith("planted:") for p in pairs)
         assert eval_jobs.read_eval_status(run)["status"] in (eval_jobs.WAITING, eval_jobs.RUNNING, eval_jobs.SKIPPED)
         assert next(s for s in at.selectbox if s.label == "Run").value == run.name
     finally:

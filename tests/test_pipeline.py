@@ -211,3 +211,25 @@ def test_shards_split_the_work_without_overlap(engine):
     rest = [reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", shard=(i, 3), engine=engine) for i in (1, 2)]
     assert [first.generated] + [r.generated for r in rest] == [1, 0, 2]  # crc32 of the three ids mod 3: 0, 2, 2
     assert reason(QueuedBackend([]), split="test", engine=engine).skipped == 3
+
+
+def test_export_dpo_with_planted_negatives_keeps_the_stored_pair_and_says_where_rejected_came_from(engine):
+    reason(QueuedBackend([(MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop"), (GARBAGE, "stop")]), split="train", engine=engine)
+    reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", engine=engine)
+    refine(engine=engine)
+    _review_all(engine)
+    original = export_rows("dpo", split="train", engine=engine)
+    planted = export_rows("dpo", split="train", engine=engine, negatives="planted")
+    both = export_rows("dpo", split="train", engine=engine, negatives="both")
+    assert [r["provenance"]["rejected_source"] for r in original.rows] == ["model", "model"]
+    assert [r["provenance"]["rejected_source"].split(":")[0] for r in planted.rows] == ["planted", "planted"]
+    assert [r["chosen"] for r in planted.rows] == [r["chosen"] for r in original.rows]
+    assert [r["provenance"]["pair_id"] for r in planted.rows] == [1, 2]  # derived from the stored pairs
+    assert all(r["rejected"][0]["content"] not in (MISSES_PARTICIPATION, GARBAGE) for r in planted.rows)
+    assert len(both.rows) == 4 and both.rows[0] == original.rows[0] and both.rows[1] == planted.rows[0]
+    with Session(engine) as session:
+        from db.models import PreferencePairRow
+
+        assert len(session.exec(select(PreferencePairRow)).all()) == 2  # planted pairs are not stored
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        export_rows("dpo", split="train", engine=engine, negatives="hard")

@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=["sft", "dpo"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", choices=["train", "test", "all"], default="train", help="default: %(default)s")
+    p.add_argument(
+        "--negatives", choices=["original", "planted", "both"], default="original",
+        help="dpo: the rejected trace is the model's original output (the R2tA pair), the chosen trace with one "
+        "planted omission, hallucination or misclassification (hard negatives), or both, two pairs per decision "
+        "(default: %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -27,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from r2ta.pairs import write_rows
     from r2ta.pipeline import export_rows
 
-    report = export_rows(args.kind, split=None if args.split == "all" else args.split)
+    report = export_rows(args.kind, split=None if args.split == "all" else args.split, negatives=args.negatives)
     for reason in report.skipped:
         print(f"skipped {reason}", file=sys.stderr)
     n = write_rows(report.rows, args.out)

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads of each stage process")
+    p.add_argument("--negatives", choices=["original", "planted", "both"], default="original",
+                   help="DPO rejected traces: the base model's own (default), one planted error, or both (see r2ta export)")
     p.add_argument("--base-backend", default="embedded", help="the base model's backend (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe setting, e.g. --set sft.num_train_epochs=3 (repeatable)")
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     config = LoopConfig(train_limit=args.train_limit, test_limit=args.test_limit, max_new_tokens=args.max_new_tokens,
                         base_max_new_tokens=args.base_max_new_tokens,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
-                        out=args.out, base_backend=args.base_backend, overrides=args.overrides)
+                        out=args.out, base_backend=args.base_backend, overrides=args.overrides,
+                        negatives=args.negatives)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
     return 0

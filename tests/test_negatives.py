@@ -1,0 +1,76 @@
+"""Planted DPO negatives: one error in an otherwise identical trace, always a valid trace, reproducible."""
+
+from __future__ import annotations
+
+import pytest
+
+from r2ta.negatives import KINDS, planted_negative
+from r2ta.prompting import parse_output
+from reasoning_fixtures import CORRECT_TRACE, DIAGRAM
+
+NO_MISTAKES = "Step 1 [DEPARTMENT, DEPARTMENT.Dnumber]: DEPARTMENT is identified by Dnumber. -> ok\nVERDICT:\nNONE"
+
+
+def _verdict(text):
+    parsed = parse_output(text, DIAGRAM)
+    assert parsed.valid, parsed.errors
+    return [(m.category, tuple(m.elements)) for m in parsed.verdict]
+
+
+def test_omission_drops_one_true_mistake_and_its_step_says_ok():
+    kind, rejected = planted_negative(CORRECT_TRACE, DIAGRAM, key="v1", kind="omission")
+    assert kind == "omission"
+    before, after = _verdict(CORRECT_TRACE), _verdict(rejected)
+    assert len(after) == len(before) - 1 and set(after) < set(before)
+    dropped = (set(before) - set(after)).pop()[0]
+    assert f"-> {dropped}" not in rejected and rejected.count("-> ok") == CORRECT_TRACE.count("-> ok") + 1
+
+
+def test_omitting_the_only_mistake_leaves_an_explicit_none():
+    only = "\n".join(line for line in CORRECT_TRACE.splitlines() if "participation" not in line)
+    _, rejected = planted_negative(only, DIAGRAM, key="v1", kind="omission")
+    assert _verdict(rejected) == [] and rejected.rstrip().endswith("VERDICT:\nNONE")
+
+
+def test_hallucination_claims_a_mistake_on_a_real_element_the_verdict_does_not_have():
+    _, rejected = planted_negative(CORRECT_TRACE, DIAGRAM, key="v1", kind="hallucination")
+    before, after = _verdict(CORRECT_TRACE), _verdict(rejected)
+    assert before == after[: len(before)] and len(after) == len(before) + 1
+    category, elements = after[-1]
+    assert category not in {c for c, _ in before}
+    assert not parse_output(rejected, DIAGRAM).unresolved  # grounded: a plausible, hard negative
+    assert f"Step 6 [" in rejected and rejected.index("Step 6") < rejected.index("VERDICT:")
+
+
+def test_hallucination_on_a_trace_that_found_nothing_replaces_none():
+    _, rejected = planted_negative(NO_MISTAKES, DIAGRAM, key="v2", kind="hallucination")
+    assert "NONE" not in rejected and len(_verdict(rejected)) == 1
+
+
+def test_misclassification_keeps_the_elements_and_changes_the_category_everywhere():
+    _, rejected = planted_negative(CORRECT_TRACE, DIAGRAM, key="v1", kind="misclassification")
+    before, after = _verdict(CORRECT_TRACE), _verdict(rejected)
+    assert [e for _, e in before] == [e for _, e in after]
+    changed = [(b, a) for (b, _), (a, _) in zip(before, after) if a != b]
+    assert len(changed) == 1
+    old, new = changed[0]
+    assert f"-> {new}" in rejected and f"-> {old}" not in rejected
+
+
+@pytest.mark.parametrize("key", [f"variant-{n}" for n in range(12)])
+def test_the_default_kind_is_reproducible_and_always_differs_from_chosen(key):
+    first = planted_negative(CORRECT_TRACE, DIAGRAM, key=key)
+    assert first == planted_negative(CORRECT_TRACE, DIAGRAM, key=key)
+    kind, rejected = first
+    assert kind in KINDS and rejected != CORRECT_TRACE and parse_output(rejected, DIAGRAM).valid
+
+
+def test_every_kind_is_used_across_variants():
+    assert {planted_negative(CORRECT_TRACE, DIAGRAM, key=f"v{n}")[0] for n in range(40)} == set(KINDS)
+
+
+def test_nothing_is_planted_in_a_trace_that_does_not_parse_and_unknown_kinds_are_refused():
+    assert planted_negative("The VERDICT is: The VERDICT is:", DIAGRAM, key="v") is None
+    assert planted_negative(NO_MISTAKES, DIAGRAM, key="v", kind="omission") is None
+    with pytest.raises(ValueError, match="unknown negative kind"):
+        planted_negative(CORRECT_TRACE, DIAGRAM, key="v", kind="typo")
