@@ -74,3 +74,18 @@ def test_nothing_is_planted_in_a_trace_that_does_not_parse_and_unknown_kinds_are
     assert planted_negative(NO_MISTAKES, DIAGRAM, key="v", kind="omission") is None
     with pytest.raises(ValueError, match="unknown negative kind"):
         planted_negative(CORRECT_TRACE, DIAGRAM, key="v", kind="typo")
+
+
+def test_the_model_card_says_where_the_rejected_traces_came_from(tmp_path):
+    import json
+
+    from training.data import describe_file
+    from training.model_card import _rejected_text
+
+    path = tmp_path / "dpo.jsonl"
+    rows = [{"provenance": {"rejected_source": "planted:omission"}}] * 2 + [{"provenance": {}}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    described = describe_file("dpo", path).as_dict()
+    assert described["rows"] == 3 and described["rejected_sources"] == {"model": 1, "planted:omission": 2}
+    assert _rejected_text([described]) == "Rejected traces: 1 the model's original output, 2 a planted omission (see r2ta.negatives)."
+    assert "rejected_sources" not in describe_file("sft", path).as_dict()

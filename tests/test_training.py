@@ -90,6 +90,7 @@ def test_training_job_trains_lora_and_leaves_the_base_untouched(tmp_path, data_f
     for path in data_files:
         assert file_sha256(path)[:16] in card
     assert "| sft | 6 |" in card and "| dpo | 6 |" in card
+    assert "Rejected traces: 6 the model's original output" in card  # no planted negatives in this data
     for name in ("sft", "dpo", "merged"):
         assert "library_name" in (run_dir / name / "README.md").read_text()
     status = progress.status

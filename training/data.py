@@ -14,6 +14,8 @@ template lacks.
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,14 @@ class DataFile:
     path: str
     rows: int
     sha256: str
+    # DPO only: how many pairs reject the model's own trace ("model") or a planted error ("planted:<kind>").
+    rejected_sources: dict[str, int] | None = None
 
     def as_dict(self) -> dict:
-        return {"stage": self.stage, "path": self.path, "rows": self.rows, "sha256": self.sha256}
+        out = {"stage": self.stage, "path": self.path, "rows": self.rows, "sha256": self.sha256}
+        if self.rejected_sources is not None:
+            out["rejected_sources"] = dict(self.rejected_sources)
+        return out
 
 
 def file_sha256(path: str | Path) -> str:
@@ -62,9 +69,21 @@ def load_dataset_for(stage: str, path: str | Path):
 
 
 def describe_file(stage: str, path: str | Path) -> DataFile:
+    """Rows and checksum; for DPO also where the rejected traces came from (``provenance.rejected_source``;
+    exports made before planted negatives existed do not say, and rejected the model's own trace)."""
+    rows, sources = 0, {}
     with open(path, encoding="utf-8") as handle:
-        rows = sum(1 for line in handle if line.strip())
-    return DataFile(stage, str(path), rows, file_sha256(path))
+        for line in handle:
+            if not line.strip():
+                continue
+            rows += 1
+            if stage == "dpo":
+                try:
+                    source = (json.loads(line).get("provenance") or {}).get("rejected_source") or "model"
+                except (json.JSONDecodeError, AttributeError):
+                    source = "unreadable"
+                sources[str(source)] = sources.get(str(source), 0) + 1
+    return DataFile(stage, str(path), rows, file_sha256(path), dict(sorted(sources.items())) if stage == "dpo" else None)
 
 
 def count_over_length(dataset, tokenizer, max_length: int | None) -> tuple[int, int]:

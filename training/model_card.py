@@ -44,8 +44,8 @@ def render_model_card(
         f"# {title}",
         "",
         "An EER-diagram auditor trained by R2tA Studio (Reason-Refine-then-Align): supervised fine-tuning",
-        "on educator-reviewed reasoning traces, then DPO on (refined trace, original flawed trace) pairs,",
-        "starting from the SFT result.",
+        "on educator-reviewed reasoning traces, then DPO on (reviewed trace, rejected trace) pairs,",
+        "starting from the SFT result. " + _rejected_text(data_files),
         "",
         "## What this folder holds",
         "",
@@ -106,6 +106,20 @@ def render_model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _rejected_text(data_files: list[dict]) -> str:
+    """Where the DPO pairs' rejected traces came from: the model's own output or a planted error."""
+    sources = next((d.get("rejected_sources") for d in data_files if d.get("stage") == "dpo"), None)
+    if not sources:
+        return "The rejected trace of each pair is the model's original output."
+    parts = [f"{n} {_source_words(s)}"
+             for s, n in sources.items()]
+    return "Rejected traces: " + ", ".join(parts) + " (see r2ta.negatives)."
+
+
+def _source_words(source: str) -> str:
+    return "the model's original output" if source == "model" else source.replace("planted:", "a planted ")
 
 
 def _artefact_text(artefact: str, use_peft: bool) -> str:
