@@ -306,9 +306,10 @@ def export_rows(
                 )
                 row["provenance"]["pair_id"] = pair.id
             except PairError as err:
-                report.skipped.append(f"{where}: {err}")
                 if kind == "sft" or negatives == "original":
+                    report.skipped.append(f"{where}: {err}")
                     continue
+                report.skipped.append(f"{where}: no pair with the model's own trace ({err}); the planted pair may still be made")
                 row = None
             if row is not None and negatives in ("original", "both"):
                 report.rows.append(row)

@@ -121,6 +121,14 @@ def test_llm_refiner_through_the_pipeline_flags_disagreements(engine):
     assert any("does not parse cleanly: empty output" in f for f in p3.flags)
 
 
+def _reason_refine_review(engine):
+    """Traces for every variant (one that misses a mistake, the rest garbage), proposals, then :func:`_review_all`."""
+    reason(QueuedBackend([(MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop"), (GARBAGE, "stop")]), split="train", engine=engine)
+    reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", engine=engine)
+    refine(engine=engine)
+    _review_all(engine)
+
+
 def _review_all(engine):
     """Accept proposal 1, edit proposal 2, reject proposal 3."""
     with Session(engine) as session:
@@ -132,10 +140,7 @@ def _review_all(engine):
 
 
 def test_export_sft_and_dpo_from_the_decisions_in_force(engine):
-    reason(QueuedBackend([(MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop"), (GARBAGE, "stop")]), split="train", engine=engine)
-    reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", engine=engine)
-    refine(engine=engine)
-    _review_all(engine)
+    _reason_refine_review(engine)
     sft = export_rows("sft", split="train", engine=engine)
     assert len(sft.rows) == 2 and sft.skipped == []
     accepted, edited = sft.rows
@@ -214,10 +219,7 @@ def test_shards_split_the_work_without_overlap(engine):
 
 
 def test_export_dpo_with_planted_negatives_keeps_the_stored_pair_and_says_where_rejected_came_from(engine):
-    reason(QueuedBackend([(MISSES_PARTICIPATION, "stop"), (GARBAGE, "stop"), (GARBAGE, "stop")]), split="train", engine=engine)
-    reason(QueuedBackend([(GARBAGE, "stop")] * 3), split="test", engine=engine)
-    refine(engine=engine)
-    _review_all(engine)
+    _reason_refine_review(engine)
     original = export_rows("dpo", split="train", engine=engine)
     planted = export_rows("dpo", split="train", engine=engine, negatives="planted")
     both = export_rows("dpo", split="train", engine=engine, negatives="both")
