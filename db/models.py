@@ -156,6 +156,9 @@ class TraceRow(SQLModel, table=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float | None = None
+    # How many characters of raw_output the model wrote before R2tA appended "VERDICT:" because it
+    # wrote none in its budget (r2ta.prompting.verdict_prefix); None: the model wrote it all.
+    verdict_forced_at: int | None = None
     created_at: datetime = _created(index=True)
 
 

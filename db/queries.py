@@ -168,8 +168,11 @@ def create_trace(
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
     latency_s: float | None = None,
+    verdict_forced_at: int | None = None,
 ) -> TraceRow:
     _require(session, VariantRow, variant_id, "variant")
+    if verdict_forced_at is not None and not 0 <= verdict_forced_at <= len(raw_output):
+        raise ValueError(f"verdict_forced_at {verdict_forced_at} is outside the output ({len(raw_output)} characters)")
     trace = TraceRow(
         variant_id=variant_id,
         model_id=model_id,
@@ -182,6 +185,7 @@ def create_trace(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         latency_s=latency_s,
+        verdict_forced_at=verdict_forced_at,
     )
     session.add(trace)
     session.commit()

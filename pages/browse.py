@@ -52,7 +52,8 @@ elif view == "Variant traces":
         st.stop()
     t = traces[st.selectbox("Trace", list(traces), index=len(traces) - 1, format_func=lambda i: (
         f"#{i} by {traces[i].model_id} at {traces[i].created_at} UTC · "
-        + ("verdict parses" if traces[i].valid else "verdict does not parse")))]
+        + ("verdict parses" if traces[i].valid else "verdict does not parse")
+        + (" · VERDICT line appended by R2tA" if traces[i].verdict_forced_at is not None else "")))]
     for pid, auditor, status, n in t.proposals:
         st.page_link("pages/review.py", label=f"Review proposal #{pid} ({code_md(auditor)}, {status}, {n} review(s))",
                      icon=":material/rate_review:", query_params={"proposal": str(pid)})

@@ -42,8 +42,10 @@ st.subheader("Overall")
 st.dataframe(evaluation.summary_rows(reports), hide_index=True, width="stretch",
              column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
                             ("micro F1", "macro F1", "micro P", "micro R", "hallucination", "grounding",
-                             "format validity", "exact match")})
-st.caption("None is n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding.")
+                             "format validity", "validity, unforced", "exact match")})
+st.caption("None is n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding. "
+           "Verdicts asked for: answers with no VERDICT line in the model's token budget, to which R2tA "
+           "appended one for the model to go on from; validity, unforced, leaves those out.")
 st.plotly_chart(evaluation.summary_figure(reports), width="stretch", key="summary")
 
 st.subheader("Per category")
@@ -70,5 +72,6 @@ st.markdown("**Ground truth**")
 st.markdown("\n".join(f"- `{m.category}` on {', '.join(f'`{e}`' for e in m.elements)}: {m.explanation}" for m in diff.truth))
 left, right = st.columns(2)
 for col, name, result in ((left, model_a, diff.a), (right, model_b, diff.b)):
-    col.markdown(f"**{name}** — verdict {'parses' if result.valid else 'does not parse'}")
+    col.markdown(f"**{name}** — verdict {'parses' if result.valid else 'does not parse'}"
+                 + (" (its VERDICT line was appended by R2tA: the model wrote none in its budget)" if result.forced else ""))
     col.code(result.raw_output or "(no trace stored)", language="text", height=420)

@@ -75,7 +75,9 @@ if st.button("Ask the current model for its reasoning", icon=":material/psycholo
     except R2taError as err:
         st.error(str(err))
         st.stop()
-    st.caption(f"{d.completion_tokens or '?'} tokens in {d.latency_s:.1f} s")
+    st.caption(f"{d.completion_tokens or '?'} tokens in {d.latency_s:.1f} s"
+               + (" · the model wrote no verdict in its budget, so R2tA appended the VERDICT line and "
+                  "the model wrote the verdict from there" if d.verdict_forced_at is not None else ""))
     st.markdown("**Verdict** (parsed)" + ("" if d.parsed.valid else " — the output did not parse fully"))
     for m in d.parsed.verdict:
         mark = "confirmed by the checker" if m in d.confirmed else "not confirmed by the checker"

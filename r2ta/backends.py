@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from r2ta.config import data_dir
 from r2ta.errors import R2taError
+from r2ta.prompting import VERDICT_HEADER, verdict_prefix
 
 Messages = list[dict[str, str]]
 
@@ -88,6 +89,9 @@ class BackendConfig(BaseModel):
     stop_on_repetition: bool = True  # local: end a row that loops (see RepetitionStop)
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0)  # local: transformers' penalty (1.0 = off)
     threads: int | None = Field(default=None, ge=1, le=512)  # local CPU: torch threads (None: see cpu_threads)
+    # openai: the server continues a final assistant message (vLLM's continue_final_message), so a
+    # verdict the model did not reach can be asked for (r2ta.prompting.verdict_prefix). Local models always can.
+    assistant_prefill: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "BackendConfig":
@@ -107,6 +111,7 @@ DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
         "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "api_key_env": "VLLM_API_KEY",
         "max_concurrency": 16,
+        "assistant_prefill": True,
     },
     "ollama": {"kind": "openai", "base_url": "http://localhost:11434/v1", "model": "smollm2:135m"},
     "openai": {"kind": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"},
@@ -184,14 +189,56 @@ class Backend(ABC):
     def device(self) -> str:
         return "remote"
 
+    @property
+    def can_continue(self) -> bool:
+        """Whether ``generate(..., prefixes=...)`` works: the answer starts with given text and goes on."""
+        return False
+
     @abstractmethod
     def generate(
         self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None
     ) -> list[Generation]:
-        """One :class:`Generation` per prompt, in order."""
+        """One :class:`Generation` per prompt, in order.
+
+        Backends whose :attr:`can_continue` is true also take ``prefixes=``: one text per
+        prompt that the answer starts with; the Generation holds only what follows it.
+        """
 
     def close(self) -> None:
         """Release what the backend holds (a model, a connection pool)."""
+
+
+def ask_for_verdicts(
+    backend: Backend, prompts: list, generations: list[Generation], verdict_tokens: int
+) -> dict[int, tuple[int, int]]:
+    """Give every answer without a verdict ``VERDICT:`` and ``verdict_tokens`` more to write it, in place.
+
+    Returns position -> (characters the model wrote before ``VERDICT:`` was appended,
+    tokens it wrote after). A backend that cannot continue an answer, or ``verdict_tokens``
+    0, leaves them as they are.
+    """
+    if verdict_tokens <= 0 or not backend.can_continue:
+        return {}
+    todo = []
+    for k, g in enumerate(generations):
+        prefix = verdict_prefix(g.text, cut=g.finish_reason in ("length", "repetition"))
+        if prefix is not None:
+            todo.append((k, prefix))
+    if not todo:
+        return {}
+    more = backend.generate([prompts[k] for k, _ in todo], max_new_tokens=verdict_tokens, prefixes=[p for _, p in todo])
+    out = {}
+    for (k, prefix), tail in zip(todo, more):
+        g = generations[k]
+        generations[k] = Generation(
+            text=prefix + tail.text,
+            prompt_tokens=g.prompt_tokens,
+            completion_tokens=(g.completion_tokens or 0) + (tail.completion_tokens or 0),
+            latency_s=g.latency_s + tail.latency_s,
+            finish_reason=tail.finish_reason,
+        )
+        out[k] = (len(prefix) - len(VERDICT_HEADER), tail.completion_tokens or 0)
+    return out
 
 
 # -- local transformers -------------------------------------------------------------
@@ -364,17 +411,30 @@ class LocalBackend(Backend):
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def generate(self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None) -> list[Generation]:
+    @property
+    def can_continue(self) -> bool:
+        return True
+
+    def generate(
+        self,
+        prompts: list[Messages],
+        max_new_tokens: int = 512,
+        temperature: float | None = None,
+        *,
+        prefixes: list[str] | None = None,
+    ) -> list[Generation]:
         import torch
 
         if not prompts:
             return []
+        if prefixes is not None and len(prefixes) != len(prompts):
+            raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
         tok, model = self.tokenizer, self.model
         tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its own text
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         temperature = self.config.temperature if temperature is None else temperature
-        texts = [self.render_prompt(p) for p in prompts]
+        texts = [self.render_prompt(p) + (prefixes[i] if prefixes else "") for i, p in enumerate(prompts)]
         lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
         # Batch prompts of similar length together: less padding, same results.
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
@@ -478,9 +538,20 @@ class OpenAIBackend(Backend):
             raise BackendError(f"backend {self.config.name!r} reads its API key from ${env}, which is not set; export {env}=...")
         return {"Authorization": f"Bearer {key}"}
 
-    def _one(self, messages: Messages, max_new_tokens: int, temperature: float) -> Generation:
+    @property
+    def can_continue(self) -> bool:
+        return self.config.assistant_prefill
+
+    def _one(self, messages: Messages, max_new_tokens: int, temperature: float, prefix: str | None = None) -> Generation:
         url = self.config.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
-        body = {"model": self.config.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
+        if prefix is not None:
+            if not self.config.assistant_prefill:
+                raise BackendError(f"backend {self.config.name!r} cannot continue an answer; set assistant_prefill: true "
+                                   "for a server that supports continue_final_message (vLLM)")
+            # vLLM: render the chat with the assistant's text so far and go on from it.
+            body["messages"] = [*messages, {"role": "assistant", "content": prefix}]
+            body.update({"continue_final_message": True, "add_generation_prompt": False})
         headers = self._headers()
         for attempt in range(self.config.retries + 1):
             t0 = time.perf_counter()
@@ -513,12 +584,22 @@ class OpenAIBackend(Backend):
             )
         raise AssertionError("unreachable")
 
-    def generate(self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: list[Messages],
+        max_new_tokens: int = 512,
+        temperature: float | None = None,
+        *,
+        prefixes: list[str] | None = None,
+    ) -> list[Generation]:
         temperature = self.config.temperature if temperature is None else temperature
-        if len(prompts) <= 1 or self.config.max_concurrency == 1:
-            return [self._one(p, max_new_tokens, temperature) for p in prompts]
-        with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._one(p, max_new_tokens, temperature), prompts))
+        if prefixes is not None and len(prefixes) != len(prompts):
+            raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
+        jobs = list(zip(prompts, prefixes or [None] * len(prompts)))
+        if len(jobs) <= 1 or self.config.max_concurrency == 1:
+            return [self._one(p, max_new_tokens, temperature, x) for p, x in jobs]
+        with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(jobs))) as pool:
+            return list(pool.map(lambda job: self._one(job[0], max_new_tokens, temperature, job[1]), jobs))
 
     def close(self) -> None:
         self._client.close()

@@ -145,6 +145,7 @@ class TraceSummary:
     proposals: tuple[tuple[int, str, str, int], ...]  # (proposal id, auditor, status, reviews)
     raw_output: str
     parse_errors: tuple[str, ...]
+    verdict_forced_at: int | None = None  # R2tA appended "VERDICT:" after this many characters of the model's own
 
 
 def variant_traces(engine: Engine, variant_id: str) -> list[TraceSummary]:
@@ -171,6 +172,7 @@ def variant_traces(engine: Engine, variant_id: str) -> list[TraceSummary]:
                 tuple(proposals[t.id]),  # type: ignore[index]
                 t.raw_output,
                 tuple(str(e) for e in t.parse_errors),
+                t.verdict_forced_at,
             )
             for t in traces
         ]

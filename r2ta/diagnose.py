@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r2ta.backends import Backend
+from r2ta.backends import Backend, ask_for_verdicts
 from r2ta.checker import check
 from r2ta.eerd import EERD, MAX_TEXT_CHARS, Mistake
 from r2ta.errors import R2taError
 from r2ta.metrics import match
-from r2ta.prompting import ParsedOutput, build_messages, parse_output
+from r2ta.prompting import DEFAULT_VERDICT_TOKENS, ParsedOutput, build_messages, parse_output
 
 MAX_NEW_TOKENS = 512
 
@@ -32,17 +32,29 @@ class Diagnosis:
     confirmed: list[Mistake]  # model claims that a structural finding confirms
     latency_s: float
     completion_tokens: int | None
+    # R2tA appended "VERDICT:" after this many characters of the model's own answer (it wrote none)
+    verdict_forced_at: int | None = None
 
 
-def diagnose(diagram: EERD, requirements: str, backend: Backend, max_new_tokens: int = MAX_NEW_TOKENS) -> Diagnosis:
+def diagnose(
+    diagram: EERD,
+    requirements: str,
+    backend: Backend,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    verdict_tokens: int = DEFAULT_VERDICT_TOKENS,
+) -> Diagnosis:
     requirements = requirements.strip()
     if len(requirements) > MAX_TEXT_CHARS:
         raise DiagnoseError(
             f"the requirements text has {len(requirements):,} characters; the limit is {MAX_TEXT_CHARS:,}"
         )
-    generation = backend.generate([build_messages(requirements or "(no requirements given)", diagram)], max_new_tokens)[0]
+    prompts = [build_messages(requirements or "(no requirements given)", diagram)]
+    generations = backend.generate(prompts, max_new_tokens)
+    forced_at = ask_for_verdicts(backend, prompts, generations, verdict_tokens).get(0, (None, 0))[0]
+    generation = generations[0]
     parsed = parse_output(generation.text, diagram)
     findings = check(diagram)
     pairs = match(parsed.verdict, findings)
     confirmed = [parsed.verdict[i] for i, _ in pairs]
-    return Diagnosis(generation.text, parsed, findings, confirmed, generation.latency_s, generation.completion_tokens)
+    return Diagnosis(generation.text, parsed, findings, confirmed, generation.latency_s, generation.completion_tokens,
+                     forced_at)

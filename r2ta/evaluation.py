@@ -253,12 +253,14 @@ def evaluate(
     max_new_tokens: int | None = None,
     engine: Engine | None = None,
     progress: Progress | None = None,
+    verdict_tokens: int | None = None,
 ) -> EvalOutcome:
     """Generate the missing traces of ``model`` on the first ``limit`` variants of ``split``, score and store them.
 
     ``backend`` overrides the backend of a named model (``--backend vllm`` with ``--model``
     a model served there is the same as ``--model vllm``). The evaluation scores the
-    model's newest trace of every variant of the split it has one for.
+    model's newest trace of every variant of the split it has one for. ``verdict_tokens``:
+    see :func:`r2ta.pipeline.reason` (None = its default).
     """
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, evaluate_model, reason
 
@@ -285,6 +287,7 @@ def evaluate(
             rep = reason(
                 gen, split=split, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress,
+                **({} if verdict_tokens is None else {"verdict_tokens": verdict_tokens}),
             )
         finally:
             if given is None:  # a backend passed in belongs to the caller
@@ -318,6 +321,7 @@ class StoredResult:
     grounded: int
     trace_id: int | None
     raw_output: str
+    forced: bool = False  # the trace's VERDICT: line was appended (see r2ta.prompting.verdict_prefix)
 
 
 def _load_results(session: Session, evaluation_id: int) -> dict[str, StoredResult]:
@@ -337,6 +341,7 @@ def _load_results(session: Session, evaluation_id: int) -> dict[str, StoredResul
             grounded=int(m.get("grounded", 0)),
             trace_id=r.trace_id,
             raw_output=trace.raw_output if trace is not None else "",
+            forced=bool(m.get("forced", False)),
         )
     return out
 
@@ -364,7 +369,8 @@ def rescore(
     for label, res in results.items():
         ids = common if common_only else sorted(res)
         items = [
-            EvalItem(v, res[v].predicted, truths.get(v, []), res[v].valid, res[v].references, res[v].grounded)
+            EvalItem(v, res[v].predicted, truths.get(v, []), res[v].valid, res[v].references, res[v].grounded,
+                     forced=res[v].forced)
             for v in ids
         ]
         reports[label] = score_items(items)
@@ -374,7 +380,8 @@ def rescore(
 SUMMARY_COLUMNS = (
     ("n", "variants"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"), ("micro_precision", "micro P"),
     ("micro_recall", "micro R"), ("hallucination_rate", "hallucination"), ("grounding_rate", "grounding"),
-    ("format_validity", "format validity"), ("exact_match", "exact match"),
+    ("format_validity", "format validity"), ("unforced_validity", "validity, unforced"),
+    ("verdicts_forced", "verdicts asked for"), ("exact_match", "exact match"),
 )
 
 

@@ -80,6 +80,7 @@ class LoopConfig:
     out: Path | None = None
     base_backend: str = "embedded"
     negatives: str = "original"  # DPO rejected traces (r2ta export dpo --negatives)
+    verdict_tokens: int | None = None  # r2ta reason/eval --verdict-tokens (None: their default)
     overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
     stages: list[StageResult] = field(default_factory=list)
 
@@ -244,6 +245,7 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
                         ("--negatives", None if config.negatives == "original" else config.negatives),
+                        ("--verdict-tokens", config.verdict_tokens),
                         ("--out", config.out)):
         if value is not None:
             parts += [flag, shlex.quote(str(value))]
@@ -253,9 +255,10 @@ def reproduce_command(config: LoopConfig) -> str:
 
 
 def generation_args(config: LoopConfig, *, base: bool) -> list[str]:
-    """``--max-new-tokens``/``--batch-size`` of a generating stage; the base model's budget may differ."""
+    """``--max-new-tokens``/``--batch-size`` (and ``--verdict-tokens``) of a generating stage; the base model's budget may differ."""
     budget = (config.base_max_new_tokens or config.max_new_tokens) if base else config.max_new_tokens
-    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size)]
+    verdict = [] if config.verdict_tokens is None else ["--verdict-tokens", str(config.verdict_tokens)]
+    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *verdict]
 
 
 def run_loop(config: LoopConfig, say=print) -> str:

@@ -14,7 +14,11 @@
   is a false positive for precision but not a hallucination: the mistake is there.)
 * **Grounding rate**: element references in the reasoning (steps and verdict) that
   resolve to an element of the diagram / all references.
-* **Format validity**: outputs whose verdict parses / all outputs.
+* **Format validity**: outputs whose verdict parses / all outputs. An output whose
+  ``VERDICT:`` line R2tA appended (the model wrote none in its budget, see
+  :func:`r2ta.prompting.verdict_prefix`) counts when the verdict the model then
+  wrote parses; ``verdicts_forced`` counts those outputs and ``unforced_validity``
+  is the validity of the answers the model finished by itself.
 * **Exact match**: variants whose predictions all match and cover every truth
   (as many predictions as truths, all matched) / all variants.
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from r2ta.eerd import CATEGORIES, Mistake
 
@@ -78,6 +82,7 @@ class VariantResult(BaseModel):
     exact: bool
     references: int
     grounded: int
+    forced: bool = False  # "VERDICT:" was appended to the model's answer
 
 
 class EvaluationReport(BaseModel):
@@ -96,6 +101,14 @@ class EvaluationReport(BaseModel):
     references: int
     grounded: int
     per_variant: list[VariantResult]
+    verdicts_forced: int = 0
+    unforced_validity: float | None = None  # None (a report stored before it existed): no verdict was forced
+
+    @model_validator(mode="after")
+    def _unforced(self) -> "EvaluationReport":
+        if self.unforced_validity is None:
+            self.unforced_validity = self.format_validity if not self.verdicts_forced else 0.0
+        return self
 
 
 @dataclass
@@ -113,6 +126,7 @@ class EvalItem:
     references: int = 0
     grounded: int = 0
     extra: dict = field(default_factory=dict)
+    forced: bool = False  # "VERDICT:" was appended to the model's answer (trace.verdict_forced_at)
 
 
 def _ratio(num: int, den: int) -> float:
@@ -131,7 +145,7 @@ def score_category(tp: int, fp: int, fn: int) -> CategoryScore:
 def evaluate(items: list[EvalItem]) -> EvaluationReport:
     counts = {c: [0, 0, 0] for c in CATEGORIES}  # tp, fp, fn
     per_variant: list[VariantResult] = []
-    n_pred = n_unmatched = refs = grounded = valid = exact = 0
+    n_pred = n_unmatched = refs = grounded = valid = exact = forced = valid_unforced = 0
     for item in items:
         pairs = match(item.predicted, item.truth)
         matched_pred = {i for i, _ in pairs}
@@ -146,6 +160,8 @@ def evaluate(items: list[EvalItem]) -> EvaluationReport:
         refs += item.references
         grounded += item.grounded
         valid += bool(item.valid)
+        forced += bool(item.forced)
+        valid_unforced += bool(item.valid) and not item.forced
         is_exact = len(item.predicted) == len(item.truth) == len(pairs)
         exact += is_exact
         per_variant.append(
@@ -158,6 +174,7 @@ def evaluate(items: list[EvalItem]) -> EvaluationReport:
                 exact=is_exact,
                 references=item.references,
                 grounded=item.grounded,
+                forced=item.forced,
             )
         )
     per_category = {c: score_category(*counts[c]) for c in CATEGORIES}
@@ -180,6 +197,8 @@ def evaluate(items: list[EvalItem]) -> EvaluationReport:
         references=refs,
         grounded=grounded,
         per_variant=per_variant,
+        verdicts_forced=forced,
+        unforced_validity=_ratio(valid_unforced, len(items)),
     )
 
 
@@ -200,4 +219,9 @@ def format_report(report: EvaluationReport) -> str:
         f"grounding rate {_rate(report.grounding_rate, report.references)} ({report.grounded}/{report.references})",
         f"format validity {report.format_validity:.3f}; exact match {report.exact_match:.3f}",
     ]
+    if report.verdicts_forced:
+        lines.append(
+            f"verdicts asked for {report.verdicts_forced}/{report.n} (no VERDICT line in the model's budget); "
+            f"validity without them {report.unforced_validity:.3f}"
+        )
     return "\n".join(lines)

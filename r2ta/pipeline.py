@@ -32,12 +32,20 @@ from db.engine import get_engine, init_db
 from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
 from db.queries import create_evaluation, create_preference_pair, create_proposal, create_trace
 from r2ta.audit import DETERMINISTIC_AUDITOR, AuditResult, LLMRefiner, audit_trace
-from r2ta.backends import Backend
+from r2ta.backends import Backend, ask_for_verdicts
 from r2ta.eerd import EERD, Mistake, parse_diagram
 from r2ta.metrics import EvalItem, EvaluationReport, evaluate
 from r2ta.negatives import planted_negative
 from r2ta.pairs import PairError, dpo_row, sft_row
-from r2ta.prompting import PROMPT_VERSION, ParsedOutput, Step, build_messages, parse_output, render_trace
+from r2ta.prompting import (
+    DEFAULT_VERDICT_TOKENS,
+    PROMPT_VERSION,
+    ParsedOutput,
+    Step,
+    build_messages,
+    parse_output,
+    render_trace,
+)
 from r2ta.store import latest_traces, list_decisions_in_force, list_traces_without_proposal, list_variants_without_trace
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -76,14 +84,17 @@ class ReasonReport:
     valid: int = 0
     truncated: int = 0
     looped: int = 0
+    forced: int = 0  # no verdict in the model's answer: "VERDICT:" appended, the model wrote it (verdict_prefix)
+    valid_unforced: int = 0  # valid verdicts the model wrote without that help
     completion_tokens: int = 0
     seconds: float = 0.0
 
     def __str__(self) -> str:
         rate = self.completion_tokens / self.seconds if self.seconds else 0.0
+        forced = f", {self.forced} verdicts asked for ({self.valid_unforced} valid without)" if self.forced else ""
         return (
             f"{self.model_id} on {self.split}: {self.generated} traces stored "
-            f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping), "
+            f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping{forced}), "
             f"{self.skipped} already done; {self.completion_tokens} tokens in {self.seconds:.1f} s ({rate:.1f} tokens/s)"
         )
 
@@ -98,11 +109,16 @@ def reason(
     engine: Engine | None = None,
     progress: Progress | None = None,
     shard: tuple[int, int] | None = None,
+    verdict_tokens: int = DEFAULT_VERDICT_TOKENS,
 ) -> ReasonReport:
     """Generate and store traces for the first ``limit`` variants of ``split`` that ``backend`` has not done.
 
     ``shard=(i, n)``: only the variants whose id hashes to ``i`` modulo ``n``, so that
     ``n`` processes (or machines sharing a database) can split one split between them.
+    ``verdict_tokens``: an answer without a ``VERDICT:`` line gets one appended and up to
+    this many more tokens for the model to write its verdict (:func:`r2ta.prompting.verdict_prefix`;
+    0 = never; only on backends that can continue an answer). The trace records where the model's
+    own text ends (``verdict_forced_at``).
     """
     engine = _engine(engine)
     model_id = backend.id
@@ -123,16 +139,26 @@ def reason(
         diagrams = [_diagram(v) for v in batch]
         prompts = [build_messages(v.requirements, d) for v, d in zip(batch, diagrams)]
         generations = backend.generate(prompts, max_new_tokens=max_new_tokens)
+        first_reasons = [g.finish_reason for g in generations]
+        forced = ask_for_verdicts(backend, prompts, generations, verdict_tokens)
         with Session(engine) as session:
-            for v, d, prompt, g in zip(batch, diagrams, prompts, generations):
+            for k, (v, d, prompt, g) in enumerate(zip(batch, diagrams, prompts, generations)):
                 parsed = parse_output(g.text, d)
                 errors = list(parsed.errors)
-                if g.finish_reason == "length":
+                if first_reasons[k] == "length":
                     errors.append(f"generation stopped at max_new_tokens ({max_new_tokens}): the output is cut off")
                     report.truncated += 1
-                elif g.finish_reason == "repetition":
+                elif first_reasons[k] == "repetition":
                     errors.append("generation stopped: the model was repeating itself")
                     report.looped += 1
+                forced_at, more_tokens = forced.get(k, (None, 0))
+                if forced_at is not None:
+                    report.forced += 1
+                    errors.append(
+                        f"no verdict in the model's answer: R2tA appended 'VERDICT:' after its complete lines and the "
+                        f"model wrote the verdict in {more_tokens} more tokens"
+                        + (f" (cut at {verdict_tokens})" if g.finish_reason == "length" else "")
+                    )
                 create_trace(
                     session=session,
                     variant_id=v.id,
@@ -146,9 +172,11 @@ def reason(
                     prompt_tokens=g.prompt_tokens,
                     completion_tokens=g.completion_tokens,
                     latency_s=g.latency_s,
+                    verdict_forced_at=forced_at,
                 )
                 report.generated += 1
                 report.valid += parsed.valid
+                report.valid_unforced += parsed.valid and forced_at is None
                 report.completion_tokens += g.completion_tokens or 0
         if progress:
             progress(min(start + size, total), total)
@@ -349,6 +377,7 @@ def evaluate_model(
                     valid=parsed.valid,
                     references=len(parsed.references),
                     grounded=len(parsed.references) - len(parsed.unresolved),
+                    forced=trace.verdict_forced_at is not None,
                 )
             )
         report = evaluate(items)

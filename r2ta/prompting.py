@@ -388,6 +388,53 @@ def parse_output(text: str | None, diagram: EERD) -> ParsedOutput:
     )
 
 
+# -- a verdict the model did not reach -------------------------------------------------
+
+# Tokens a model gets to write its verdict after ``VERDICT:`` was appended (see :func:`verdict_prefix`):
+# a verdict line is ~25-40 tokens, so this is room for three or four mistakes.
+DEFAULT_VERDICT_TOKENS = 128
+VERDICT_HEADER = "VERDICT:\n"
+
+
+def has_verdict_line(text: str | None) -> bool:
+    """Whether ``text`` has the ``VERDICT:`` line :func:`parse_output` splits an answer at."""
+    return any(_VERDICT.match(_clean_line(line)) for line in (text or "")[:MAX_OUTPUT_CHARS].splitlines())
+
+
+def _loop_key(line: str) -> str:
+    return re.sub(r"\d+", "#", _clean_line(line)).lower()
+
+
+def verdict_prefix(text: str | None, *, cut: bool) -> str | None:
+    """The answer so far, made ready for the model to write its verdict next; None if it has a verdict.
+
+    A model that spends its token budget on steps (or loops, or ends its turn early)
+    never writes the verdict, and an answer without one is not an answer. This keeps
+    the complete lines of what it wrote — ``cut=True`` (it hit ``max_new_tokens`` or
+    was stopped for looping) drops the last, unfinished line; a looping tail (lines
+    that repeat the line before them, numbers aside) is dropped too — and appends
+    ``VERDICT:``. The model then writes the verdict itself, from its own steps
+    (budget forcing; the s1 paper, Muennighoff et al. 2025, forces the end of
+    thinking the same way). Traces made so record where the model's own text ends
+    (``TraceRow.verdict_forced_at``), and the metrics count them.
+    """
+    text = (text or "")[:MAX_OUTPUT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
+    if has_verdict_line(text):
+        return None
+    lines = text.split("\n")
+    if cut:
+        lines = lines[:-1]
+    while True:  # drop trailing blank lines, and a last line that repeats the one before it
+        while lines and not lines[-1].strip():
+            lines.pop()
+        before = next((j for j in range(len(lines) - 2, -1, -1) if lines[j].strip()), None)
+        if before is None or _loop_key(lines[before]) != _loop_key(lines[-1]):
+            break
+        del lines[before + 1 :]
+    kept = "\n".join(lines).rstrip()
+    return f"{kept}\n{VERDICT_HEADER}" if kept else VERDICT_HEADER
+
+
 # -- rendering ---------------------------------------------------------------------
 
 

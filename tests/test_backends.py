@@ -85,6 +85,22 @@ def test_openai_backend_talks_chat_completions(chat_server):
     assert backend.id == "tiny-chat"
 
 
+def test_openai_backend_continues_an_answer_only_where_the_server_can(chat_server):
+    plain = _openai(chat_server, retries=0)
+    assert not plain.can_continue
+    with pytest.raises(BackendError, match="assistant_prefill"):
+        plain.generate([_chat("one")], prefixes=["Step 1 [A]: x -> ok\nVERDICT:\n"])
+    vllm = _openai(chat_server, retries=0, assistant_prefill=True)
+    assert vllm.can_continue and get_backend("vllm").can_continue
+    gens = vllm.generate([_chat("one"), _chat("two")], max_new_tokens=3, prefixes=["so far one", "so far two"])
+    assert [g.text for g in gens] == ["ECHO so far one", "ECHO so far two"]  # the echo server echoes the last message
+    body = sorted(chat_server.requests, key=lambda r: r["body"]["messages"][-1]["content"])[0]["body"]
+    assert body["messages"] == [*_chat("one"), {"role": "assistant", "content": "so far one"}]
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    with pytest.raises(ValueError, match="1 prefixes for 2 prompts"):
+        vllm.generate([_chat("one"), _chat("two")], prefixes=["x"])
+
+
 def test_openai_backend_key_comes_from_the_named_env_var(chat_server, monkeypatch):
     chat_server.key = "s3cret"
     backend = _openai(chat_server, api_key_env="R2TA_TEST_KEY", retries=0)
@@ -192,6 +208,28 @@ def test_local_backend_is_greedy_and_deterministic_by_default(tiny_llama):
     assert [g.text for g in a] == [g.text for g in b]
     assert backend.id == "tiny" and backend.device == "cpu"
     assert backend.generate([], max_new_tokens=8) == []
+
+
+def test_local_backend_continues_an_answer_right_after_the_given_text(tiny_llama):
+    import torch
+
+    model, tok = tiny_llama
+    backend = _local(tiny_llama, batch_size=2, stop_on_repetition=False)
+    assert backend.can_continue
+    prompts = [_chat("Step 1"), _chat("a longer prompt about WORKS_FOR")]
+    prefixes = ["Step 1 [EMPLOYEE]: ok\nVERDICT:\n", "VERDICT:\n"]
+    gens = backend.generate(prompts, max_new_tokens=6, prefixes=prefixes)
+    for prompt, prefix, g in zip(prompts, prefixes, gens):
+        # the same as greedy decoding from the rendered chat with the prefix as the start of the answer
+        ids = tok(backend.render_prompt(prompt) + prefix, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            seq = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+        new = seq[0, ids.shape[1]:].tolist()
+        new = new[: new.index(tok.eos_token_id)] if tok.eos_token_id in new else new
+        assert g.text == tok.decode(new, skip_special_tokens=True)
+        assert g.prompt_tokens == ids.shape[1]  # the prefix counts as prompt, not as completion
+    with pytest.raises(ValueError, match="1 prefixes for 2 prompts"):
+        backend.generate(prompts, prefixes=["x"])
 
 
 def test_local_backend_missing_model_says_what_to_do(tmp_path):

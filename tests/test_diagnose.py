@@ -64,3 +64,28 @@ def test_garbage_output_is_reported_not_raised():
 def test_oversized_requirements_refused():
     with pytest.raises(DiagnoseError, match="limit is"):
         diagnose(parse_diagram(keyless()), "x" * (MAX_TEXT_CHARS + 1), QueuedBackend(["NONE"]))
+
+
+class ContinuingBackend(QueuedBackend):
+    """Can continue an answer (as a local model can): a prefixed call answers from the same queue."""
+
+    @property
+    def can_continue(self):
+        return True
+
+    def generate(self, prompts, max_new_tokens=512, temperature=None, *, prefixes=None):
+        self.prefixes = prefixes
+        return super().generate(prompts, max_new_tokens, temperature)
+
+
+def test_a_model_that_writes_no_verdict_is_asked_for_one():
+    d = parse_diagram(keyless())
+    steps = "Step 1 [STUDENT]: STUDENT has no key. -> missing_key\nStep 2 [COURSE"
+    backend = ContinuingBackend([steps, "MISTAKE: missing_key | STUDENT | STUDENT needs a key."])
+    result = diagnose(d, "Each student has a unique number.", backend)
+    assert backend.prefixes == ["Step 1 [STUDENT]: STUDENT has no key. -> missing_key\nStep 2 [COURSE\nVERDICT:\n"]
+    assert result.parsed.valid and [m.category for m in result.confirmed] == ["missing_key"]
+    assert result.verdict_forced_at == len(steps) + 1 and result.completion_tokens == 14
+    # switched off, the answer stays as the model left it
+    off = diagnose(d, "x", ContinuingBackend([steps]), verdict_tokens=0)
+    assert not off.parsed.valid and off.verdict_forced_at is None and off.raw_output == steps

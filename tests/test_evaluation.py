@@ -264,6 +264,18 @@ def test_loop_gives_the_base_model_its_own_token_budget(tmp_path):
     assert "--max-new-tokens 384 --base-max-new-tokens 256" in reproduce_command(config)
     same = LoopConfig(max_new_tokens=384, out=tmp_path)
     assert generation_args(same, base=True) == generation_args(same, base=False)
+    # the verdict budget goes to every generating stage when set, and into the command that reproduces the loop
+    off = LoopConfig(verdict_tokens=0, out=tmp_path)
+    assert generation_args(off, base=True)[-2:] == generation_args(off, base=False)[-2:] == ["--verdict-tokens", "0"]
+    assert "--verdict-tokens 0" in reproduce_command(off) and "--verdict-tokens" not in reproduce_command(config)
+
+
+def test_cli_refuses_a_negative_verdict_budget(capsys):
+    from r2ta.cli import main
+
+    for argv in (["reason", "--split", "test"], ["eval", "--model", "checker"], ["loop"]):
+        assert main([*argv, "--verdict-tokens", "-1"]) != 0
+        assert "--verdict-tokens must be 0 (never) or more" in capsys.readouterr().err
 
 
 def test_side_by_side_says_n_a_for_a_rate_with_nothing_to_count(engine):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from r2ta.eerd import Mistake
-from r2ta.metrics import EvalItem, evaluate, format_report, match
+from r2ta.metrics import EvalItem, EvaluationReport, evaluate, format_report, match
 
 
 def M(category: str, *elements: str) -> Mistake:
@@ -67,3 +67,20 @@ def test_empty_inputs_give_zeros_not_errors():
     r = evaluate([])
     assert r.n == 0 and r.micro_f1 == 0.0 and r.macro_f1 == 0.0 and r.format_validity == 0.0
     assert "hallucination rate n/a (0/0)" in format_report(r)  # no predictions: the rate is undefined, not 0
+
+
+def test_forced_verdicts_are_counted_and_a_report_stored_before_them_still_reads():
+    truth = [Mistake(category="missing_key", elements=["E"], explanation="")]
+    items = [
+        EvalItem("a", truth, truth, valid=True),
+        EvalItem("b", [], truth, valid=True, forced=True),  # its VERDICT line was appended by R2tA
+        EvalItem("c", [], truth, valid=False, forced=True),
+        EvalItem("d", [], truth, valid=False),
+    ]
+    report = evaluate(items)
+    assert (report.format_validity, report.verdicts_forced, report.unforced_validity) == (0.5, 2, 0.25)
+    assert [v.forced for v in report.per_variant] == [False, True, True, False]
+    assert "verdicts asked for 2/4" in format_report(report)
+    old = report.model_dump(exclude={"verdicts_forced", "unforced_validity"})  # as stored before they existed
+    assert EvaluationReport.model_validate(old).unforced_validity == 0.5  # no verdict was forced then
+    assert "verdicts asked for" not in format_report(evaluate(items[:1]))

@@ -80,6 +80,73 @@ def test_reason_stores_every_output_garbage_included_and_resumes(engine):
     assert reason(again, split="test", engine=engine).generated == 0 and again.calls == 0
 
 
+class ContinuingBackend(QueuedBackend):
+    """A fake that can continue an answer (as a local model or vLLM can): a second queue answers prefixed calls."""
+
+    def __init__(self, outputs, verdicts):
+        super().__init__(outputs)
+        self.verdicts, self.prefixed = list(verdicts), []
+
+    @property
+    def can_continue(self):
+        return True
+
+    def generate(self, prompts, max_new_tokens=512, temperature=None, *, prefixes=None):
+        if prefixes is None:
+            return super().generate(prompts, max_new_tokens, temperature)
+        self.prefixed.append((prefixes, max_new_tokens))
+        return [Generation(text=self.verdicts.pop(0), prompt_tokens=150, completion_tokens=12, latency_s=0.02,
+                           finish_reason="stop") for _ in prompts]
+
+
+def test_an_answer_without_a_verdict_gets_one_asked_for_and_the_trace_says_so(engine):
+    steps_only = "\n".join(LINES[:5])  # five steps, then the budget ran out in the sixth line
+    outputs = [(CORRECT_TRACE, "stop"), (steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")]
+    backend = ContinuingBackend(outputs, verdicts=["MISTAKE: participation | WORKS_FOR, EMPLOYEE | Must be (1,1).",
+                                                   "NONE"])
+    report = reason(backend, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64)
+    assert (report.generated, report.forced, report.valid, report.valid_unforced, report.truncated) == (3, 2, 3, 1, 1)
+    assert "2 verdicts asked for (1 valid without)" in str(report)
+    # only the answers without a verdict were continued (batch size 2: one per batch), from their complete
+    # lines (a repeated last line dropped) plus "VERDICT:", with the verdict budget
+    kept = GARBAGE.rsplit("\n", 1)[0] + "\n"
+    assert backend.prefixed == [([steps_only + "\nVERDICT:\n"], 64), ([kept + "VERDICT:\n"], 64)]
+    with Session(engine) as session:
+        good, cut, garbage = list_traces(session=session, model_id="fake-135m")
+    assert good.verdict_forced_at is None and good.raw_output == CORRECT_TRACE
+    assert cut.raw_output == steps_only + "\nVERDICT:\nMISTAKE: participation | WORKS_FOR, EMPLOYEE | Must be (1,1)."
+    assert cut.raw_output[: cut.verdict_forced_at] == steps_only + "\n"  # what the model wrote itself
+    assert len(cut.steps) == 5 and [m["category"] for m in cut.verdict] == ["participation"]
+    assert cut.completion_tokens == len((steps_only + "\nStep 6 [EMPLOY").split()) + 12
+    assert any("max_new_tokens (300)" in e for e in cut.parse_errors)
+    assert any("R2tA appended 'VERDICT:'" in e and "12 more tokens" in e for e in cut.parse_errors)
+    assert garbage.raw_output == kept + "VERDICT:\nNONE" and garbage.verdict_forced_at == len(kept)
+    # scoring counts them: every verdict parses, one of three without help
+    report, evaluation_id = evaluate_model("fake-135m", engine=engine, store=True)
+    assert (report.format_validity, report.verdicts_forced) == (1.0, 2)
+    assert report.unforced_validity == pytest.approx(1 / 3)
+    assert [v.forced for v in report.per_variant] == [False, True, True]
+    # and so does a comparison, rescored from the stored per-variant results (the Evaluate page, r2ta eval --compare)
+    from r2ta.evaluation import format_side_by_side, rescore
+
+    again = rescore({"fake": evaluation_id}, engine=engine)[0]["fake"]
+    assert (again.verdicts_forced, again.unforced_validity) == (2, report.unforced_validity)
+    table = format_side_by_side({"fake": again})
+    assert "verdicts asked for" in table and "validity, unforced" in table
+
+
+def test_verdicts_are_not_asked_for_when_switched_off_or_the_backend_cannot_continue(engine):
+    outputs = [("\n".join(LINES[:5]), "length")] * 3
+    off = ContinuingBackend(outputs, verdicts=[])
+    report = reason(off, split="test", engine=engine, verdict_tokens=0)
+    assert (report.forced, report.valid) == (0, 0) and off.prefixed == []
+    with Session(engine) as session:
+        assert all(t.verdict_forced_at is None for t in list_traces(session=session, model_id="fake-135m"))
+    # QueuedBackend is a Backend that cannot continue an answer (like a chat API without prefill)
+    report = reason(QueuedBackend(outputs, model_id="plain"), split="test", engine=engine)
+    assert (report.generated, report.forced) == (3, 0)
+
+
 def test_an_interrupted_run_keeps_what_it_finished_and_resumes(engine):
     backend = QueuedBackend([(CORRECT_TRACE, "stop")] * 2, fail_on=2)  # batch size 2: the second batch dies
     with pytest.raises(KeyboardInterrupt):

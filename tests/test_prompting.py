@@ -8,10 +8,13 @@ from hypothesis import strategies as st
 from r2ta.eerd import CATEGORIES, Mistake
 from r2ta.prompting import (
     CATEGORY_MEANINGS,
+    VERDICT_HEADER,
     build_messages,
+    has_verdict_line,
     make_step,
     parse_output,
     render_trace,
+    verdict_prefix,
 )
 from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS
 
@@ -199,3 +202,39 @@ def test_round_trip(steps, verdict):
     assert parsed.valid
     assert [(s.element_ids, s.finding) for s in parsed.steps] == [(s.element_ids, s.finding) for s in step_objs]
     assert [(m.category, m.elements) for m in parsed.verdict] == [(m.category, m.elements) for m in mistakes]
+
+
+# -- asking for a verdict the model did not reach ------------------------------------------
+
+STEPS = (
+    "Step 1 [EMPLOYEE, EMPLOYEE.Ssn]: EMPLOYEE is identified by Ssn. -> ok\n"
+    "Step 2 [WORKS_FOR, EMPLOYEE]: Every employee works for a department, but EMPLOYEE is (0,1). -> participation\n"
+)
+
+
+def test_an_answer_with_a_verdict_line_needs_nothing():
+    assert has_verdict_line(CORRECT_TRACE) and verdict_prefix(CORRECT_TRACE, cut=False) is None
+    assert verdict_prefix("Step 1 [A]: x -> ok\n**Verdict:** NONE", cut=True) is None  # as the parser reads it
+    assert not has_verdict_line("The VERDICT is:\n") and not has_verdict_line(None)
+
+
+def test_a_cut_answer_keeps_its_complete_lines_then_asks_for_the_verdict():
+    cut = STEPS + "Step 3 [DEPARTMENT, DEPARTMENT.Dnum"  # the budget ran out mid-step
+    prefix = verdict_prefix(cut, cut=True)
+    assert prefix == STEPS + VERDICT_HEADER
+    # ended by itself (no cut): the last line is complete and stays
+    assert verdict_prefix(STEPS.rstrip("\n"), cut=False) == STEPS + VERDICT_HEADER
+    # the model then writes its verdict, and the whole answer is a valid trace with the steps kept
+    answer = prefix + "MISTAKE: participation | WORKS_FOR, EMPLOYEE | Every employee works for one."
+    parsed = parse_output(answer, DIAGRAM)
+    assert parsed.valid and [s.finding for s in parsed.steps] == ["ok", "participation"]
+    assert [m.category for m in parsed.verdict] == ["participation"]
+
+
+def test_a_looping_tail_is_dropped_before_the_verdict():
+    looping = STEPS + "3. Each employee has a name.\n4. Each employee has a name.\n5. Each employee has a name.\n6. Each emp"
+    assert verdict_prefix(looping, cut=True) == STEPS + "3. Each employee has a name.\n" + VERDICT_HEADER
+    # nothing usable at all: the verdict is asked for straight away
+    assert verdict_prefix("", cut=False) == VERDICT_HEADER
+    assert verdict_prefix("\n\n", cut=True) == VERDICT_HEADER
+    assert verdict_prefix("The VERDICT is:\n\nThe VERDICT is:\n\nThe VERD", cut=True) == "The VERDICT is:\n" + VERDICT_HEADER

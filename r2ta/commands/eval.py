@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="named backend settings to generate with")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
+    p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
+                   help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--all-variants", action="store_true",
                    help="--compare: score each model on all its variants, not only the common ones")
     p.set_defaults(func=run)
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.limit is not None and args.limit < 1:
         raise R2taError("--limit must be at least 1")
+    if args.verdict_tokens is not None and args.verdict_tokens < 0:
+        raise R2taError("--verdict-tokens must be 0 (never) or more")
     if args.pending:
         return _pending(args)
     bar = None
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         outcome = evaluate(args.model, split=args.split, limit=args.limit, backend=args.backend,
-                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress)
+                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress,
+                           verdict_tokens=args.verdict_tokens)
     finally:
         if bar is not None:
             bar.close()

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget per answer (default: %(default)s)")
     p.add_argument("--base-max-new-tokens", type=int, default=None,
                    help="token budget of the base model's answers (reason-train, eval-base); default: --max-new-tokens")
+    p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
+                   help="tokens a model gets for its verdict when its answer has none and VERDICT: is appended "
+                        "(default: r2ta reason's, 128; 0 = never)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
@@ -45,10 +48,14 @@ def run(args: argparse.Namespace) -> int:
             from r2ta.errors import R2taError
 
             raise R2taError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.verdict_tokens is not None and args.verdict_tokens < 0:
+        from r2ta.errors import R2taError
+
+        raise R2taError("--verdict-tokens must be 0 (never) or more")
     config = LoopConfig(train_limit=args.train_limit, test_limit=args.test_limit, max_new_tokens=args.max_new_tokens,
                         base_max_new_tokens=args.base_max_new_tokens,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
-                        negatives=args.negatives)
+                        negatives=args.negatives, verdict_tokens=args.verdict_tokens)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
     return 0

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="a named backend (default: $R2TA_BACKEND or 'embedded')")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per generate call (default: the backend's)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 256)")
+    p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
+                   help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N parts of the split (for N parallel workers)")
     p.add_argument("--evaluate", action="store_true", help="afterwards, score the model's traces on the split and store the evaluation")
     p.set_defaults(func=run)
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise R2taError("--limit must be at least 1")
+    if args.verdict_tokens is not None and args.verdict_tokens < 0:
+        raise R2taError("--verdict-tokens must be 0 (never) or more")
     shard = None
     if args.shard:
         try:
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             progress=progress,
             shard=shard,
+            **({} if args.verdict_tokens is None else {"verdict_tokens": args.verdict_tokens}),
         )
     finally:
         if bar is not None:

@@ -28,9 +28,14 @@ def _rows(engine) -> dict[str, list[dict]]:
         }
 
 
+# Columns later revisions add to first-revision tables, with the value an upgraded row gets.
+ADDED_COLUMNS = {"trace": {"verdict_forced_at": None}}  # 0003
+
+
 def _check_upgraded(engine, expected: dict[str, list[dict]]) -> None:
     rows = _rows(engine)
     for table, wanted in expected.items():
+        wanted = [{**row, **ADDED_COLUMNS.get(table, {})} for row in wanted]
         assert rows[table] == sorted(wanted, key=lambda r: r["id"]), f"rows of {table} changed"
     # the new revision's index was filled from every variant's ground truth, in order
     with Session(engine) as session:
@@ -87,7 +92,9 @@ def test_downgrade_then_upgrade_round_trips(tmp_path, v1_fixture_module):
     engine = get_engine(f"sqlite:///{copy}")
     init_db(engine)
     assert downgrade_db(engine, "0001") == "0001"
-    assert "variant_mistake" not in _rows(engine)
+    rows = _rows(engine)
+    assert "variant_mistake" not in rows
+    assert all("verdict_forced_at" not in row for row in rows["trace"])
     init_db(engine)
     _check_upgraded(engine, v1_fixture_module.V1_ROWS)
     engine.dispose()
