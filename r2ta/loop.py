@@ -6,7 +6,8 @@ Stages (each skipped or resumed when its work is already in the store):
 
 0. ``setup``: only when the store has no variants (a fresh ``R2TA_DATA_DIR``):
    ``r2ta seed --no-model`` builds the dataset and loads it;
-1. ``reason-train``: the base model writes traces for the first ``train_limit`` train variants;
+1. ``reason-train``: the base model writes traces for the first ``train_limit`` train variants
+   (id order, or round-robin across base schemas with ``spread``);
 2. ``refine``: the deterministic auditor proposes a refinement of each;
 3. ``bulk-accept``: every pending proposal is accepted by the reviewer
    ``bulk:deterministic-auditor`` with a review reason that says so. These are
@@ -68,6 +69,7 @@ class StageResult:
 @dataclass
 class LoopConfig:
     train_limit: int | None = None
+    spread: bool = False  # the train limit round-robin across base schemas (r2ta reason --spread)
     test_limit: int | None = None
     max_new_tokens: int = 256
     # The base model's budget (reason-train, eval-base); None = max_new_tokens. The base model rarely
@@ -239,7 +241,8 @@ def reproduce_command(config: LoopConfig) -> str:
     if config.threads:
         parts.append(f"OMP_NUM_THREADS={config.threads}")
     parts.append("r2ta loop")
-    for flag, value in (("--train-limit", config.train_limit), ("--test-limit", config.test_limit),
+    for flag, value in (("--train-limit", config.train_limit), ("--spread", True if config.spread else None),
+                        ("--test-limit", config.test_limit),
                         ("--max-new-tokens", config.max_new_tokens), ("--base-max-new-tokens", config.base_max_new_tokens),
                         ("--batch-size", config.batch_size),
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
@@ -247,7 +250,9 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--negatives", None if config.negatives == "original" else config.negatives),
                         ("--verdict-tokens", config.verdict_tokens),
                         ("--out", config.out)):
-        if value is not None:
+        if value is True:
+            parts.append(flag)
+        elif value is not None:
             parts += [flag, shlex.quote(str(value))]
     for item in config.overrides:
         parts += ["--set", shlex.quote(item)]
@@ -287,7 +292,7 @@ def run_loop(config: LoopConfig, say=print) -> str:
             raise LoopError(f"the store has no train or test variants even after 'r2ta seed --no-model' ({counts}); "
                             f"see {out / 'setup.log'}")
     stage("reason-train", ["reason", "--split", "train", "--backend", config.base_backend,
-                           *lim("--limit", config.train_limit), *base_gen])
+                           *lim("--limit", config.train_limit), *(["--spread"] if config.spread else []), *base_gen])
     stage("refine", ["refine", "--model-id", base_id, "--split", "train"])
     t0 = time.perf_counter()
     n = bulk_accept(model_id=base_id, split="train")

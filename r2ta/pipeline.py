@@ -110,8 +110,12 @@ def reason(
     progress: Progress | None = None,
     shard: tuple[int, int] | None = None,
     verdict_tokens: int = DEFAULT_VERDICT_TOKENS,
+    spread: bool = False,
 ) -> ReasonReport:
     """Generate and store traces for the first ``limit`` variants of ``split`` that ``backend`` has not done.
+
+    ``spread``: "first" is round-robin across base schemas rather than id order
+    (:func:`r2ta.store.first_variant_ids`), so a small ``limit`` covers every schema.
 
     ``shard=(i, n)``: only the variants whose id hashes to ``i`` modulo ``n``, so that
     ``n`` processes (or machines sharing a database) can split one split between them.
@@ -124,7 +128,7 @@ def reason(
     model_id = backend.id
     model_version = f"{backend.version}; prompt {PROMPT_VERSION}".lstrip("; ")
     with Session(engine) as session:
-        pending, done = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit)
+        pending, done = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit, spread=spread)
         session.expunge_all()
     if shard is not None:
         pending = [v for v in pending if zlib.crc32(v.id.encode()) % shard[1] == shard[0]]

@@ -15,18 +15,33 @@ from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
 
 
 def list_variants_without_trace(
-    *, session: Session, model_id: str, split: str, limit: int | None = None
+    *, session: Session, model_id: str, split: str, limit: int | None = None, spread: bool = False
 ) -> tuple[list[VariantRow], int]:
-    """Of the first ``limit`` variants of ``split`` (id order), those with no trace by ``model_id``.
+    """Of the first ``limit`` variants of ``split``, those with no trace by ``model_id``.
 
+    "First" is id order, or with ``spread`` round-robin across base schemas (:func:`first_variant_ids`).
     Returns (pending variants, how many of the first ``limit`` already have one).
     """
-    first = select(VariantRow.id).where(VariantRow.split == split).order_by(VariantRow.id).limit(limit).subquery()
+    first = first_variant_ids(split, limit, spread=spread).subquery()
     has_trace = exists().where(TraceRow.variant_id == VariantRow.id, TraceRow.model_id == model_id)
     stmt = select(VariantRow).where(col(VariantRow.id).in_(select(first.c.id)))
     pending = list(session.exec(stmt.where(~has_trace).order_by(VariantRow.id)))
     done = session.exec(select(func.count()).select_from(stmt.where(has_trace).subquery())).one()
     return pending, done
+
+
+def first_variant_ids(split: str, limit: int | None, *, spread: bool = False):
+    """A select of the ids of the first ``limit`` variants of ``split``.
+
+    Id order by default — the variants of one schema are contiguous, so a small limit
+    is one schema. ``spread``: round-robin across base schemas (each schema's first
+    variant by id, then each one's second, ...), so a small limit covers every schema.
+    """
+    if not spread:
+        return select(VariantRow.id).where(VariantRow.split == split).order_by(VariantRow.id).limit(limit)
+    rank = func.row_number().over(partition_by=VariantRow.base_id, order_by=VariantRow.id).label("rank")
+    ranked = select(VariantRow.id, VariantRow.base_id, rank).where(VariantRow.split == split).subquery()
+    return select(ranked.c.id).order_by(ranked.c.rank, ranked.c.base_id).limit(limit)
 
 
 def list_traces_without_proposal(

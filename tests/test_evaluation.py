@@ -270,6 +270,36 @@ def test_loop_gives_the_base_model_its_own_token_budget(tmp_path):
     assert "--verdict-tokens 0" in reproduce_command(off) and "--verdict-tokens" not in reproduce_command(config)
 
 
+def test_loop_spread_reaches_the_reason_stage_and_the_reproduce_command(tmp_path, monkeypatch):
+    # --spread changes which train variants the base model reasons about; the eval stages keep id order.
+    import types
+
+    import r2ta.backends
+    import r2ta.loop as loop
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_stage(name, argv, out, threads, say):
+        seen.append((name, argv))
+        raise Stop
+
+    monkeypatch.setattr(loop, "run_stage", fake_stage)
+    monkeypatch.setattr(loop, "variant_counts", lambda engine=None: {"train": 9, "test": 9})
+    monkeypatch.setattr(r2ta.backends, "get_backend", lambda name=None, **kw: types.SimpleNamespace(id="base"))
+    for spread in (True, False):
+        seen.clear()
+        config = loop.LoopConfig(train_limit=12, spread=spread, out=tmp_path / str(spread))
+        with pytest.raises(Stop):
+            loop.run_loop(config, say=lambda line: None)
+        name, argv = seen[0]
+        assert name == "reason-train" and argv[argv.index("--limit") + 1] == "12"
+        assert ("--spread" in argv) is spread
+        assert ("--train-limit 12 --spread" in loop.reproduce_command(config)) is spread
+
+
 def test_cli_refuses_a_negative_verdict_budget(capsys):
     from r2ta.cli import main
 

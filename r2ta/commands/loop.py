@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("loop", help="run the whole measured loop (bulk-accepted refinements) and compare models",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N train variants (default: all)")
+    p.add_argument("--spread", action="store_true",
+                   help="with --train-limit: take the N train variants round-robin across base schemas instead of "
+                        "the first N by id (which are all one schema); test variants stay in id order")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test variants (default: all)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget per answer (default: %(default)s)")
     p.add_argument("--base-max-new-tokens", type=int, default=None,
@@ -56,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
                         base_max_new_tokens=args.base_max_new_tokens,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
-                        negatives=args.negatives, verdict_tokens=args.verdict_tokens)
+                        negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
     return 0

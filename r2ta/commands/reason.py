@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", choices=["train", "test"], required=True)
     p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order)")
+    p.add_argument("--spread", action="store_true",
+                   help="with --limit: take the N variants round-robin across base schemas (each schema's first, then each one's second, ...) instead of the first N by id, which are one schema")
     p.add_argument("--backend", default=None, help="a named backend (default: $R2TA_BACKEND or 'embedded')")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per generate call (default: the backend's)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 256)")
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             progress=progress,
             shard=shard,
+            spread=args.spread,
             **({} if args.verdict_tokens is None else {"verdict_tokens": args.verdict_tokens}),
         )
     finally:

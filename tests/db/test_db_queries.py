@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from db.errors import RecordNotFound, ReviewConflict, StoreError
+from db.loading import load_dataset
 from db.models import ReviewRow
 from db.queries import (
     CONFLICT_MESSAGE,
@@ -38,6 +39,7 @@ from db.queries import (
     update_proposal,
     update_training_run,
 )
+from store_samples import base_dict, variant_dict
 
 
 def _review(engine, proposal_id, reviewer, decision, **kwargs):
@@ -359,3 +361,25 @@ def test_missing_rows_are_named(sqlite_engine):
             create_proposal(session=session, trace_id=42, auditor_id="a", steps=[], verdict=None)
         with pytest.raises(RecordNotFound, match="proposal 7"):
             get_review_item(7, session=session)
+
+
+def test_a_spread_limit_takes_every_schema_before_a_second_of_any(engine):
+    # Ids sort by schema, so the first N variants of a split are one schema; --spread goes round-robin.
+    from r2ta.store import list_variants_without_trace
+
+    rows = [("a-1", "a"), ("a-2", "a"), ("a-3", "a"), ("a-4", "a"), ("b-1", "b"), ("b-2", "b"), ("c-1", "c")]
+    with Session(engine) as session:
+        load_dataset([base_dict(b) for b in "abc"],
+                     [variant_dict(v, b, "train", ["missing_key"], seed=n) for n, (v, b) in enumerate(rows)]
+                     + [variant_dict("a-9", "a", "test", ["missing_key"], seed=9)], session=session)
+    with Session(engine) as session:
+        def first(limit, spread):
+            pending, done = list_variants_without_trace(session=session, model_id="m", split="train", limit=limit, spread=spread)
+            return sorted(v.id for v in pending), done
+
+        assert first(3, False) == (["a-1", "a-2", "a-3"], 0)
+        assert first(3, True) == (["a-1", "b-1", "c-1"], 0)
+        assert first(5, True) == (["a-1", "a-2", "b-1", "b-2", "c-1"], 0)
+        assert first(None, True) == first(None, False) == (sorted(v for v, _ in rows), 0)
+        create_trace(session=session, variant_id="b-1", model_id="m", prompt=[], raw_output="x", steps=None, verdict=None)
+        assert first(3, True) == (["a-1", "c-1"], 1)  # resumable: the one done is counted, not redone
