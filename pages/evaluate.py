@@ -53,6 +53,14 @@ metric = st.segmented_control("Metric", ["f1", "precision", "recall"], default="
 st.plotly_chart(evaluation.category_figure(reports, metric), width="stretch", key="categories")
 with st.expander("Per-category table (precision, recall, F1, counts)"):
     st.dataframe(evaluation.category_rows(reports), hide_index=True, width="stretch")
+with st.expander("Per base schema (format validity, micro P / R / F1)"):
+    st.caption("Each variant is a mutation of one of the base schemas. A model trained on few schemas "
+               "shows it here: valid answers on the schemas it saw, few on the others.")
+    scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
+    st.dataframe(evaluation.schema_rows(reports, evaluation.variant_schemas(scored, engine=engine())),
+                 hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
+                                ("format validity", "micro P", "micro R", "micro F1")})
 
 st.subheader("Where two models differ")
 if len(chosen) < 2:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from db.engine import get_engine, init_db
 from db.models import EvaluationResultRow, EvaluationRow, TraceRow, VariantRow
@@ -412,6 +412,50 @@ def category_rows(reports: dict[str, EvaluationReport]) -> list[dict]:
 def f1_table(reports: dict[str, EvaluationReport]) -> list[dict]:
     """Wide form: one row per category, one F1 column per model (for a text table)."""
     return [{"category": c, **{label: r.per_category[c].f1 for label, r in reports.items()}} for c in CATEGORIES]
+
+
+def variant_schemas(variant_ids: Iterable[str], *, engine: Engine | None = None) -> dict[str, str]:
+    """Variant id -> the id of the base schema it was mutated from."""
+    ids = list(variant_ids)
+    if not ids:
+        return {}
+    with Session(_engine(engine)) as session:
+        rows = session.exec(select(VariantRow.id, VariantRow.base_id).where(col(VariantRow.id).in_(ids)))
+        return dict(rows.all())
+
+
+def schema_rows(reports: dict[str, EvaluationReport], schemas: dict[str, str]) -> list[dict]:
+    """One row per (base schema, model): variants, format validity, micro precision/recall/F1, mistakes predicted.
+
+    ``schemas`` maps variant id -> base schema (:func:`variant_schemas`). A model that learnt one
+    schema's vocabulary shows here as valid answers on that schema only.
+    """
+    rows = []
+    for schema in sorted(set(schemas.values())):
+        for label, r in reports.items():
+            mine = [v for v in r.per_variant if schemas.get(v.variant_id) == schema]
+            if not mine:
+                continue
+            tp = sum(len(v.matched) for v in mine)
+            predicted, truth = sum(v.predicted for v in mine), sum(v.truth for v in mine)
+            p, rec = (tp / predicted if predicted else 0.0), (tp / truth if truth else 0.0)
+            rows.append({"base schema": schema, "model": label, "variants": len(mine),
+                         "format validity": sum(v.valid for v in mine) / len(mine), "micro P": p, "micro R": rec,
+                         "micro F1": 2 * p * rec / (p + rec) if p + rec else 0.0, "predicted": predicted})
+    return rows
+
+
+def format_by_schema(rows: list[dict]) -> str:
+    """:func:`schema_rows` as text: a line per schema, "validity / micro F1" per model."""
+    labels = list(dict.fromkeys(r["model"] for r in rows))
+    width = max([14, *(len(x) + 1 for x in labels)])
+    lines = [f"{'base schema (n)':28}" + "".join(f"{x:>{width}}" for x in labels)]
+    for schema in dict.fromkeys(r["base schema"] for r in rows):
+        cells = {r["model"]: r for r in rows if r["base schema"] == schema}
+        n = max(r["variants"] for r in cells.values())
+        text = [f"{cells[x]['format validity']:.2f} / {cells[x]['micro F1']:.2f}" if x in cells else "-" for x in labels]
+        lines.append(f"  {f'{schema} ({n})':26}" + "".join(f"{t:>{width}}" for t in text))
+    return "\n".join(lines)
 
 
 @dataclass

@@ -300,6 +300,33 @@ def test_loop_spread_reaches_the_reason_stage_and_the_reproduce_command(tmp_path
         assert ("--train-limit 12 --spread" in loop.reproduce_command(config)) is spread
 
 
+def test_scores_per_base_schema_show_which_schemas_a_model_knows(engine):
+    from r2ta.evaluation import format_by_schema, schema_rows, variant_schemas
+    from r2ta.metrics import EvalItem, evaluate as score
+
+    key = Mistake(category="missing_key", elements=["EMPLOYEE"], explanation="no key")
+    other = Mistake(category="cardinality", elements=["WORKS_FOR"], explanation="1:N")
+    # v1, v2 of schema a; v3 of schema b. "sft" is right on a, invalid on b; the checker is valid everywhere.
+    items = {
+        "sft": [EvalItem("v1", [key], [key]), EvalItem("v2", [other], [key]), EvalItem("v3", [], [key], valid=False)],
+        "checker": [EvalItem("v1", [], [key]), EvalItem("v2", [], [key]), EvalItem("v3", [key], [key])],
+    }
+    reports = {label: score(rows) for label, rows in items.items()}
+    rows = schema_rows(reports, {"v1": "a", "v2": "a", "v3": "b"})
+    got = {(r["base schema"], r["model"]): r for r in rows}
+    assert list(got) == [("a", "sft"), ("a", "checker"), ("b", "sft"), ("b", "checker")]
+    assert got["a", "sft"]["variants"] == 2 and got["a", "sft"]["format validity"] == 1.0
+    assert (got["a", "sft"]["micro P"], got["a", "sft"]["micro R"]) == (0.5, 0.5) and got["a", "sft"]["predicted"] == 2
+    assert got["b", "sft"]["format validity"] == 0.0 and got["b", "sft"]["micro F1"] == 0.0
+    assert got["b", "checker"]["micro F1"] == 1.0 and got["a", "checker"]["micro F1"] == 0.0
+    text = format_by_schema(rows).splitlines()
+    assert text[1].split() == ["a", "(2)", "1.00", "/", "0.50", "1.00", "/", "0.00"]
+    assert text[2].split() == ["b", "(1)", "0.00", "/", "0.00", "1.00", "/", "1.00"]
+    # the map comes from the store
+    assert variant_schemas(["company_small-000", "nope"], engine=engine) == {"company_small-000": "company_small"}
+    assert variant_schemas([], engine=engine) == {}
+
+
 def test_cli_refuses_a_negative_verdict_budget(capsys):
     from r2ta.cli import main
 
