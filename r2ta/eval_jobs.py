@@ -143,8 +143,12 @@ def start_run_evaluation(
 # -- inside the job process ------------------------------------------------------------
 
 
-def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None) -> int:
-    """Evaluate the run's SFT and SFT+DPO models, one after the other, recording each in the status file."""
+def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None,
+                 spread: bool = False) -> int:
+    """Evaluate the run's SFT and SFT+DPO models, one after the other, recording each in the status file.
+
+    ``spread``: the first ``limit`` variants round-robin across base schemas (``r2ta eval --pending --spread``).
+    """
     from r2ta.evaluation import FINAL, SFT, evaluate
 
     evaluations: dict[str, int | None] = {}
@@ -158,7 +162,7 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
                 write_eval_status(run_dir, done=done, total=total)
 
             outcome = evaluate(f"{run_dir}:{stage}", split=split, limit=limit, max_new_tokens=max_new_tokens,
-                               progress=progress)
+                               progress=progress, spread=spread)
             evaluations[stage] = outcome.evaluation_id
             write_eval_status(run_dir, evaluations=evaluations)
             print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f}",

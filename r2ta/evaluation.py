@@ -180,16 +180,23 @@ def checker_trace(diagram) -> str:
     return render_trace(steps, findings)
 
 
-def _first_variants(session: Session, split: str, limit: int | None) -> list[VariantRow]:
-    stmt = select(VariantRow).where(VariantRow.split == split).order_by(VariantRow.id).limit(limit)
+def _first_variants(session: Session, split: str, limit: int | None, spread: bool = False) -> list[VariantRow]:
+    from r2ta.store import first_variant_ids
+
+    first = first_variant_ids(split, limit, spread=spread).subquery()
+    stmt = select(VariantRow).where(col(VariantRow.id).in_(select(first.c.id))).order_by(VariantRow.id)
     return list(session.exec(stmt))
 
 
-def store_checker_traces(*, split: str, limit: int | None = None, engine: Engine | None = None) -> int:
-    """Store the checker's trace for each of the first ``limit`` variants of ``split`` that has none; returns how many."""
+def store_checker_traces(*, split: str, limit: int | None = None, engine: Engine | None = None,
+                         spread: bool = False) -> int:
+    """Store the checker's trace for each of the first ``limit`` variants of ``split`` that has none; returns how many.
+
+    ``spread``: the first ``limit`` round-robin across base schemas (:func:`r2ta.store.first_variant_ids`).
+    """
     engine = _engine(engine)
     with Session(engine) as session:
-        variants = _first_variants(session, split, limit)
+        variants = _first_variants(session, split, limit, spread)
         done = set(session.exec(select(TraceRow.variant_id).where(TraceRow.model_id == CHECKER_MODEL_ID)))
         stored = 0
         for v in variants:
@@ -254,13 +261,15 @@ def evaluate(
     engine: Engine | None = None,
     progress: Progress | None = None,
     verdict_tokens: int | None = None,
+    spread: bool = False,
 ) -> EvalOutcome:
     """Generate the missing traces of ``model`` on the first ``limit`` variants of ``split``, score and store them.
 
     ``backend`` overrides the backend of a named model (``--backend vllm`` with ``--model``
     a model served there is the same as ``--model vllm``). The evaluation scores the
     model's newest trace of every variant of the split it has one for. ``verdict_tokens``:
-    see :func:`r2ta.pipeline.reason` (None = its default).
+    see :func:`r2ta.pipeline.reason` (None = its default); ``spread``: the first ``limit``
+    round-robin across base schemas rather than by id.
     """
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, evaluate_model, reason
 
@@ -277,7 +286,7 @@ def evaluate(
     seconds = 0.0
     if spec.kind == "checker":
         t0 = time.perf_counter()
-        generated = store_checker_traces(split=split, limit=limit, engine=engine)
+        generated = store_checker_traces(split=split, limit=limit, engine=engine, spread=spread)
         seconds = time.perf_counter() - t0
         model_id = CHECKER_MODEL_ID
     else:
@@ -286,7 +295,7 @@ def evaluate(
         try:
             rep = reason(
                 gen, split=split, limit=limit, batch_size=batch_size,
-                max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress,
+                max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress, spread=spread,
                 **({} if verdict_tokens is None else {"verdict_tokens": verdict_tokens}),
             )
         finally:

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from db.engine import get_engine, init_db
 from db.loading import load_dataset
-from db.models import EvaluationRow, ReviewRow
+from db.models import EvaluationRow, ReviewRow, TraceRow
 from r2ta import eval_jobs, jobs
 from r2ta.backends import Backend, BackendConfig, Generation
 from r2ta.checker import check
@@ -175,9 +175,31 @@ def test_eval_command_scores_and_compares(engine, capsys):
     out = capsys.readouterr().out
     assert "checker: stored as evaluation" in out and "format validity 1.000" in out
     assert main(["eval", "--compare", "checker"]) == 0
-    assert "scored on the 2 variants" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "scored on the 2 variants" in out
+    micro_f1 = float(next(line for line in out.splitlines() if line.startswith("micro F1")).split()[-1])
+    # one schema here: its line repeats the overall figures
+    assert out.splitlines()[-1].split() == ["company_small", "(2)", "1.00", "/", f"{micro_f1:.2f}"]
     assert main(["eval", "--compare", "checker", "nobody"]) == 2
     assert "no stored test evaluation for nobody" in capsys.readouterr().err
+
+
+def test_eval_spread_takes_every_schema_before_a_second_of_any(engine, capsys):
+    # The test variants here are company_small-000..003; add two of another schema, whose ids sort after.
+    other = {"id": "other", "domain": "business", "title": "Other", "requirements": REQUIREMENTS,
+             "diagram": DIAGRAM.model_dump(mode="json")}
+    extra = [variant("test", n).model_copy(update={"id": f"other-{n:03d}", "base_id": "other"}).model_dump(mode="json")
+             for n in range(2)]
+    with Session(engine) as session:
+        load_dataset([other], extra, session=session)
+    assert main(["eval", "--model", "checker", "--split", "test", "--limit", "3", "--spread"]) == 0
+    capsys.readouterr()
+    with Session(engine) as session:
+        done = sorted(session.exec(select(TraceRow.variant_id).where(TraceRow.model_id == "checker")))
+    assert done == ["company_small-000", "company_small-001", "other-000"]
+    assert main(["eval", "--compare", "checker"]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[-2:]] == [
+        ["company_small", "(2)"], ["other", "(1)"]]
 
 
 def test_eval_job_status_marks_a_dead_process_failed(tmp_path):

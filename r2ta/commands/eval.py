@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="evaluate every succeeded training run that has no evaluation yet (SFT and SFT+DPO)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="default: %(default)s")
     p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order)")
+    p.add_argument("--spread", action="store_true",
+                   help="with --limit: the N variants round-robin across base schemas instead of the first N by id")
     p.add_argument("--backend", default=None, help="named backend settings to generate with")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
@@ -40,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from r2ta.errors import R2taError
-    from r2ta.evaluation import evaluate, format_side_by_side, list_evaluations, rescore
+    from r2ta.evaluation import (evaluate, format_by_schema, format_side_by_side, list_evaluations, rescore,
+                                 schema_rows, variant_schemas)
     from r2ta.metrics import format_report
 
     if args.compare:
@@ -53,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.all_variants:
             print(f"scored on the {len(common)} variants every model has")
         print(format_side_by_side(reports))
+        scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
+        print("by base schema: format validity / micro F1")
+        print(format_by_schema(schema_rows(reports, variant_schemas(scored))))
         return 0
     if args.limit is not None and args.limit < 1:
         raise R2taError("--limit must be at least 1")
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = evaluate(args.model, split=args.split, limit=args.limit, backend=args.backend,
                            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress,
-                           verdict_tokens=args.verdict_tokens)
+                           verdict_tokens=args.verdict_tokens, spread=args.spread)
     finally:
         if bar is not None:
             bar.close()
@@ -97,5 +103,5 @@ def _pending(args: argparse.Namespace) -> int:
     for run_dir in todo:
         print(f"evaluating {run_dir}", flush=True)
         code = max(code, eval_jobs.evaluate_run(run_dir, split=args.split, limit=args.limit,
-                                                max_new_tokens=args.max_new_tokens))
+                                                max_new_tokens=args.max_new_tokens, spread=args.spread))
     return code
