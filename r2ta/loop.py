@@ -15,8 +15,10 @@ Stages (each skipped or resumed when its work is already in the store):
    reviews are listed, exported (``provenance.reviewer``) or counted;
 4. ``export``: SFT rows and DPO pairs from the decisions in force;
 5. ``train``: SFT then DPO (``r2ta train``, the Train page's job);
-6. ``eval-*``: base, SFT, SFT+DPO and the checker on the first ``test_limit`` test
-   variants (the checker on the whole split: it costs nothing);
+6. ``eval-*``: the checker (on the whole split: it costs nothing), SFT+DPO, SFT, then
+   the base model on the first ``test_limit`` test variants — the trained models
+   first: they are what a loop is run for, and the base model's test traces carry
+   over from an earlier loop in the same store (its stage then only scores);
 7. a side-by-side table on the variants every model was scored on, with each
    stage's wall time and peak resident memory, written to ``<loop dir>/table.txt``.
 
@@ -325,11 +327,11 @@ def run_loop(config: LoopConfig, say=print) -> str:
                                          + (f", reward margin {m.get('reward_margin')}" if s == "dpo" else "")))
     _save(config)
 
-    models = {"base": config.base_backend, "sft": f"{run_dir}:sft", "sft+dpo": str(run_dir)}
+    stage("eval-checker", ["eval", "--model", CHECKER_MODEL_ID, "--split", "test"])
+    models = {"sft+dpo": str(run_dir), "sft": f"{run_dir}:sft", "base": config.base_backend}
     for label, model in models.items():
         stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit),
                                 *(base_gen if label == "base" else gen)])
-    stage("eval-checker", ["eval", "--model", CHECKER_MODEL_ID, "--split", "test"])
 
     ids = {"base": base_id, "sft": run_model_id(run_dir, SFT), "sft+dpo": run_model_id(run_dir, FINAL),
            "checker": CHECKER_MODEL_ID}
