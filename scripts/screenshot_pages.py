@@ -1,6 +1,7 @@
 """Screenshot pages of the app on an existing data folder (e.g. the one `r2ta loop` filled).
 
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop- Train Evaluate
+    .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop-schemas- --expand "Per base schema" Evaluate
 
 Serves the app on that data folder, opens each named page through the sidebar in
 Debian's chromium at 1440x900 (full page height with --full-page) and writes
@@ -50,6 +51,8 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--prefix", default="")
     ap.add_argument("--full-page", action="store_true")
+    ap.add_argument("--expand", action="append", default=[], metavar="LABEL",
+                    help="open the expander whose label starts with LABEL before the screenshot (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
     args = ap.parse_args()
 
@@ -85,6 +88,11 @@ def main() -> int:
                 for chart in ("stPlotlyChart", "stGraphVizChart"):
                     if page.get_by_test_id(chart).count():
                         expect(page.get_by_test_id(chart).first.locator("svg").first).to_be_visible()
+                for label in args.expand:
+                    summary = page.get_by_test_id("stExpander").locator("summary").filter(has_text=label)
+                    if summary.count():
+                        summary.first.click()
+                        summary.first.scroll_into_view_if_needed()
                 page.wait_for_timeout(1500)
                 slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
                 path = args.out / f"{args.prefix}{slug}.png"
