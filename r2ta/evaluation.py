@@ -458,12 +458,14 @@ def format_by_schema(rows: list[dict]) -> str:
     """:func:`schema_rows` as text: a line per schema, "validity / micro F1" per model."""
     labels = list(dict.fromkeys(r["model"] for r in rows))
     width = max([14, *(len(x) + 1 for x in labels)])
-    lines = [f"{'base schema (n)':28}" + "".join(f"{x:>{width}}" for x in labels)]
-    for schema in dict.fromkeys(r["base schema"] for r in rows):
+    names = {s: f"{s} ({max(r['variants'] for r in rows if r['base schema'] == s)})"
+             for s in dict.fromkeys(r["base schema"] for r in rows)}
+    first = max([26, *(len(x) + 1 for x in names.values())])
+    lines = [f"{'base schema (n)':{first + 2}}" + "".join(f"{x:>{width}}" for x in labels)]
+    for schema, name in names.items():
         cells = {r["model"]: r for r in rows if r["base schema"] == schema}
-        n = max(r["variants"] for r in cells.values())
         text = [f"{cells[x]['format validity']:.2f} / {cells[x]['micro F1']:.2f}" if x in cells else "-" for x in labels]
-        lines.append(f"  {f'{schema} ({n})':26}" + "".join(f"{t:>{width}}" for t in text))
+        lines.append(f"  {name:{first}}" + "".join(f"{t:>{width}}" for t in text))
     return "\n".join(lines)
 
 
