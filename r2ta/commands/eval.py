@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--pending", action="store_true",
                       help="evaluate every succeeded training run that has no evaluation yet (SFT and SFT+DPO)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="default: %(default)s")
-    p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order; see --spread)")
     p.add_argument("--spread", action="store_true",
                    help="with --limit: the N variants round-robin across base schemas instead of the first N by id")
     p.add_argument("--backend", default=None, help="named backend settings to generate with")

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--split", choices=["train", "test"], required=True)
-    p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order; see --spread)")
     p.add_argument("--spread", action="store_true",
                    help="with --limit: take the N variants round-robin across base schemas (each schema's first, then each one's second, ...) instead of the first N by id, which are one schema")
     p.add_argument("--backend", default=None, help="a named backend (default: $R2TA_BACKEND or 'embedded')")
