@@ -48,6 +48,7 @@ from r2ta.errors import R2taError
 from r2ta.prompting import VERDICT_HEADER, verdict_prefix
 
 Messages = list[dict[str, str]]
+GRAMMAR_SUFFIX = "+grammar"  # model ids of traces whose asked-for verdicts were grammar-constrained
 
 
 class BackendError(R2taError):
@@ -92,9 +93,14 @@ class BackendConfig(BaseModel):
     # openai: the server continues a final assistant message (vLLM's continue_final_message), so a
     # verdict the model did not reach can be asked for (r2ta.prompting.verdict_prefix). Local models always can.
     assistant_prefill: bool = False
+    # local: a verdict R2tA asks for (ask_for_verdicts) is decoded under r2ta.grammar's verdict grammar
+    # (known categories, the diagram's elements). Traces are stored under "<id>+grammar".
+    verdict_grammar: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "BackendConfig":
+        if self.verdict_grammar and self.kind != "local":
+            raise ValueError("verdict_grammar needs a local backend (it constrains the model's logits in this process)")
         if self.kind == "openai":
             if not self.base_url:
                 raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
@@ -209,13 +215,16 @@ class Backend(ABC):
 
 
 def ask_for_verdicts(
-    backend: Backend, prompts: list, generations: list[Generation], verdict_tokens: int
+    backend: Backend, prompts: list, generations: list[Generation], verdict_tokens: int,
+    element_ids: list | None = None,
 ) -> dict[int, tuple[int, int]]:
     """Give every answer without a verdict ``VERDICT:`` and ``verdict_tokens`` more to write it, in place.
 
     Returns position -> (characters the model wrote before ``VERDICT:`` was appended,
     tokens it wrote after). A backend that cannot continue an answer, or ``verdict_tokens``
-    0, leaves them as they are.
+    0, leaves them as they are. ``element_ids`` (one collection per prompt, the diagram's
+    element ids): on a backend with ``verdict_grammar`` the verdict is decoded under
+    :mod:`r2ta.grammar`'s grammar over them.
     """
     if verdict_tokens <= 0 or not backend.can_continue:
         return {}
@@ -226,7 +235,13 @@ def ask_for_verdicts(
             todo.append((k, prefix))
     if not todo:
         return {}
-    more = backend.generate([prompts[k] for k, _ in todo], max_new_tokens=verdict_tokens, prefixes=[p for _, p in todo])
+    extra = {}
+    if getattr(backend.config, "verdict_grammar", False):
+        if element_ids is None:
+            raise BackendError(f"backend {backend.config.name!r} decodes verdicts under a grammar and needs each diagram's elements")
+        extra["grammars"] = [list(element_ids[k]) for k, _ in todo]
+    more = backend.generate([prompts[k] for k, _ in todo], max_new_tokens=verdict_tokens, prefixes=[p for _, p in todo],
+                            **extra)
     out = {}
     for (k, prefix), tail in zip(todo, more):
         g = generations[k]
@@ -332,6 +347,10 @@ class LocalBackend(Backend):
 
     @property
     def id(self) -> str:
+        """The model id traces are stored under; ``+grammar`` when verdicts are grammar-constrained."""
+        return self._model_id() + (GRAMMAR_SUFFIX if self.config.verdict_grammar else "")
+
+    def _model_id(self) -> str:
         if self.config.model_id:
             return self.config.model_id
         if self.config.model == "embedded":
@@ -422,13 +441,19 @@ class LocalBackend(Backend):
         temperature: float | None = None,
         *,
         prefixes: list[str] | None = None,
+        grammars: list | None = None,
     ) -> list[Generation]:
+        """``grammars``: one collection of element ids per prompt (or None): that row's answer is
+        decoded under :class:`r2ta.grammar.VerdictGrammar` (it must start where a verdict starts,
+        i.e. its prefix ends with ``VERDICT:``)."""
         import torch
 
         if not prompts:
             return []
         if prefixes is not None and len(prefixes) != len(prompts):
             raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
+        if grammars is not None and len(grammars) != len(prompts):
+            raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
         tok, model = self.tokenizer, self.model
         tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its own text
         if tok.pad_token_id is None:
@@ -455,6 +480,13 @@ class LocalBackend(Backend):
             kwargs.update({"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False})
             if self.config.repetition_penalty != 1.0:
                 kwargs["repetition_penalty"] = self.config.repetition_penalty
+            if grammars is not None:
+                from transformers import LogitsProcessorList
+
+                from r2ta.grammar import VerdictConstraint, VerdictGrammar
+
+                rows = [None if grammars[i] is None else VerdictGrammar(tok, grammars[i]) for i in idx]
+                kwargs["logits_processor"] = LogitsProcessorList([VerdictConstraint(rows, enc["input_ids"].shape[1], max_new_tokens)])
             t0 = time.perf_counter()
             with torch.inference_mode():
                 if prefix is not None and enc["input_ids"][0, : prefix[0]].tolist() == prefix[1]:
@@ -467,8 +499,13 @@ class LocalBackend(Backend):
                 stop = next((k for k, t in enumerate(new) if t in eos_ids or t == tok.pad_token_id), None)
                 kept = new if stop is None else new[:stop]
                 looped = stopper is not None and row in stopper.stopped
+                text = tok.decode(kept, skip_special_tokens=True)
+                if grammars is not None and grammars[i] is not None:
+                    from r2ta.grammar import trim_incomplete
+
+                    text = trim_incomplete(text)
                 out[i] = Generation(
-                    text=tok.decode(kept, skip_special_tokens=True),
+                    text=text,
                     prompt_tokens=int(enc["attention_mask"][row].sum()),
                     completion_tokens=len(kept) + (0 if stop is None or looped else 1),
                     latency_s=latency,

@@ -50,7 +50,7 @@ def diagnose(
         )
     prompts = [build_messages(requirements or "(no requirements given)", diagram)]
     generations = backend.generate(prompts, max_new_tokens)
-    forced_at = ask_for_verdicts(backend, prompts, generations, verdict_tokens).get(0, (None, 0))[0]
+    forced_at = ask_for_verdicts(backend, prompts, generations, verdict_tokens, [diagram.element_ids()]).get(0, (None, 0))[0]
     generation = generations[0]
     parsed = parse_output(generation.text, diagram)
     findings = check(diagram)

@@ -44,7 +44,7 @@ from r2ta.metrics import EvalItem, EvaluationReport, evaluate as score_items
 from r2ta.prompting import make_step, parse_output, render_trace
 
 if TYPE_CHECKING:
-    from r2ta.backends import Backend
+    from r2ta.backends import GRAMMAR_SUFFIX, Backend
 
 CHECKER_MODEL_ID = "checker"
 SFT, FINAL = "sft", "sft+dpo"
@@ -262,6 +262,8 @@ def evaluate(
     progress: Progress | None = None,
     verdict_tokens: int | None = None,
     spread: bool = False,
+    verdict_grammar: bool = False,
+    reuse_answers: bool = False,
 ) -> EvalOutcome:
     """Generate the missing traces of ``model`` on the first ``limit`` variants of ``split``, score and store them.
 
@@ -269,12 +271,19 @@ def evaluate(
     a model served there is the same as ``--model vllm``). The evaluation scores the
     model's newest trace of every variant of the split it has one for. ``verdict_tokens``:
     see :func:`r2ta.pipeline.reason` (None = its default); ``spread``: the first ``limit``
-    round-robin across base schemas rather than by id.
+    round-robin across base schemas rather than by id; ``verdict_grammar``: the verdicts R2tA asks
+    for are decoded under :mod:`r2ta.grammar` (a local model only; its traces and evaluation are
+    stored as ``<model id>+grammar``, apart from the model's plain ones, and not linked to a run);
+    ``reuse_answers`` (with ``verdict_grammar``): take the answers from the model's stored plain
+    traces and decode only the verdicts R2tA asks for (:func:`r2ta.pipeline.reason`) — minutes
+    instead of a whole generation, the same result when the plain traces had the same budget.
     """
+    if reuse_answers and not verdict_grammar:
+        raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, evaluate_model, reason
 
     engine = _engine(engine)
-    from r2ta.backends import Backend
+    from r2ta.backends import GRAMMAR_SUFFIX, Backend
 
     given = model if isinstance(model, Backend) else None
     if given is not None:
@@ -284,18 +293,21 @@ def evaluate(
     outcome_notes: list[str] = []
     generated = tokens = 0
     seconds = 0.0
+    if spec.kind == "checker" and verdict_grammar:
+        raise EvaluationError("the checker writes its verdicts itself; --verdict-grammar is for a model")
     if spec.kind == "checker":
         t0 = time.perf_counter()
         generated = store_checker_traces(split=split, limit=limit, engine=engine, spread=spread)
         seconds = time.perf_counter() - t0
         model_id = CHECKER_MODEL_ID
     else:
-        gen = given or make_backend_for(spec, backend, batch_size=batch_size)
+        gen = given or make_backend_for(spec, backend, batch_size=batch_size, verdict_grammar=verdict_grammar or None)
         model_id = gen.id
         try:
             rep = reason(
                 gen, split=split, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress, spread=spread,
+                reuse_answers=gen.id.removesuffix(GRAMMAR_SUFFIX) if reuse_answers else None,
                 **({} if verdict_tokens is None else {"verdict_tokens": verdict_tokens}),
             )
         finally:
@@ -306,7 +318,7 @@ def evaluate(
     report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True)
     if report.n == 0:
         raise EvaluationError(f"{model_id} has no traces on the {split} split to score")
-    run_id = _link_run(engine, spec, evaluation_id)
+    run_id = None if verdict_grammar else _link_run(engine, spec, evaluation_id)
     return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes)
 
 

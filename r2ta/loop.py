@@ -85,6 +85,9 @@ class LoopConfig:
     base_backend: str = "embedded"
     negatives: str = "original"  # DPO rejected traces (r2ta export dpo --negatives)
     verdict_tokens: int | None = None  # r2ta reason/eval --verdict-tokens (None: their default)
+    # each model is also scored with its asked-for verdicts decoded under r2ta.grammar, from the same
+    # answers (r2ta eval --verdict-grammar --reuse-answers): extra columns <model>+grammar.
+    verdict_grammar: bool = False
     overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
     stages: list[StageResult] = field(default_factory=list)
 
@@ -251,6 +254,7 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
                         ("--negatives", None if config.negatives == "original" else config.negatives),
                         ("--verdict-tokens", config.verdict_tokens),
+                        ("--verdict-grammar", True if config.verdict_grammar else None),
                         ("--out", config.out)):
         if value is True:
             parts.append(flag)
@@ -270,7 +274,7 @@ def generation_args(config: LoopConfig, *, base: bool) -> list[str]:
 
 def run_loop(config: LoopConfig, say=print) -> str:
     """Run every stage; returns the side-by-side table (also written to ``<out>/table.txt``)."""
-    from r2ta.backends import get_backend
+    from r2ta.backends import GRAMMAR_SUFFIX, get_backend
     from r2ta.evaluation import CHECKER_MODEL_ID, FINAL, SFT, run_model_id
 
     out = config.out or data_dir() / "loops" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -332,9 +336,16 @@ def run_loop(config: LoopConfig, say=print) -> str:
     for label, model in models.items():
         stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit),
                                 *(base_gen if label == "base" else gen)])
+    if config.verdict_grammar:  # the same answers, the asked-for verdicts decoded under the grammar (minutes)
+        for label, model in models.items():
+            stage(f"eval-{label}+grammar", ["eval", "--model", model, "--split", "test",
+                                            *lim("--limit", config.test_limit), *(base_gen if label == "base" else gen),
+                                            "--verdict-grammar", "--reuse-answers"])
 
     ids = {"base": base_id, "sft": run_model_id(run_dir, SFT), "sft+dpo": run_model_id(run_dir, FINAL),
            "checker": CHECKER_MODEL_ID}
+    if config.verdict_grammar:
+        ids.update({f"{label}+grammar": ids[label] + GRAMMAR_SUFFIX for label in models})
     table = side_by_side(ids, config)
     (out / "table.txt").write_text(table + "\n", encoding="utf-8")
     _save(config)

@@ -111,6 +111,7 @@ def reason(
     shard: tuple[int, int] | None = None,
     verdict_tokens: int = DEFAULT_VERDICT_TOKENS,
     spread: bool = False,
+    reuse_answers: str | None = None,
 ) -> ReasonReport:
     """Generate and store traces for the first ``limit`` variants of ``split`` that ``backend`` has not done.
 
@@ -123,10 +124,25 @@ def reason(
     this many more tokens for the model to write its verdict (:func:`r2ta.prompting.verdict_prefix`;
     0 = never; only on backends that can continue an answer). The trace records where the model's
     own text ends (``verdict_forced_at``).
+
+    ``reuse_answers``: a model id whose stored traces hold the same answers this backend would
+    write (the same model, greedy, the same budget — e.g. the plain traces of a model now decoded
+    with ``verdict_grammar``). A variant with such a trace is not generated again: the answer
+    the model wrote itself is taken from it, and only a verdict R2tA asks for is decoded anew.
+    Variants without one are generated as usual.
     """
     engine = _engine(engine)
     model_id = backend.id
     model_version = f"{backend.version}; prompt {PROMPT_VERSION}".lstrip("; ")
+    if reuse_answers:
+        if reuse_answers == model_id:
+            raise ValueError("reuse_answers names the model whose traces are being made")
+        model_version += f"; answers reused from {reuse_answers}"
+        with Session(engine) as session:
+            sources = {t.variant_id: t for t, _ in latest_traces(session=session, model_id=reuse_answers, split=split)}
+            session.expunge_all()
+    else:
+        sources = {}
     with Session(engine) as session:
         pending, done = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit, spread=spread)
         session.expunge_all()
@@ -142,9 +158,15 @@ def reason(
         batch = pending[start : start + size]
         diagrams = [_diagram(v) for v in batch]
         prompts = [build_messages(v.requirements, d) for v, d in zip(batch, diagrams)]
-        generations = backend.generate(prompts, max_new_tokens=max_new_tokens)
-        first_reasons = [g.finish_reason for g in generations]
-        forced = ask_for_verdicts(backend, prompts, generations, verdict_tokens)
+        fresh = [k for k, v in enumerate(batch) if v.id not in sources]
+        generations: list = [None] * len(batch)
+        for k, g in zip(fresh, backend.generate([prompts[k] for k in fresh], max_new_tokens=max_new_tokens) if fresh else []):
+            generations[k] = g
+        first_reasons = [g.finish_reason if g is not None else None for g in generations]
+        for k, v in enumerate(batch):
+            if generations[k] is None:
+                generations[k], first_reasons[k] = _own_answer(sources[v.id], backend)
+        forced = ask_for_verdicts(backend, prompts, generations, verdict_tokens, [d.element_ids() for d in diagrams])
         with Session(engine) as session:
             for k, (v, d, prompt, g) in enumerate(zip(batch, diagrams, prompts, generations)):
                 parsed = parse_output(g.text, d)
@@ -161,6 +183,7 @@ def reason(
                     errors.append(
                         f"no verdict in the model's answer: R2tA appended 'VERDICT:' after its complete lines and the "
                         f"model wrote the verdict in {more_tokens} more tokens"
+                        + (" under the verdict grammar" if getattr(backend.config, "verdict_grammar", False) else "")
                         + (f" (cut at {verdict_tokens})" if g.finish_reason == "length" else "")
                     )
                 create_trace(
@@ -186,6 +209,24 @@ def reason(
             progress(min(start + size, total), total)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _own_answer(trace: TraceRow, backend: Backend):
+    """(the answer the model wrote itself in a stored trace, as a Generation; why its generation stopped)."""
+    from r2ta.backends import Generation
+
+    own = trace.raw_output if trace.verdict_forced_at is None else trace.raw_output[: trace.verdict_forced_at]
+    errors = [str(e) for e in trace.parse_errors or []]
+    reason = ("length" if any(e.startswith("generation stopped at max_new_tokens") for e in errors)
+              else "repetition" if any(e.startswith("generation stopped: the model was repeating") for e in errors)
+              else "stop")
+    tokens = trace.completion_tokens
+    tokenizer = getattr(backend, "tokenizer", None) if trace.verdict_forced_at is not None else None
+    if tokenizer is not None:  # the stored count includes the old verdict's tokens: count the own answer's
+        tokens = len(tokenizer(own, add_special_tokens=False)["input_ids"])
+    # the own answer of a forced trace already ends after its last complete line: nothing more is cut
+    return Generation(text=own, prompt_tokens=trace.prompt_tokens, completion_tokens=tokens, latency_s=trace.latency_s or 0.0,
+                      finish_reason="stop" if trace.verdict_forced_at is not None else reason), reason
 
 
 # -- stage 2 --------------------------------------------------------------------------

@@ -395,3 +395,46 @@ def test_loop_knows_an_empty_store_and_reproduces_its_negatives(engine, tmp_path
     assert variant_counts(empty) == {}
     assert "--negatives planted" in reproduce_command(LoopConfig(negatives="planted", out=tmp_path))
     assert "--negatives" not in reproduce_command(LoopConfig(out=tmp_path))
+
+
+def test_verdict_grammar_gives_the_models_their_own_ids_and_reaches_the_loops_eval_stages(tmp_path, monkeypatch):
+    import types
+    from pathlib import Path
+
+    import r2ta.backends
+    import r2ta.loop as loop
+    from r2ta import jobs
+    from r2ta.evaluation import EvaluationError, ModelSpec, evaluate, make_backend_for
+
+    spec = ModelSpec("run", "run7:sft", model_path=Path("/nowhere"), run_dir=Path("/nowhere"), stage="sft")
+    assert make_backend_for(spec, verdict_grammar=True).id == "run7:sft+grammar"
+    assert make_backend_for(spec, verdict_grammar=None).id == "run7:sft"
+    with pytest.raises(EvaluationError, match="checker writes its verdicts itself"):
+        evaluate("checker", verdict_grammar=True)
+    with pytest.raises(EvaluationError, match="only makes sense with the verdict grammar"):
+        evaluate("checker", reuse_answers=True)
+
+    seen, ids = [], {}
+
+    def fake_stage(name, argv, out, threads, say):
+        seen.append((name, argv))
+        return loop.StageResult(name, " ".join(argv), 0.0, None, 0, "")
+
+    monkeypatch.setattr(loop, "run_stage", fake_stage)
+    monkeypatch.setattr(loop, "variant_counts", lambda engine=None: {"train": 9, "test": 9})
+    monkeypatch.setattr(loop, "bulk_accept", lambda **kw: 0)
+    monkeypatch.setattr(loop, "side_by_side", lambda model_ids, config: ids.update(model_ids) or "table")
+    monkeypatch.setattr(jobs, "read_status", lambda run_dir: {"status": jobs.SUCCEEDED, "metrics": {}})
+    monkeypatch.setattr(r2ta.backends, "get_backend", lambda name=None, **kw: types.SimpleNamespace(id="base"))
+    config = loop.LoopConfig(train_limit=4, verdict_grammar=True, out=tmp_path / "loop")
+    assert loop.run_loop(config, say=lambda line: None) == "table"
+    stages = dict(seen)
+    assert "--verdict-grammar" not in stages["reason-train"] and "--verdict-grammar" not in stages["eval-checker"]
+    for m in ("sft+dpo", "sft", "base"):  # each model plain, then the same answers under the grammar
+        assert "--verdict-grammar" not in stages[f"eval-{m}"]
+        assert stages[f"eval-{m}+grammar"][-2:] == ["--verdict-grammar", "--reuse-answers"]
+        assert stages[f"eval-{m}+grammar"][:3] == stages[f"eval-{m}"][:3]
+    assert [n for n, _ in seen].index("eval-base") < [n for n, _ in seen].index("eval-sft+dpo+grammar")
+    assert ids["base+grammar"] == "base+grammar" and ids["sft+grammar"] == ids["sft"] + "+grammar"
+    assert ids["checker"] == "checker" and len(ids) == 7
+    assert "--verdict-grammar" in loop.reproduce_command(config)

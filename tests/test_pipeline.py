@@ -135,6 +135,31 @@ def test_an_answer_without_a_verdict_gets_one_asked_for_and_the_trace_says_so(en
     assert "verdicts asked for" in table and "validity, unforced" in table
 
 
+def test_reused_answers_are_not_generated_again_only_their_asked_for_verdicts(engine):
+    steps_only = "\n".join(LINES[:5])
+    outputs = [(CORRECT_TRACE, "stop"), (steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")]
+    plain = ContinuingBackend(outputs, verdicts=["NONE", "NONE"])
+    reason(plain, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64)
+    # the same model again, its verdicts now decoded otherwise (e.g. under the grammar): a new model id
+    again = ContinuingBackend([], verdicts=["MISTAKE: participation | WORKS_FOR, EMPLOYEE | Must be (1,1).", "NONE"])
+    again._id = "fake-135m+grammar"
+    report = reason(again, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, reuse_answers="fake-135m")
+    assert again.calls == 0  # no answer generated again
+    kept = GARBAGE.rsplit("\n", 1)[0] + "\n"
+    assert again.prefixed == [([steps_only + "\nVERDICT:\n"], 64), ([kept + "VERDICT:\n"], 64)]  # the same prefixes
+    assert (report.generated, report.forced, report.truncated) == (3, 2, 1)
+    with Session(engine) as session:
+        before = list_traces(session=session, model_id="fake-135m")
+        after = list_traces(session=session, model_id="fake-135m+grammar")
+    assert after[0].raw_output == before[0].raw_output == CORRECT_TRACE and after[0].verdict_forced_at is None
+    assert after[1].raw_output == steps_only + "\nVERDICT:\nMISTAKE: participation | WORKS_FOR, EMPLOYEE | Must be (1,1)."
+    assert after[1].verdict_forced_at == before[1].verdict_forced_at
+    assert any("max_new_tokens (300)" in e for e in after[1].parse_errors)  # why the answer stopped, kept
+    assert all("answers reused from fake-135m" in t.model_version for t in after)
+    with pytest.raises(ValueError, match="names the model whose traces"):
+        reason(again, split="test", engine=engine, reuse_answers="fake-135m+grammar")
+
+
 def test_verdicts_are_not_asked_for_when_switched_off_or_the_backend_cannot_continue(engine):
     outputs = [("\n".join(LINES[:5]), "length")] * 3
     off = ContinuingBackend(outputs, verdicts=[])

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
+    p.add_argument("--verdict-grammar", action="store_true",
+                   help="decode the verdicts R2tA asks for (see --verdict-tokens) under the verdict grammar: known "
+                        "categories and the diagram's own elements only (local models; stored as MODEL+grammar)")
+    p.add_argument("--reuse-answers", action="store_true",
+                   help="with --verdict-grammar: take the answers from the model's stored plain traces (same budget) "
+                        "and decode only the asked-for verdicts again: minutes instead of a whole generation")
     p.add_argument("--all-variants", action="store_true",
                    help="--compare: score each model on all its variants, not only the common ones")
     p.set_defaults(func=run)
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = evaluate(args.model, split=args.split, limit=args.limit, backend=args.backend,
                            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress,
-                           verdict_tokens=args.verdict_tokens, spread=args.spread)
+                           verdict_tokens=args.verdict_tokens, spread=args.spread,
+                           verdict_grammar=args.verdict_grammar, reuse_answers=args.reuse_answers)
     finally:
         if bar is not None:
             bar.close()

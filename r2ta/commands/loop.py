@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="tokens a model gets for its verdict when its answer has none and VERDICT: is appended "
                         "(default: r2ta reason's, 128; 0 = never)")
+    p.add_argument("--verdict-grammar", action="store_true",
+                   help="also score each model with its asked-for verdicts decoded under the verdict grammar, "
+                        "from the same answers (r2ta eval --verdict-grammar --reuse-answers): columns MODEL+grammar")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                         base_max_new_tokens=args.base_max_new_tokens,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
-                        negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread)
+                        negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread,
+                        verdict_grammar=args.verdict_grammar)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
     return 0

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 256)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
+    p.add_argument("--verdict-grammar", action="store_true",
+                   help="decode the verdicts R2tA asks for under the verdict grammar: known categories and the "
+                        "diagram's own elements only (local backends; traces stored as MODEL+grammar)")
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N parts of the split (for N parallel workers)")
     p.add_argument("--evaluate", action="store_true", help="afterwards, score the model's traces on the split and store the evaluation")
     p.set_defaults(func=run)
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= i < n:
             raise R2taError(f"--shard {args.shard}: I must be between 0 and N-1")
         shard = (i, n)
-    backend = get_backend(args.backend, batch_size=args.batch_size)
+    backend = get_backend(args.backend, batch_size=args.batch_size, verdict_grammar=args.verdict_grammar or None)
     bar = None
 
     def progress(done: int, total: int) -> None:
