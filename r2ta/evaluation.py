@@ -552,8 +552,10 @@ def category_figure(reports: dict[str, EvaluationReport], metric: str = "f1"):
     fig = go.Figure()
     for label, r in reports.items():
         fig.add_bar(name=label, x=list(CATEGORIES), y=[getattr(r.per_category[c], metric) for c in CATEGORIES])
-    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": metric}, height=420,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    # the legend above the plot: below it, it covered the rotated category names
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1], "title": metric}, height=460,
+                      xaxis={"tickangle": -30, "automargin": True},
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, legend=_LEGEND_ON_TOP)
     return fig
 
 
@@ -566,9 +568,12 @@ def summary_figure(reports: dict[str, EvaluationReport]):
     fig = go.Figure()
     for label, r in reports.items():
         fig.add_bar(name=label, x=[t for _, t in keys], y=[rate(r, k) for k, _ in keys])
-    fig.update_layout(barmode="group", yaxis={"range": [0, 1]}, height=360,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1]}, height=380,
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, legend=_LEGEND_ON_TOP)
     return fig
+
+
+_LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
 
 
 def run_evaluations(run_dir: str | Path, *, split: str = "test", engine: Engine | None = None) -> dict[str, ModelMetrics]:
