@@ -485,7 +485,7 @@ class LocalBackend(Backend):
 
                 from r2ta.grammar import VerdictConstraint, VerdictGrammar
 
-                rows = [None if grammars[i] is None else VerdictGrammar(tok, grammars[i]) for i in idx]
+                rows = [None if grammars[i] is None else VerdictGrammar(tok, grammars[i], eos_ids=eos_ids or None) for i in idx]
                 kwargs["logits_processor"] = LogitsProcessorList([VerdictConstraint(rows, enc["input_ids"].shape[1], max_new_tokens)])
             t0 = time.perf_counter()
             with torch.inference_mode():

@@ -76,8 +76,9 @@ class _Row:
 class VerdictGrammar:
     """The verdict grammar of one diagram for one tokenizer (see the module docstring)."""
 
-    def __init__(self, tokenizer, element_ids, *, max_lines: int = MAX_LINES, max_elements: int = MAX_ELEMENTS,
-                 max_text_tokens: int = MAX_TEXT_TOKENS):
+    def __init__(self, tokenizer, element_ids, *, eos_ids=None, max_lines: int = MAX_LINES,
+                 max_elements: int = MAX_ELEMENTS, max_text_tokens: int = MAX_TEXT_TOKENS):
+        """``eos_ids``: the ids that end generation (the model's generation config; default the tokenizer's)."""
         self.tok = tokenizer
         self.max_lines, self.max_elements, self.max_text_tokens = max_lines, max_elements, max_text_tokens
         elements = grammar_elements(element_ids)
@@ -95,15 +96,19 @@ class VerdictGrammar:
         if len(newline) != 1:
             raise ValueError("the tokenizer has no single token for a line break")
         self.newline = newline[0]
-        eos = tokenizer.eos_token_id
-        self.eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        eos = tokenizer.eos_token_id if eos_ids is None else eos_ids
+        self.eos = set(eos if isinstance(eos, (list, tuple, set)) else [eos]) - {None}
+        if not self.eos:
+            raise ValueError("a verdict grammar needs an end-of-text token id to end a verdict with")
 
     def line_break_tokens(self) -> tuple[int, ...]:
         """Every vocabulary token whose text contains a line break, except the plain newline token."""
-        key = (id(self.tok), len(self.tok), self.newline)
-        if key not in _BREAKS:
-            _BREAKS[key] = _line_break_tokens(self.tok, self.newline)
-        return _BREAKS[key]
+        # cached on the tokenizer itself (decoding 49k tokens takes a while; an id() key could be reused)
+        cache = getattr(self.tok, "_r2ta_line_breaks", None)
+        if cache is None or cache[0] != (len(self.tok), self.newline):
+            cache = ((len(self.tok), self.newline), _line_break_tokens(self.tok, self.newline))
+            self.tok._r2ta_line_breaks = cache
+        return cache[1]
 
     # -- the state machine ---------------------------------------------------------
 
@@ -179,9 +184,6 @@ def trim_incomplete(text: str) -> str:
     if not last.strip() or last.strip() == "NONE" or _LINE_HEAD.match(last):
         return text
     return head + sep if sep else ""
-
-
-_BREAKS: dict[tuple, tuple[int, ...]] = {}  # per tokenizer: decoding 49k tokens takes a while
 
 
 def _line_break_tokens(tokenizer, newline: int) -> tuple[int, ...]:
