@@ -38,22 +38,27 @@ def _device_name(device: str) -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads"
 
 
-def _prompts(n: int, seed: int) -> list:
+def _cases(n: int, seed: int) -> list:
+    """``n`` (prompt, diagram) pairs: each a base schema (in turn) with one random mutation."""
     from r2ta.mutations import OPERATORS
     from r2ta.prompting import build_messages
     from r2ta.records import load_base_schemas
 
     rng = random.Random(seed)
     schemas = load_base_schemas()
-    prompts = []
-    while len(prompts) < n:
-        schema = schemas[len(prompts) % len(schemas)]
+    cases = []
+    while len(cases) < n:
+        schema = schemas[len(cases) % len(schemas)]
         for op in rng.sample(OPERATORS, len(OPERATORS)):
             mutation = op.apply(schema.diagram, rng)
             if mutation is not None:
-                prompts.append(build_messages(schema.requirements, mutation.diagram))
+                cases.append((build_messages(schema.requirements, mutation.diagram), mutation.diagram))
                 break
-    return prompts
+    return cases
+
+
+def _prompts(n: int, seed: int) -> list:
+    return [prompt for prompt, _ in _cases(n, seed)]
 
 
 def _run(backend, prompts, max_new_tokens):

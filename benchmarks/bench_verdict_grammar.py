@@ -16,27 +16,8 @@ verdicts parse in each mode. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
-
-
-def _cases(n: int, seed: int) -> list:
-    from r2ta.mutations import OPERATORS
-    from r2ta.prompting import build_messages
-    from r2ta.records import load_base_schemas
-
-    rng = random.Random(seed)
-    schemas = load_base_schemas()
-    cases = []
-    while len(cases) < n:
-        schema = schemas[len(cases) % len(schemas)]
-        for op in rng.sample(OPERATORS, len(OPERATORS)):
-            mutation = op.apply(schema.diagram, rng)
-            if mutation is not None:
-                cases.append((build_messages(schema.requirements, mutation.diagram), mutation.diagram))
-                break
-    return cases
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
 
-    from benchmarks.bench_generation import _device_name
+    from benchmarks.bench_generation import _cases, _device_name
     from r2ta import grammar
     from r2ta.backends import get_backend
     from r2ta.embedded_model import ensure_embedded_model
