@@ -46,8 +46,8 @@ st.dataframe(evaluation.summary_rows(reports), hide_index=True, width="stretch",
 st.caption("None is n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding. "
            "Verdicts asked for: answers with no VERDICT line in the model's token budget, to which R2tA "
            "appended one for the model to go on from; validity, unforced, leaves those out. A model id ending "
-           "in +grammar is that model with those verdicts decoded under the verdict grammar (known categories, "
-           "the diagram's own elements: r2ta eval --verdict-grammar).")
+           "in +grammar is that model with every verdict — asked for or its own — decoded under the verdict "
+           "grammar (known categories, the diagram's own elements: r2ta eval --verdict-grammar).")
 st.plotly_chart(evaluation.summary_figure(reports), width="stretch", key="summary")
 
 st.subheader("Per category")

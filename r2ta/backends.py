@@ -45,10 +45,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from r2ta.config import data_dir
 from r2ta.errors import R2taError
-from r2ta.prompting import VERDICT_HEADER, verdict_prefix
+from r2ta.prompting import VERDICT_HEADER, own_verdict_prefix, verdict_prefix
 
 Messages = list[dict[str, str]]
-GRAMMAR_SUFFIX = "+grammar"  # model ids of traces whose asked-for verdicts were grammar-constrained
+GRAMMAR_SUFFIX = "+grammar"  # model ids of traces whose verdicts were decoded under the verdict grammar
 
 
 class BackendError(R2taError):
@@ -93,8 +93,8 @@ class BackendConfig(BaseModel):
     # openai: the server continues a final assistant message (vLLM's continue_final_message), so a
     # verdict the model did not reach can be asked for (r2ta.prompting.verdict_prefix). Local models always can.
     assistant_prefill: bool = False
-    # local: a verdict R2tA asks for (ask_for_verdicts) is decoded under r2ta.grammar's verdict grammar
-    # (known categories, the diagram's elements). Traces are stored under "<id>+grammar".
+    # local: every verdict — asked for (ask_for_verdicts) or started by the model — is decoded under
+    # r2ta.grammar's verdict grammar (known categories, the diagram's elements). Traces: "<id>+grammar".
     verdict_grammar: bool = False
 
     @model_validator(mode="after")
@@ -217,42 +217,56 @@ class Backend(ABC):
 def ask_for_verdicts(
     backend: Backend, prompts: list, generations: list[Generation], verdict_tokens: int,
     element_ids: list | None = None,
-) -> dict[int, tuple[int, int]]:
+) -> dict[int, tuple[int | None, int]]:
     """Give every answer without a verdict ``VERDICT:`` and ``verdict_tokens`` more to write it, in place.
 
     Returns position -> (characters the model wrote before ``VERDICT:`` was appended,
     tokens it wrote after). A backend that cannot continue an answer, or ``verdict_tokens``
-    0, leaves them as they are. ``element_ids`` (one collection per prompt, the diagram's
-    element ids): on a backend with ``verdict_grammar`` the verdict is decoded under
-    :mod:`r2ta.grammar`'s grammar over them.
+    0, leaves them as they are.
+
+    On a backend with ``verdict_grammar`` every verdict is decoded under :mod:`r2ta.grammar`'s
+    grammar over the diagram's element ids (``element_ids``, one collection per prompt): the ones
+    asked for, and the ones the model started itself — those are cut at the model's own
+    ``VERDICT:`` line (:func:`r2ta.prompting.own_verdict_prefix`) and decoded again from there,
+    with the same budget. Under greedy decoding that is what the model would have written with the
+    grammar on from the start. They are returned as position -> (None, tokens decoded): the model
+    did reach its verdict by itself.
     """
     if verdict_tokens <= 0 or not backend.can_continue:
         return {}
-    todo = []
+    grammar = bool(getattr(backend.config, "verdict_grammar", False))
+    todo = []  # (position, prefix, asked for)
     for k, g in enumerate(generations):
         prefix = verdict_prefix(g.text, cut=g.finish_reason in ("length", "repetition"))
         if prefix is not None:
-            todo.append((k, prefix))
+            todo.append((k, prefix, True))
+        elif grammar:
+            todo.append((k, own_verdict_prefix(g.text), False))
     if not todo:
         return {}
     extra = {}
-    if getattr(backend.config, "verdict_grammar", False):
+    if grammar:
         if element_ids is None:
             raise BackendError(f"backend {backend.config.name!r} decodes verdicts under a grammar and needs each diagram's elements")
-        extra["grammars"] = [list(element_ids[k]) for k, _ in todo]
-    more = backend.generate([prompts[k] for k, _ in todo], max_new_tokens=verdict_tokens, prefixes=[p for _, p in todo],
-                            **extra)
-    out = {}
-    for (k, prefix), tail in zip(todo, more):
+        extra["grammars"] = [list(element_ids[k]) for k, _, _ in todo]
+    more = backend.generate([prompts[k] for k, _, _ in todo], max_new_tokens=verdict_tokens,
+                            prefixes=[p for _, p, _ in todo], **extra)
+    tokenizer = getattr(backend, "tokenizer", None) if grammar else None
+    out: dict[int, tuple[int | None, int]] = {}
+    for (k, prefix, asked), tail in zip(todo, more):
         g = generations[k]
+        before = g.completion_tokens or 0
+        if not asked:  # the model's own verdict is replaced: count the tokens of what stays
+            own = prefix[: -len(VERDICT_HEADER)]
+            before = len(tokenizer(own, add_special_tokens=False)["input_ids"]) if tokenizer is not None else before
         generations[k] = Generation(
             text=prefix + tail.text,
             prompt_tokens=g.prompt_tokens,
-            completion_tokens=(g.completion_tokens or 0) + (tail.completion_tokens or 0),
+            completion_tokens=before + (tail.completion_tokens or 0),
             latency_s=g.latency_s + tail.latency_s,
             finish_reason=tail.finish_reason,
         )
-        out[k] = (len(prefix) - len(VERDICT_HEADER), tail.completion_tokens or 0)
+        out[k] = (len(prefix) - len(VERDICT_HEADER) if asked else None, tail.completion_tokens or 0)
     return out
 
 

@@ -271,11 +271,11 @@ def evaluate(
     a model served there is the same as ``--model vllm``). The evaluation scores the
     model's newest trace of every variant of the split it has one for. ``verdict_tokens``:
     see :func:`r2ta.pipeline.reason` (None = its default); ``spread``: the first ``limit``
-    round-robin across base schemas rather than by id; ``verdict_grammar``: the verdicts R2tA asks
-    for are decoded under :mod:`r2ta.grammar` (a local model only; its traces and evaluation are
+    round-robin across base schemas rather than by id; ``verdict_grammar``: every verdict — asked
+    for or the model's own — is decoded under :mod:`r2ta.grammar` (a local model only; its traces and evaluation are
     stored as ``<model id>+grammar``, apart from the model's plain ones, and not linked to a run);
     ``reuse_answers`` (with ``verdict_grammar``): take the answers from the model's stored plain
-    traces and decode only the verdicts R2tA asks for (:func:`r2ta.pipeline.reason`) — minutes
+    traces and decode only their verdicts again (:func:`r2ta.pipeline.reason`) — minutes
     instead of a whole generation, the same result when the plain traces had the same budget.
     """
     if reuse_answers and not verdict_grammar:

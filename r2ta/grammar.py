@@ -13,10 +13,12 @@ backend decodes the continuation under this grammar instead::
 
 CATEGORY is one of the 11 category ids, ELEMENT one of the diagram's element ids. The
 model still chooses everything — which category, which elements, when to stop — but only
-among continuations the parser reads, so a forced verdict is valid by construction
-and grounded by construction. The *unforced* validity (the model wrote ``VERDICT:`` itself)
-is measured apart and is untouched; so are F1 and hallucination, which the grammar cannot
-fake: a wrong category is still wrong.
+among continuations the parser reads, so a verdict is valid by construction and grounded
+by construction. A verdict the model starts itself (its own ``VERDICT:`` line) is decoded
+under the grammar too: the answer is cut at that line and the verdict decoded again from
+there (:func:`r2ta.prompting.own_verdict_prefix`). Whether the model *reaches* a verdict
+by itself (the unforced validity) is still the model's; so are F1 and hallucination, which
+the grammar cannot fake: a wrong category is still wrong.
 
 Choices are token tries: every allowed string (``MISTAKE: missing_key |``,
 `` BOOK,`` / `` BOOK |``) is tokenized once, and at each step only the next tokens of the

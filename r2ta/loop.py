@@ -85,7 +85,7 @@ class LoopConfig:
     base_backend: str = "embedded"
     negatives: str = "original"  # DPO rejected traces (r2ta export dpo --negatives)
     verdict_tokens: int | None = None  # r2ta reason/eval --verdict-tokens (None: their default)
-    # each model is also scored with its asked-for verdicts decoded under r2ta.grammar, from the same
+    # each model is also scored with its verdicts decoded under r2ta.grammar, from the same
     # answers (r2ta eval --verdict-grammar --reuse-answers): extra columns <model>+grammar.
     verdict_grammar: bool = False
     overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
@@ -336,7 +336,7 @@ def run_loop(config: LoopConfig, say=print) -> str:
     for label, model in models.items():
         stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit),
                                 *(base_gen if label == "base" else gen)])
-    if config.verdict_grammar:  # the same answers, the asked-for verdicts decoded under the grammar (minutes)
+    if config.verdict_grammar:  # the same answers, their verdicts decoded under the grammar (minutes)
         for label, model in models.items():
             stage(f"eval-{label}+grammar", ["eval", "--model", model, "--split", "test",
                                             *lim("--limit", config.test_limit), *(base_gen if label == "base" else gen),

@@ -128,8 +128,9 @@ def reason(
     ``reuse_answers``: a model id whose stored traces hold the same answers this backend would
     write (the same model, greedy, the same budget — e.g. the plain traces of a model now decoded
     with ``verdict_grammar``). A variant with such a trace is not generated again: the answer
-    the model wrote itself is taken from it, and only a verdict R2tA asks for is decoded anew.
-    Variants without one are generated as usual.
+    the model wrote itself is taken from it, and only its verdict is decoded anew (one R2tA asks for,
+    or under ``verdict_grammar`` also one the model started itself). Variants without one are
+    generated as usual.
     """
     engine = _engine(engine)
     model_id = backend.id
@@ -178,6 +179,9 @@ def reason(
                     errors.append("generation stopped: the model was repeating itself")
                     report.looped += 1
                 forced_at, more_tokens = forced.get(k, (None, 0))
+                if k in forced and forced_at is None:
+                    errors.append(f"the model wrote 'VERDICT:' itself; its verdict was decoded again from there under the "
+                                  f"verdict grammar, in {more_tokens} tokens")
                 if forced_at is not None:
                     report.forced += 1
                     errors.append(

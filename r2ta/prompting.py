@@ -435,6 +435,22 @@ def verdict_prefix(text: str | None, *, cut: bool) -> str | None:
     return f"{kept}\n{VERDICT_HEADER}" if kept else VERDICT_HEADER
 
 
+def own_verdict_prefix(text: str | None) -> str | None:
+    """The answer up to the ``VERDICT:`` line it wrote itself, ending in :data:`VERDICT_HEADER`; None if it has none.
+
+    What a model under the verdict grammar (:mod:`r2ta.grammar`) continues from, so that a
+    verdict it started itself is decoded under the grammar as one R2tA asks for is: the
+    steps before it are the model's, kept as written; the verdict is decoded again.
+    """
+    text = (text or "")[:MAX_OUTPUT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    at = next((i for i, line in enumerate(lines) if _VERDICT.match(_clean_line(line))), None)
+    if at is None:
+        return None
+    kept = "\n".join(lines[:at]).rstrip()
+    return f"{kept}\n{VERDICT_HEADER}" if kept else VERDICT_HEADER
+
+
 # -- rendering ---------------------------------------------------------------------
 
 

@@ -92,6 +92,35 @@ def test_every_verdict_a_random_model_writes_under_the_grammar_parses(tiny_llama
             assert all(e in diagram.element_ids() for m in p.verdict for e in m.elements)
 
 
+def test_a_verdict_the_model_started_itself_is_decoded_under_the_grammar_too(tiny_llama):
+    model, tok = tiny_llama
+    diagram = company()
+    steps = "Step 1 [EMPLOYEE]: the key is Ssn -> ok\n"
+    own = [steps + "VERDICT: MISTAKE: no_such_category | NOT_AN_ELEMENT | made up",  # invalid, ungrounded
+           steps + "**Verdict:** NONE\nStep 2 [WORKS_FOR]: after the verdict -> ok",
+           steps + "VERDICT:\nMISTAKE: missing_key | EMPLOYEE | cut mid-verdict by the bud"]
+    prompts = [_chat("x")] * len(own)
+    kinds = {}
+    for grammar in (True, False):
+        backend = LocalBackend(BackendConfig(kind="local", model="tiny", device="cpu", batch_size=3, verdict_grammar=grammar),
+                               model=model, tokenizer=tok)
+        gens = [Generation(text=t, completion_tokens=99, finish_reason=r) for t, r in zip(own, ("stop", "stop", "length"))]
+        kinds[grammar] = ask_for_verdicts(backend, prompts, gens, 200, [diagram.element_ids()] * len(own))
+        if not grammar:  # without the grammar an own verdict stays as the model wrote it
+            assert [g.text for g in gens] == own
+            continue
+        # decoded again from the model's own VERDICT: line, and not counted as asked for (None)
+        assert sorted(kinds[grammar]) == [0, 1, 2] and all(at is None for at, _ in kinds[grammar].values())
+        for g, (_, more) in zip(gens, kinds[grammar].values()):
+            assert g.text.startswith(steps + "VERDICT:\n")
+            parsed = parse_output(g.text, diagram)
+            assert parsed.valid, (g.text, parsed.errors)
+            assert all(m.category in CATEGORIES and set(m.elements) <= set(diagram.element_ids()) for m in parsed.verdict)
+            # the tokens: the steps kept plus the verdict decoded, not the replaced verdict's
+            assert g.completion_tokens == len(tok(steps, add_special_tokens=False)["input_ids"]) + more
+    assert kinds[False] == {}
+
+
 def test_a_grammar_needs_a_local_backend_and_the_diagrams(tiny_llama):
     with pytest.raises(BackendError, match="verdict_grammar needs a local backend"):
         get_backend("vllm", verdict_grammar=True)

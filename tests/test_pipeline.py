@@ -91,10 +91,11 @@ class ContinuingBackend(QueuedBackend):
     def can_continue(self):
         return True
 
-    def generate(self, prompts, max_new_tokens=512, temperature=None, *, prefixes=None):
+    def generate(self, prompts, max_new_tokens=512, temperature=None, *, prefixes=None, grammars=None):
         if prefixes is None:
             return super().generate(prompts, max_new_tokens, temperature)
         self.prefixed.append((prefixes, max_new_tokens))
+        self.grammars = grammars
         return [Generation(text=self.verdicts.pop(0), prompt_tokens=150, completion_tokens=12, latency_s=0.02,
                            finish_reason="stop") for _ in prompts]
 
@@ -158,6 +159,28 @@ def test_reused_answers_are_not_generated_again_only_their_asked_for_verdicts(en
     assert all("answers reused from fake-135m" in t.model_version for t in after)
     with pytest.raises(ValueError, match="names the model whose traces"):
         reason(again, split="test", engine=engine, reuse_answers="fake-135m+grammar")
+
+
+def test_under_the_grammar_an_own_verdict_is_decoded_again_and_still_counts_as_unforced(engine):
+    steps_only = "\n".join(LINES[:5])
+    outputs = [(CORRECT_TRACE, "stop"), (steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")]
+    reason(ContinuingBackend(outputs, verdicts=["NONE", "NONE"]), split="test", engine=engine, max_new_tokens=300,
+           verdict_tokens=64)
+    again = ContinuingBackend([], verdicts=["NONE", "MISTAKE: participation | WORKS_FOR, EMPLOYEE | Must be (1,1).", "NONE"])
+    again.config = again.config.model_copy(update={"verdict_grammar": True})
+    again._id = "fake-135m+grammar"
+    report = reason(again, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, reuse_answers="fake-135m")
+    steps_before_verdict = CORRECT_TRACE.split("\nVERDICT:")[0] + "\nVERDICT:\n"
+    # batch 2: the own verdict and the cut answer's asked-for one, then the garbage's asked-for one
+    assert again.prefixed == [([steps_before_verdict, steps_only + "\nVERDICT:\n"], 64),
+                              ([GARBAGE.rsplit("\n", 1)[0] + "\nVERDICT:\n"], 64)]
+    assert (report.generated, report.forced, report.valid_unforced) == (3, 2, 1)
+    assert len(again.grammars) == 1 and "EMPLOYEE" in again.grammars[0]  # each diagram's elements go along
+    with Session(engine) as session:
+        own = list_traces(session=session, model_id="fake-135m+grammar")[0]
+    assert own.raw_output == steps_before_verdict + "NONE" != CORRECT_TRACE
+    assert own.verdict_forced_at is None
+    assert any("wrote 'VERDICT:' itself" in e and "under the verdict grammar, in 12 tokens" in e for e in own.parse_errors)
 
 
 def test_verdicts_are_not_asked_for_when_switched_off_or_the_backend_cannot_continue(engine):

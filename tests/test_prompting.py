@@ -231,6 +231,20 @@ def test_a_cut_answer_keeps_its_complete_lines_then_asks_for_the_verdict():
     assert [m.category for m in parsed.verdict] == ["participation"]
 
 
+def test_an_own_verdict_is_cut_where_the_parser_splits_the_answer():
+    from r2ta.prompting import own_verdict_prefix
+
+    assert own_verdict_prefix(STEPS) is None and own_verdict_prefix(None) is None
+    # "VERDICT: MISTAKE ..." on one line, in markdown: cut before the line, the header on its own line
+    answer = STEPS + "\n**Verdict:** MISTAKE: participation | WORKS_FOR | x\nStep 3 [A]: more -> ok"
+    assert own_verdict_prefix(answer) == STEPS + VERDICT_HEADER
+    assert own_verdict_prefix("VERDICT: NONE") == VERDICT_HEADER
+    assert own_verdict_prefix(STEPS.replace("\n", "\r\n") + "VERDICT:\r\nNONE") == STEPS + VERDICT_HEADER
+    # the first verdict line, as parse_output reads it; a step mentioning "the verdict" mid-line is no verdict
+    two = "Step 1 [A]: my verdict is near -> ok\nVERDICT:\nNONE\nVERDICT:\nMISTAKE: x | A | y"
+    assert own_verdict_prefix(two) == "Step 1 [A]: my verdict is near -> ok\n" + VERDICT_HEADER
+
+
 def test_a_looping_tail_is_dropped_before_the_verdict():
     looping = STEPS + "3. Each employee has a name.\n4. Each employee has a name.\n5. Each employee has a name.\n6. Each emp"
     assert verdict_prefix(looping, cut=True) == STEPS + "3. Each employee has a name.\n" + VERDICT_HEADER

@@ -36,11 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--verdict-grammar", action="store_true",
-                   help="decode the verdicts R2tA asks for (see --verdict-tokens) under the verdict grammar: known "
+                   help="decode every verdict (asked for, see --verdict-tokens, or started by the model) under the verdict grammar: known "
                         "categories and the diagram's own elements only (local models; stored as MODEL+grammar)")
     p.add_argument("--reuse-answers", action="store_true",
                    help="with --verdict-grammar: take the answers from the model's stored plain traces (same budget) "
-                        "and decode only the asked-for verdicts again: minutes instead of a whole generation")
+                        "and decode only their verdicts again: minutes instead of a whole generation")
     p.add_argument("--all-variants", action="store_true",
                    help="--compare: score each model on all its variants, not only the common ones")
     p.set_defaults(func=run)

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tokens a model gets for its verdict when its answer has none and VERDICT: is appended "
                         "(default: r2ta reason's, 128; 0 = never)")
     p.add_argument("--verdict-grammar", action="store_true",
-                   help="also score each model with its asked-for verdicts decoded under the verdict grammar, "
+                   help="also score each model with its verdicts decoded under the verdict grammar, "
                         "from the same answers (r2ta eval --verdict-grammar --reuse-answers): columns MODEL+grammar")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")

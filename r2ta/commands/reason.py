@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--verdict-grammar", action="store_true",
-                   help="decode the verdicts R2tA asks for under the verdict grammar: known categories and the "
+                   help="decode every verdict (asked for, or started by the model) under the verdict grammar: known categories and the "
                         "diagram's own elements only (local backends; traces stored as MODEL+grammar)")
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N parts of the split (for N parallel workers)")
     p.add_argument("--evaluate", action="store_true", help="afterwards, score the model's traces on the split and store the evaluation")
