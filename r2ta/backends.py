@@ -93,14 +93,20 @@ class BackendConfig(BaseModel):
     # openai: the server continues a final assistant message (vLLM's continue_final_message), so a
     # verdict the model did not reach can be asked for (r2ta.prompting.verdict_prefix). Local models always can.
     assistant_prefill: bool = False
-    # local: every verdict — asked for (ask_for_verdicts) or started by the model — is decoded under
+    # every verdict — asked for (ask_for_verdicts) or started by the model — is decoded under
     # r2ta.grammar's verdict grammar (known categories, the diagram's elements). Traces: "<id>+grammar".
+    # local: a logits processor in this process; openai: the grammar as a regex the server decodes under
+    # (vLLM structured outputs; needs assistant_prefill to continue an answer from its VERDICT: line).
     verdict_grammar: bool = False
+    # openai + verdict_grammar: the request field carrying the regex. vLLM >= 0.12 reads
+    # {"structured_outputs": {"regex": ...}}; older vLLM reads "guided_regex".
+    grammar_field: Literal["structured_outputs", "guided_regex"] = "structured_outputs"
 
     @model_validator(mode="after")
     def _check(self) -> "BackendConfig":
-        if self.verdict_grammar and self.kind != "local":
-            raise ValueError("verdict_grammar needs a local backend (it constrains the model's logits in this process)")
+        if self.verdict_grammar and self.kind == "openai" and not self.assistant_prefill:
+            raise ValueError("verdict_grammar on an openai backend needs assistant_prefill: true (the verdict is decoded "
+                             "by continuing the answer from its VERDICT: line, vLLM's continue_final_message)")
         if self.kind == "openai":
             if not self.base_url:
                 raise ValueError("an openai backend needs base_url (e.g. http://localhost:8000/v1)")
@@ -572,7 +578,8 @@ class OpenAIBackend(Backend):
 
     @property
     def id(self) -> str:
-        return self.config.model_id or self.config.model
+        """The model id traces are stored under; ``+grammar`` when verdicts are grammar-constrained."""
+        return (self.config.model_id or self.config.model) + (GRAMMAR_SUFFIX if self.config.verdict_grammar else "")
 
     @property
     def version(self) -> str:
@@ -593,7 +600,8 @@ class OpenAIBackend(Backend):
     def can_continue(self) -> bool:
         return self.config.assistant_prefill
 
-    def _one(self, messages: Messages, max_new_tokens: int, temperature: float, prefix: str | None = None) -> Generation:
+    def _one(self, messages: Messages, max_new_tokens: int, temperature: float, prefix: str | None = None,
+             grammar: list | None = None) -> Generation:
         url = self.config.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
         body: dict[str, Any] = {"model": self.config.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
         if prefix is not None:
@@ -603,6 +611,12 @@ class OpenAIBackend(Backend):
             # vLLM: render the chat with the assistant's text so far and go on from it.
             body["messages"] = [*messages, {"role": "assistant", "content": prefix}]
             body.update({"continue_final_message": True, "add_generation_prompt": False})
+        if grammar is not None:
+            from r2ta.grammar import verdict_regex
+
+            regex = verdict_regex(grammar)
+            body.update({"guided_regex": regex} if self.config.grammar_field == "guided_regex"
+                        else {"structured_outputs": {"regex": regex}})
         headers = self._headers()
         for attempt in range(self.config.retries + 1):
             t0 = time.perf_counter()
@@ -626,6 +640,10 @@ class OpenAIBackend(Backend):
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 raise BackendError(f"{url} did not answer in the chat-completions format: {resp.text[:300]}") from None
             usage = data.get("usage") or {}
+            if grammar is not None:
+                from r2ta.grammar import trim_incomplete
+
+                text = trim_incomplete(text)  # cut by max_tokens inside a line: that line goes
             return Generation(
                 text=text,
                 prompt_tokens=usage.get("prompt_tokens"),
@@ -642,15 +660,20 @@ class OpenAIBackend(Backend):
         temperature: float | None = None,
         *,
         prefixes: list[str] | None = None,
+        grammars: list | None = None,
     ) -> list[Generation]:
+        """``grammars``: as :meth:`LocalBackend.generate`'s — that row is decoded under the verdict
+        grammar, sent to the server as a regex (:func:`r2ta.grammar.verdict_regex`)."""
         temperature = self.config.temperature if temperature is None else temperature
         if prefixes is not None and len(prefixes) != len(prompts):
             raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
-        jobs = list(zip(prompts, prefixes or [None] * len(prompts)))
+        if grammars is not None and len(grammars) != len(prompts):
+            raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
+        jobs = list(zip(prompts, prefixes or [None] * len(prompts), grammars or [None] * len(prompts)))
         if len(jobs) <= 1 or self.config.max_concurrency == 1:
-            return [self._one(p, max_new_tokens, temperature, x) for p, x in jobs]
+            return [self._one(p, max_new_tokens, temperature, x, g) for p, x, g in jobs]
         with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(jobs))) as pool:
-            return list(pool.map(lambda job: self._one(job[0], max_new_tokens, temperature, job[1]), jobs))
+            return list(pool.map(lambda job: self._one(job[0], max_new_tokens, temperature, job[1], job[2]), jobs))
 
     def close(self) -> None:
         self._client.close()

@@ -272,7 +272,7 @@ def evaluate(
     model's newest trace of every variant of the split it has one for. ``verdict_tokens``:
     see :func:`r2ta.pipeline.reason` (None = its default); ``spread``: the first ``limit``
     round-robin across base schemas rather than by id; ``verdict_grammar``: every verdict — asked
-    for or the model's own — is decoded under :mod:`r2ta.grammar` (a local model only; its traces and evaluation are
+    for or the model's own — is decoded under :mod:`r2ta.grammar` (a local model, or a server continuing answers; its traces and evaluation are
     stored as ``<model id>+grammar``, apart from the model's plain ones, and not linked to a run);
     ``reuse_answers`` (with ``verdict_grammar``): take the answers from the model's stored plain
     traces and decode only their verdicts again (:func:`r2ta.pipeline.reason`) — minutes

@@ -25,6 +25,8 @@ Choices are token tries: every allowed string (``MISTAKE: missing_key |``,
 strings still consistent with what was written are allowed (the "prefix-allowed tokens"
 constrained decoding of De Cao et al. 2021, GENRE). No allowed string is a prefix of
 another (each ends with its own separator), so a finished choice is never ambiguous.
+A server decodes under the same grammar written as one regex (:func:`verdict_regex`,
+vLLM's structured outputs), which the OpenAI-compatible backend sends along.
 
 This module must not import streamlit or the database layer; torch is imported only by
 :meth:`VerdictConstraint.__call__`.
@@ -41,6 +43,7 @@ from r2ta.eerd import CATEGORIES
 MAX_LINES = 8  # mistake lines per verdict; a variant has 1-3 mistakes, the parser keeps up to 50
 MAX_ELEMENTS = 6  # elements per mistake line
 MAX_TEXT_TOKENS = 48  # explanation tokens before a line break is forced
+MAX_TEXT_CHARS = 200  # the same for a server's regex-guided decoding (characters, ~48 tokens)
 
 
 def grammar_elements(element_ids) -> list[str]:
@@ -171,6 +174,37 @@ class VerdictGrammar:
 
     def must_break(self, row: _Row) -> bool:
         return row.state == "text" and row.text_tokens >= self.max_text_tokens
+
+
+_REGEX_SPECIAL = set("\\.^$*+?()[]{}|")
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a regex matching exactly it: every metacharacter escaped, nothing else.
+
+    (``re.escape`` also escapes spaces and other characters that some servers' regex
+    dialects — xgrammar, outlines — do not take escaped.)
+    """
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
+
+
+def verdict_regex(element_ids, *, max_lines: int = MAX_LINES, max_elements: int = MAX_ELEMENTS,
+                  max_text_chars: int = MAX_TEXT_CHARS) -> str:
+    """The verdict grammar as one regular expression, for a server that decodes under a regex.
+
+    vLLM's structured outputs (``{"structured_outputs": {"regex": ...}}``, ``guided_regex`` before
+    v0.12) take it; it describes what :class:`VerdictGrammar` allows, with the explanation's
+    length in characters instead of tokens. Element ids are written literally (a hostile id —
+    quotes, brackets, DOT or regex syntax — is escaped, and one the line format cannot carry is left out).
+    """
+    elements = grammar_elements(element_ids)
+    if not elements:
+        raise ValueError("a verdict grammar needs at least one element to name")
+    category = "(" + "|".join(_regex_literal(c) for c in CATEGORIES) + ")"
+    element = "(" + "|".join(_regex_literal(e) for e in sorted(elements, key=len, reverse=True)) + ")"
+    more = f"( {element},){{0,{max_elements - 1}}}" if max_elements > 1 else ""
+    line = f"MISTAKE: {category} \\|{more} {element} \\| ?[^\\s|][^\\n\\r]{{0,{max_text_chars - 1}}}"
+    return f"(NONE|{line}(\\n{line}){{0,{max_lines - 1}}})"
 
 
 _LINE_HEAD = re.compile(r"^MISTAKE: (?:%s) \|(?: [^,|\n]+,)* [^,|\n]+ \|" % "|".join(CATEGORIES))

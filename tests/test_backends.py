@@ -32,6 +32,8 @@ class _ChatHandler(BaseHTTPRequestHandler):
         user = body["messages"][-1]["content"]
         words = user.split()[: body["max_tokens"]]
         reply = "ECHO " + " ".join(words)
+        if "structured_outputs" in body or "guided_regex" in body:  # as vLLM decodes under a regex
+            reply = server.regex_reply
         self._send(
             200,
             {
@@ -55,7 +57,7 @@ class _ChatHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def chat_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
-    server.requests, server.fail_next, server.key = [], 0, None
+    server.requests, server.fail_next, server.key, server.regex_reply = [], 0, None, None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -99,6 +101,45 @@ def test_openai_backend_continues_an_answer_only_where_the_server_can(chat_serve
     assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
     with pytest.raises(ValueError, match="1 prefixes for 2 prompts"):
         vllm.generate([_chat("one"), _chat("two")], prefixes=["x"])
+
+
+def test_openai_backend_sends_the_verdict_grammar_as_a_regex(chat_server):
+    import re
+
+    from fixtures_eerd import company
+
+    from r2ta.backends import Generation, ask_for_verdicts
+    from r2ta.prompting import parse_output
+
+    diagram = company()
+    with pytest.raises(ValueError, match="needs assistant_prefill"):
+        _openai(chat_server, verdict_grammar=True)  # it could never continue an answer from VERDICT:
+    vllm = _openai(chat_server, retries=0, assistant_prefill=True, verdict_grammar=True)
+    assert vllm.id == "tiny-chat+grammar" and get_backend("vllm", verdict_grammar=True).id.endswith("+grammar")
+    # the server's answer was cut by max_tokens inside its second line: that line goes
+    line = "MISTAKE: participation | WORKS_FOR, EMPLOYEE | every employee works for one department"
+    chat_server.regex_reply = line + "\nMISTAKE: missing_key | EMPL"
+    steps = "Step 1 [EMPLOYEE]: the key is Ssn -> ok\n"
+    gens = [Generation(text=steps + "Step 2 [WOR", finish_reason="length")]  # the answer ran out of budget
+    asked = ask_for_verdicts(vllm, [_chat("steps")], gens, 64, [diagram.element_ids()])
+    assert asked[0][0] == len(steps)  # asked for after the model's complete lines
+    assert gens[0].text == steps + "VERDICT:\n" + line + "\n"
+    assert parse_output(gens[0].text, diagram).valid
+    body = chat_server.requests[-1]["body"]
+    assert body["continue_final_message"] is True and body["max_tokens"] == 64
+    regex = re.compile(body["structured_outputs"]["regex"])
+    assert regex.fullmatch("NONE") and regex.fullmatch(line) and regex.fullmatch(line + "\n" + line)
+    assert not regex.fullmatch("MISTAKE: no_such_category | EMPLOYEE | x")
+    assert not regex.fullmatch("MISTAKE: participation | NOT_IN_THE_DIAGRAM | x")
+    assert not regex.fullmatch("Step 7 [EMPLOYEE]: more steps -> ok")
+    assert "guided_regex" not in body
+    # older vLLM (< 0.12) reads guided_regex
+    old = _openai(chat_server, retries=0, assistant_prefill=True, verdict_grammar=True, grammar_field="guided_regex")
+    old.generate([_chat("x")], prefixes=["VERDICT:\n"], grammars=[diagram.element_ids()])
+    body = chat_server.requests[-1]["body"]
+    assert "structured_outputs" not in body and re.compile(body["guided_regex"]).fullmatch(line)
+    with pytest.raises(ValueError, match="1 grammars for 2 prompts"):
+        old.generate([_chat("x"), _chat("y")], prefixes=["a", "b"], grammars=[["A"]])
 
 
 def test_openai_backend_key_comes_from_the_named_env_var(chat_server, monkeypatch):

@@ -4,13 +4,15 @@ and names only the diagram's elements."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fixtures_eerd import company
 from test_backends import _chat, tiny_llama  # noqa: F401  (tiny_llama is a fixture)
 
 from r2ta.backends import BackendConfig, BackendError, Generation, LocalBackend, ask_for_verdicts, get_backend
 from r2ta.eerd import CATEGORIES
-from r2ta.grammar import VerdictGrammar, _Row, grammar_elements
+from r2ta.grammar import VerdictGrammar, _Row, grammar_elements, verdict_regex
 from r2ta.prompting import parse_output
 
 
@@ -86,10 +88,12 @@ def test_every_verdict_a_random_model_writes_under_the_grammar_parses(tiny_llama
         if b is free:  # the random model on its own writes no verdict that parses
             assert not any(p.valid for p in parsed)
             continue
+        regex = re.compile(verdict_regex(diagram.element_ids()))  # what a vLLM server is sent instead
         for g, p in zip(gens, parsed):
             assert p.valid, (g.text, p.errors)
             assert p.verdict and all(m.category in CATEGORIES for m in p.verdict)
             assert all(e in diagram.element_ids() for m in p.verdict for e in m.elements)
+            assert regex.fullmatch(g.text.split("VERDICT:\n", 1)[1].rstrip("\n")), g.text
 
 
 def test_a_verdict_the_model_started_itself_is_decoded_under_the_grammar_too(tiny_llama):
@@ -121,9 +125,9 @@ def test_a_verdict_the_model_started_itself_is_decoded_under_the_grammar_too(tin
     assert kinds[False] == {}
 
 
-def test_a_grammar_needs_a_local_backend_and_the_diagrams(tiny_llama):
-    with pytest.raises(BackendError, match="verdict_grammar needs a local backend"):
-        get_backend("vllm", verdict_grammar=True)
+def test_a_grammar_needs_a_backend_that_continues_and_the_diagrams(tiny_llama):
+    with pytest.raises(BackendError, match="verdict_grammar on an openai backend needs assistant_prefill"):
+        get_backend("ollama", verdict_grammar=True)  # a server that cannot continue an answer
     model, tok = tiny_llama
     backend = LocalBackend(BackendConfig(kind="local", model="tiny", device="cpu", verdict_grammar=True),
                            model=model, tokenizer=tok)
@@ -140,3 +144,15 @@ def test_a_line_cut_before_its_explanation_is_dropped():
     assert trim_incomplete(line + "\nMISTAKE: missing_key | EMPLOYEE |") == line + "\nMISTAKE: missing_key | EMPLOYEE |"
     assert trim_incomplete("MISTAKE: missi") == ""
     assert trim_incomplete("NONE") == "NONE"
+
+
+def test_the_regex_for_a_server_names_hostile_element_ids_literally():
+    ids = ['EMP"<b>', "x.y", "R{1}*", "back\\slash", "a|b", "[OPT]", "ünïcode name"]
+    regex = re.compile(verdict_regex(ids))
+    for e in ('EMP"<b>', "x.y", "R{1}*", "back\\slash", "[OPT]", "ünïcode name"):
+        assert regex.fullmatch(f"MISTAKE: cardinality | {e} | why"), e
+    assert not regex.fullmatch("MISTAKE: cardinality | xzy | why")  # "." is no wildcard
+    assert not regex.fullmatch("MISTAKE: cardinality | a|b | why")  # the line format cannot carry it
+    assert regex.fullmatch("MISTAKE: cardinality | x.y, [OPT] | why\nNONE") is None  # NONE is a verdict of its own
+    with pytest.raises(ValueError, match="at least one element"):
+        verdict_regex(["a|b", " padded "])

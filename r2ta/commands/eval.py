@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--verdict-grammar", action="store_true",
                    help="decode every verdict (asked for, see --verdict-tokens, or started by the model) under the verdict grammar: known "
-                        "categories and the diagram's own elements only (local models; stored as MODEL+grammar)")
+                        "categories and the diagram's own elements only (local models, or a vLLM server with assistant_prefill; stored as MODEL+grammar)")
     p.add_argument("--reuse-answers", action="store_true",
                    help="with --verdict-grammar: take the answers from the model's stored plain traces (same budget) "
                         "and decode only their verdicts again: minutes instead of a whole generation")

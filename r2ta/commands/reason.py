@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--verdict-grammar", action="store_true",
                    help="decode every verdict (asked for, or started by the model) under the verdict grammar: known categories and the "
-                        "diagram's own elements only (local backends; traces stored as MODEL+grammar)")
+                        "diagram's own elements only (local backends, or a vLLM server with assistant_prefill; traces stored as MODEL+grammar)")
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N parts of the split (for N parallel workers)")
     p.add_argument("--evaluate", action="store_true", help="afterwards, score the model's traces on the split and store the evaluation")
     p.set_defaults(func=run)
