@@ -332,7 +332,8 @@ def prepare_run(
             raise TrainingError(f"{stage.upper()} data file {path} holds no rows; review and export some data first")
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise TrainingError(f"precision {precision!r} is not one of auto, fp32, bf16, fp16")
-    run_dir = Path(run_dir) if run_dir else new_run_dir(recipe_path.stem)
+    # absolute: the runner process starts in the project folder, not in the caller's
+    run_dir = Path(run_dir).expanduser().resolve() if run_dir else new_run_dir(recipe_path.stem)
     if (run_dir / STATUS_FILE).exists():
         raise TrainingError(f"{run_dir} already holds a training run; choose another --run-dir")
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
@@ -362,7 +363,7 @@ def runner_command(run_dir: str | Path) -> list[str]:
 
 def launch(run_dir: str | Path, command: list[str] | None = None) -> subprocess.Popen:
     """Start the runner for a prepared run as its own process (own session, output into ``train.log``)."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # the process starts in PROJECT_ROOT
     command = command or runner_command(run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(run_dir / LOG_FILE, "ab") as log:

@@ -69,6 +69,16 @@ def test_prepare_run_copies_the_data_and_queues(tmp_path):
         jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=run_dir)
 
 
+def test_a_relative_run_folder_is_the_callers_not_the_runners(tmp_path, monkeypatch):
+    # r2ta train --run-dir my-run from some folder: the runner starts in the project folder
+    sft_file, dpo_file = _data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_dir = jobs.prepare_run(sft_file.name, dpo_file.name, recipe="tiny-cpu", run_dir="my-run")
+    assert run_dir == tmp_path / "my-run" and run_dir.is_absolute()
+    assert Path(jobs.read_request(run_dir)["sft_file"]).is_absolute()
+    assert jobs.runner_command(run_dir)[-1] == str(tmp_path / "my-run")
+
+
 def test_bad_input_is_refused_before_any_process_starts(tmp_path):
     sft_file, dpo_file = _data(tmp_path)
     with pytest.raises(jobs.TrainingError, match="does not exist"):
