@@ -234,9 +234,9 @@ def ask_for_verdicts(
     grammar over the diagram's element ids (``element_ids``, one collection per prompt): the ones
     asked for, and the ones the model started itself — those are cut at the model's own
     ``VERDICT:`` line (:func:`r2ta.prompting.own_verdict_prefix`) and decoded again from there,
-    with the same budget. Under greedy decoding that is what the model would have written with the
-    grammar on from the start. They are returned as position -> (None, tokens decoded): the model
-    did reach its verdict by itself.
+    with the same budget (greedy, the steps before it are the model's either way; only the verdict is
+    decoded anew). They are returned as position -> (None, tokens decoded): the model did reach its
+    verdict by itself.
     """
     if verdict_tokens <= 0 or not backend.can_continue:
         return {}
