@@ -27,7 +27,7 @@ def load(adapter):
     return m.eval()
 for name, adapter in [("base", None)] + [(a, a) for a in adapters]:
     model = load(adapter)
-    t0 = time.time(); stats = {"head": [], "rest": [], "top1": 0, "all": []}
+    t0 = time.time(); stats = {"head": [], "rest": [], "top1": 0}
     for r in rows:
         msgs = r["messages"]
         prompt = tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
