@@ -18,7 +18,9 @@ checkpointing, learning rate...) except for two settings without which it does
 not train at all: precision (TRL's bf16 default cannot start on a CPU; both use
 the precision :mod:`training.hardware` picks) and max_length (TRL's 1024 keeps
 the start of a 1.7-2.9k-token row, so every answer is cut and every row dropped;
-both use the recipe's).
+both use the recipe's). "project+decisions" (SFT only) is the recipe with
+``decision_token_weight`` (``--decision-weight``, 5 by default; :mod:`training.weighting`):
+what weighting the answer's decision tokens costs, in the same run.
 
 tokens/s counts the non-padding tokens the trainer consumed (prompt + answer;
 DPO counts chosen and rejected), between the end of the first step and the end
@@ -105,6 +107,10 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
     module = {"sft": sft, "dpo": dpo}[stage]
     if setting == "project":
         return module, parse_stage(module.make_parser(), recipe, stage, precision, common)
+    if setting.startswith("project+decisions"):
+        weight = setting.split(":", 1)[1]
+        return module, parse_stage(module.make_parser(), recipe, stage, precision,
+                                   [*common, "--decision_token_weight", weight])
     parser = module.make_parser()
     # Two departures from the defaults: precision (bf16 cannot start on a CPU) and max_length, since
     # TRL's 1024 keeps the start of a 1.7-2.9k-token row and cuts the answer: every row is dropped.
@@ -149,7 +155,7 @@ def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defau
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     result = {
         "stage": stage,
-        "setting": setting,
+        "setting": setting.split(":", 1)[0],
         "rows_per_step": training_args.per_device_train_batch_size,
         "max_length": training_args.max_length,
         "lora": bool(model_args.use_peft),
@@ -195,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="micro-batches per measurement (>= 2)")
     parser.add_argument("--rows", type=int, default=None, help="rows generated (default: enough for the steps)")
     parser.add_argument("--only", choices=("sft", "dpo"), default=None, help="measure one stage only")
+    parser.add_argument("--decision-weight", type=float, default=5.0,
+                        help="decision_token_weight of the project+decisions SFT setting")
     parser.add_argument("--write-rows", type=Path, default=None, help="also keep the generated sft/dpo JSONL here")
     args = parser.parse_args(argv)
 
@@ -230,20 +238,23 @@ def main(argv: list[str] | None = None) -> None:
         for stage in ("sft", "dpo"):
             if args.only and stage != args.only:
                 continue
-            for setting in ("project", "trl-defaults"):
+            settings = ["project", "trl-defaults"]
+            if stage == "sft":
+                settings.insert(1, f"project+decisions:{args.decision_weight:g}")
+            for setting in settings:
                 result = _measure(stage, setting, recipe, precision, folder / f"{stage}.jsonl", steps, Path(tmp),
                                   args.defaults_batch)
                 results.append(result)
-                print(f"  measured {stage} {setting}: {result['tokens_per_s']:,.0f} tok/s", flush=True)
+                print(f"  measured {stage} {result['setting']}: {result['tokens_per_s']:,.0f} tok/s", flush=True)
 
-    header = (f"{'stage':5} {'setting':13} {'batch':>9} {'max_len':>7} {'LoRA':>5} {'ckpt':>5} "
+    header = (f"{'stage':5} {'setting':17} {'batch':>9} {'max_len':>7} {'LoRA':>5} {'ckpt':>5} "
               f"{'trainable':>11} {'tok/s':>9} {'s/step':>8} {'cut rows':>8}")
     gpu = hw.kind != "cpu"
     if gpu:
         header += f" {'MFU':>6} {'mem GB':>7}"
     print(header)
     for r in results:
-        line = (f"{r['stage']:5} {r['setting']:13} {r['rows_per_step']:>9} {r['max_length']:>7} "
+        line = (f"{r['stage']:5} {r['setting']:17} {r['rows_per_step']:>9} {r['max_length']:>7} "
                 f"{'yes' if r['lora'] else 'no':>5} {'yes' if r['act_ckpt'] else 'no':>5} {r['trainable']:>11,} "
                 f"{r['tokens_per_s']:>9,.0f} {r['s_per_step']:>8.2f} {r['truncated_rows']:>8}")
         if gpu:
@@ -253,9 +264,15 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     for stage in ("sft", "dpo"):
         pair = {r["setting"]: r for r in results if r["stage"] == stage}
-        if len(pair) == 2:
+        if {"project", "trl-defaults"} <= pair.keys():
             ratio = pair["project"]["tokens_per_s"] / pair["trl-defaults"]["tokens_per_s"]
             print(f"{stage}: project settings run at {ratio:.2f}x TRL defaults' tokens/s")
+    weighted = {r["setting"]: r for r in results if r["stage"] == "sft"}
+    if {"project", "project+decisions"} <= weighted.keys():
+        ratio = weighted["project+decisions"]["tokens_per_s"] / weighted["project"]["tokens_per_s"]
+        print(f"sft: decision_token_weight {args.decision_weight:g} runs at {ratio:.2f}x the plain project "
+              f"settings' tokens/s (wall {weighted['project+decisions']['s_per_step']:.2f} vs "
+              f"{weighted['project']['s_per_step']:.2f} s/step, dataset preparation included)")
     if gpu and not any(k in hw.device_name for k in PEAK_BF16):
         print(f"MFU: no peak FLOP/s known for {hw.device_name}")
     print(f"longest row {max((r['longest'] for r in results), default=0)} tokens; TRL's default max_length 1024 "

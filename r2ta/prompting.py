@@ -479,3 +479,38 @@ def render_trace(steps: list[Step], verdict: list[Mistake]) -> str:
 def make_step(number: int, element_ids: list[str], text: str, finding: str) -> Step:
     """A step written by R2tA itself (auditor, editor): elements referenced by id."""
     return Step(number=number, elements=list(element_ids), element_ids=list(element_ids), text=_one_line(text), finding=finding)
+
+
+# -- decisions in an answer (for the SFT loss) --------------------------------------
+
+_STEP_ELEMENTS = re.compile(r"^[ \t]*step\s*#?\s*\d{1,6}\s*\[([^\]\n]*)\]", re.IGNORECASE | re.MULTILINE)
+_STEP_FINDING = re.compile(r"^[ \t]*step\b[^\n]*?(?:->|=>|→)[ \t]*([^\n]*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_MISTAKE_FIELDS = re.compile(r"^[ \t]*mistake\s*\d*\s*:[ \t]*([^|\n]*?)[ \t]*\|[ \t]*([^|\n]*?)[ \t]*(?:\||$)",
+                             re.IGNORECASE | re.MULTILINE)
+_NONE_LINE = re.compile(r"^[ \t]*(none)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def decision_spans(answer: str) -> list[tuple[int, int]]:
+    """Character spans of the answer where it *decides* something, in the format :func:`render_trace` writes.
+
+    A decision is which constructs a step examines (the ``[...]`` of ``Step N [...]``), what the step
+    finds (after ``->``: ``ok`` or a category), and what the verdict claims (the category and the
+    elements of each ``MISTAKE`` line, or ``NONE``). Everything else restates a decision in words.
+    Training can weight these tokens (``decision_token_weight``): run64 measured that the SFT loss fell
+    to 0.45 on the other answer tokens while the first construct a target names kept probability 0.002
+    (docs/measured/loop-run64-more-data-2026-12-03.txt). Spans are sorted, non-empty, and do not overlap.
+    """
+    spans: list[tuple[int, int]] = []
+    for pattern in (_STEP_ELEMENTS, _STEP_FINDING, _MISTAKE_FIELDS, _NONE_LINE):
+        for match in pattern.finditer(answer):
+            for group in range(1, (pattern.groups or 0) + 1):
+                start, end = match.span(group)
+                if end > start:
+                    spans.append((start, end))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged

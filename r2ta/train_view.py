@@ -179,8 +179,18 @@ def _curve(progress: jobs.RunProgress, key: str, title: str, stages: tuple[str, 
 
 
 def loss_figure(progress: jobs.RunProgress):
-    """Training loss per logged step, SFT and DPO as two lines."""
-    return _curve(progress, "loss", "Loss", ("sft", "dpo"))
+    """Training loss per logged step, SFT and DPO as two lines.
+
+    A decision-weighted SFT run (``decision_token_weight``) also logs the loss on the answer's decision
+    tokens alone and the unweighted loss: both are drawn dotted, since the weighted loss can fall while
+    the decisions stay unlearnt."""
+    fig = _curve(progress, "loss", "Loss", ("sft", "dpo"))
+    for key, name in (("decision_nll", "SFT decision tokens"), ("nll", "SFT unweighted")):
+        points = progress.series(key, "sft")
+        if points:
+            fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines", name=name,
+                            line={"dash": "dot"})
+    return fig
 
 
 def margin_figure(progress: jobs.RunProgress):

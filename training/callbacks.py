@@ -40,6 +40,8 @@ LOG_KEYS = {
     "rewards/chosen": "reward_chosen",
     "rewards/rejected": "reward_rejected",
     "mean_token_accuracy": "mean_token_accuracy",
+    "nll": "nll",  # decision-weighted SFT (training.weighting): the unweighted loss
+    "decision_nll": "decision_nll",  # ... and the loss on the answer's decision tokens alone
     "num_tokens": "num_tokens",
     "epoch": "epoch",
 }

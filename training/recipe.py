@@ -5,7 +5,7 @@ is an error (a misspelt ``learning_rat`` must not be silently ignored)::
 
     run:    # RunConfig below: what the recipe is for, precision, merged weights
     model:  # trl.ModelConfig: base model, LoRA (use_peft, lora_r, ...)
-    sft:    # trl.SFTConfig
+    sft:    # trl.SFTConfig (and decision_token_weight, training.weighting.R2taSFTConfig)
     dpo:    # trl.DPOConfig
 
 Precision is not set in the sections (``bf16``, ``fp16``, ``dtype`` and
@@ -81,7 +81,9 @@ def _field_names(cls) -> set[str]:
 def load_recipe(recipe: str | Path) -> Recipe:
     """Read a recipe by name or path and check every key against its config class (no model is loaded)."""
     import yaml
-    from trl import DPOConfig, ModelConfig, SFTConfig, TrlParser
+    from trl import DPOConfig, ModelConfig, TrlParser
+
+    from training.weighting import R2taSFTConfig
 
     path = recipe_file(recipe)
     text = path.read_text(encoding="utf-8")
@@ -101,7 +103,7 @@ def load_recipe(recipe: str | Path) -> Recipe:
             raise RecipeError(f"recipe {path}: section {name!r} must be a mapping of settings")
         sections[name] = value
 
-    for name, cls in (("model", ModelConfig), ("sft", SFTConfig), ("dpo", DPOConfig)):
+    for name, cls in (("model", ModelConfig), ("sft", R2taSFTConfig), ("dpo", DPOConfig)):
         section = sections[name]
         bad = sorted(set(section) - _field_names(cls))
         if bad:

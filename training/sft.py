@@ -4,7 +4,8 @@ Reads SFT rows in TRL's conversational format (``messages``), trains with
 ``trl.SFTTrainer`` (LoRA when the recipe says ``use_peft: true``, else full
 fine-tuning), and saves the adapter (or the full model) with the tokenizer to
 ``output_dir``. The loss covers the assistant's answer only (see
-:mod:`training.data`). Mirrors :mod:`training.dpo`.
+:mod:`training.data`); ``decision_token_weight`` weights the answer's decision
+tokens (:mod:`training.weighting`). Mirrors :mod:`training.dpo`.
 
     python -m training.sft --recipe tiny-cpu --train_file sft.jsonl --output_dir out/sft
 """
@@ -22,16 +23,17 @@ class SFTScriptArguments:
 
 def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=()):
     """Train and save; returns the trainer (its ``model`` is the trained model)."""
-    from trl import SFTTrainer, get_peft_config
+    from trl import get_peft_config
 
     from training.common import load_model_and_tokenizer, warn_if_truncated
     from training.data import load_dataset_for
+    from training.weighting import trainer_class
 
     model, tokenizer = load_model_and_tokenizer(model_args, training_args)
     dataset = load_dataset_for("sft", script_args.train_file)
     warn_if_truncated("sft", dataset, tokenizer, training_args.max_length)
 
-    trainer = SFTTrainer(
+    trainer = trainer_class(training_args)(
         model=model,
         args=training_args,
         train_dataset=dataset,
@@ -45,9 +47,11 @@ def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=(
 
 
 def make_parser():
-    from trl import ModelConfig, SFTConfig, TrlParser
+    from trl import ModelConfig, TrlParser
 
-    return TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    from training.weighting import R2taSFTConfig
+
+    return TrlParser((SFTScriptArguments, R2taSFTConfig, ModelConfig))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+"""Decision-weighted SFT (``decision_token_weight``): which tokens count more, by how much, and that it trains.
+
+What a user would notice: a recipe with ``decision_token_weight: 5`` trains (the real TRL trainer on the
+tiny in-process Llama), logs the unweighted ``nll`` and the decision tokens' ``decision_nll`` beside the
+loss, and at weight 1 its loss is exactly plain SFT's; a bad weight is refused when the recipe is read.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from r2ta.pairs import write_rows
+from r2ta.prompting import decision_spans
+from reasoning_fixtures import CORRECT_TRACE
+
+
+def _decisions(text: str) -> list[str]:
+    return [text[a:b] for a, b in decision_spans(text)]
+
+
+def test_decision_spans_are_what_the_answer_decides():
+    assert _decisions(CORRECT_TRACE) == [
+        "DEPARTMENT, DEPARTMENT.Dnumber", "ok", "EMPLOYEE, EMPLOYEE.Ssn", "ok",
+        "EMPLOYEE.Dnumber, WORKS_FOR", "foreign_key_attribute", "WORKS_FOR, EMPLOYEE", "participation",
+        "WORKS_ON, WORKS_ON.Hours", "ok",
+        "foreign_key_attribute", "EMPLOYEE.Dnumber, WORKS_FOR", "participation", "WORKS_FOR, EMPLOYEE",
+    ]
+    assert _decisions("Step 1 [A]: a -> ok\nVERDICT:\nNONE") == ["A", "ok", "NONE"]
+    # The explanation of a MISTAKE line restates; a line with no explanation still has its two decisions.
+    assert _decisions("VERDICT:\nMISTAKE: cardinality | R, E") == ["cardinality", "R, E"]
+    # Prose, a bracket that is not a step's, and an empty answer decide nothing.
+    assert _decisions("The diagram [E] looks fine -> probably") == []
+    assert _decisions("") == []
+    # Hostile content stays inside its span (no regex or markup meaning).
+    hostile = 'Step 1 [<b>"X|Y"</b>, A.(b)]: x -> ok'
+    assert _decisions(hostile) == ['<b>"X|Y"</b>, A.(b)', "ok"]
+
+
+class _CharTokenizer:
+    """One token per character (what a byte-level tokenizer does to ASCII)."""
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+def test_answer_weights_put_w_on_decisions_and_keep_the_answers_total():
+    from training.weighting import answer_token_weights, row_weights
+
+    text = "Step 1 [AB]: x -> ok"
+    ids = [ord(c) for c in text]
+    weights = answer_token_weights(ids, _CharTokenizer(), 5.0)
+    assert math.isclose(sum(weights), len(ids))
+    base = min(weights)
+    marked = [c for c, w in zip(text, weights) if math.isclose(w, 5 * base)]
+    assert "".join(marked) == "ABok"
+    assert all(math.isclose(w, base) or math.isclose(w, 5 * base) for w in weights)
+    # In a row, the prompt (label -100) weighs nothing and the answer keeps its weights.
+    row = row_weights([-100, -100, *ids], _CharTokenizer(), 5.0)
+    assert row[:2] == [0.0, 0.0] and row[2:] == weights
+    # Weight 1 is plain SFT: every answer token 1.
+    assert answer_token_weights(ids, _CharTokenizer(), 1.0) == [1.0] * len(ids)
+
+
+def test_a_token_that_straddles_a_decision_counts_as_one():
+    from training.weighting import answer_token_weights
+
+    class Pairs:  # two characters a token
+        def decode(self, ids):
+            return "".join(chr(i // 1000) + chr(i % 1000) for i in ids)
+
+    text = "Step 12 [AB]: x -> ok "
+    ids = [ord(text[i]) * 1000 + ord(text[i + 1]) for i in range(0, len(text), 2)]
+    weights = answer_token_weights(ids, Pairs(), 3.0)
+    tokens = [text[i:i + 2] for i in range(0, len(text), 2)]
+    heavy = [t for t, w in zip(tokens, weights) if w > min(weights)]
+    # "[A" and "B]" each hold part of "AB"; " o" and "k " each part of "ok"; "->" none.
+    assert heavy == ["[A", "B]", " o", "k "]
+
+
+def test_a_bad_weight_is_refused_when_the_recipe_is_read(tmp_path):
+    from training.recipe import RecipeError, load_recipe, parse_stage
+    from training import hardware, sft
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  model_name_or_path: builtin:tiny-llama\nsft:\n  decision_token_weight: 0\n")
+    recipe = load_recipe(path)  # the key is known
+    precision = hardware.resolve_precision("fp32", hardware.detect_hardware())
+    with pytest.raises(RecipeError, match="decision_token_weight must be > 0"):
+        parse_stage(sft.make_parser(), recipe, "sft", precision,
+                    ["--train_file", "x.jsonl", "--output_dir", str(tmp_path / "out")])
+
+
+def _train(tmp_path, weight: float, steps: int, *, force_weighted: bool = False, accumulate: int = 1):
+    from transformers import TrainerCallback
+
+    from training import hardware, sft
+    from training.recipe import load_recipe, parse_stage
+    from training.tiny import smoke_rows
+
+    rows, _ = smoke_rows(12)  # rows 10 and 11 are longer: batches hold padding
+    write_rows(rows, tmp_path / "sft.jsonl")
+    recipe = load_recipe("tiny-cpu")
+    precision = hardware.resolve_precision("fp32", hardware.detect_hardware())
+    out = tmp_path / f"sft-{weight}-{force_weighted}"
+    args = ["--train_file", str(tmp_path / "sft.jsonl"), "--output_dir", str(out), "--max_steps", str(steps),
+            "--decision_token_weight", str(weight), "--lr_scheduler_type", "constant", "--warmup_steps", "0",
+            "--gradient_accumulation_steps", str(accumulate)]
+    parsed = parse_stage(sft.make_parser(), recipe, "sft", precision, args)
+    seen: list[dict] = []
+
+    class Logs(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append(dict(logs or {}))
+
+    if force_weighted:
+        import training.weighting as weighting
+
+        original = weighting.trainer_class
+        weighting.trainer_class = lambda args: weighting.DecisionWeightedSFTTrainer
+        try:
+            trainer = sft.main(*parsed, callbacks=[Logs()])
+        finally:
+            weighting.trainer_class = original
+    else:
+        trainer = sft.main(*parsed, callbacks=[Logs()])
+    return trainer, [log for log in seen if "loss" in log]
+
+
+@pytest.mark.slow
+def test_weighted_sft_trains_and_logs_the_decision_loss(tmp_path):
+    import torch
+
+    from training.weighting import DecisionWeightedSFTTrainer
+
+    trainer, logs = _train(tmp_path, 5.0, 3)
+    assert isinstance(trainer, DecisionWeightedSFTTrainer)
+    assert len(logs) == 3
+    for log in logs:
+        assert math.isfinite(log["loss"]) and log["nll"] > 0 and log["decision_nll"] > 0
+        assert 0 <= log["mean_token_accuracy"] <= 1
+    assert logs[-1]["num_tokens"] > logs[0]["num_tokens"] > 0
+    assert any(abs(log["loss"] - log["nll"]) > 1e-4 for log in logs)  # the weights change the loss
+    lora = {k: v for k, v in trainer.model.named_parameters() if "lora_B" in k}
+    assert lora and any(v.abs().sum() > 0 for v in lora.values())  # B starts at zero; it moved
+    # The weights the trainer trains on: prompt 0, the answer's decision tokens 5x its others.
+    row = trainer.train_dataset[0]
+    weights = torch.tensor(row["loss_weights"])
+    answer = weights[torch.tensor(row["labels"]) != -100]
+    assert (weights[torch.tensor(row["labels"]) == -100] == 0).all()
+    assert math.isclose(answer.sum().item(), len(answer), rel_tol=1e-4)
+    assert math.isclose(answer.max().item() / answer.min().item(), 5.0, rel_tol=1e-4)
+
+
+@pytest.mark.slow
+def test_weight_one_through_the_weighted_loss_is_plain_sft(tmp_path):
+    """The weighted loss at weight 1 must equal TRL's own: same normalisation, same gradient accumulation."""
+    plain_trainer, plain = _train(tmp_path, 1.0, 2, accumulate=2)
+    weighted_trainer, weighted = _train(tmp_path, 1.0, 2, force_weighted=True, accumulate=2)
+    assert type(plain_trainer).__name__ == "SFTTrainer"
+    assert [round(log["loss"], 5) for log in plain] == [round(log["loss"], 5) for log in weighted]
+    assert [round(log["loss"], 5) for log in weighted] == [round(log["nll"], 5) for log in weighted]
+    # The same tokens counted (the benchmark's tokens/s rests on it), the same accuracy metric.
+    assert [log["num_tokens"] for log in plain] == [log["num_tokens"] for log in weighted]
+    assert [round(log["mean_token_accuracy"], 5) for log in plain] == \
+        [round(log["mean_token_accuracy"], 5) for log in weighted]
+
+
+def test_the_loss_figure_draws_the_decision_loss_when_a_run_logs_it(tmp_path):
+    from pathlib import Path
+
+    from r2ta import jobs, train_view
+
+    plain = jobs.RunProgress(Path(tmp_path), {}, [{"stage": "sft", "step": 1, "loss": 2.0},
+                                                  {"stage": "dpo", "step": 1, "loss": 0.69}])
+    assert [t.name for t in train_view.loss_figure(plain).data] == ["SFT", "DPO"]
+    weighted = jobs.RunProgress(Path(tmp_path), {}, [
+        {"stage": "sft", "step": s, "loss": 2.0 / s, "nll": 1.5 / s, "decision_nll": 6.0 - s} for s in (1, 2)])
+    figure = train_view.loss_figure(weighted)
+    assert [t.name for t in figure.data] == ["SFT", "SFT decision tokens", "SFT unweighted"]
+    assert list(figure.data[1].y) == [5.0, 4.0]
+
+
+def test_the_progress_log_keeps_the_decision_loss(tmp_path):
+    import json
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from r2ta import jobs
+    from training.callbacks import RunProgressCallback
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    callback = RunProgressCallback(run_dir, "sft", 0, 2)
+    state = TrainerState()
+    state.global_step, state.max_steps = 1, 4
+    callback.on_log(TrainingArguments(output_dir=str(tmp_path / "o"), report_to=[]), state, TrainerControl(),
+                    logs={"loss": 1.2, "nll": 1.0, "decision_nll": 3.5})
+    (point,) = [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
+    assert point["nll"] == 1.0 and point["decision_nll"] == 3.5
+    assert jobs.read_progress(run_dir).series("decision_nll", "sft") == [(1, 3.5)]
