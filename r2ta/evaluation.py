@@ -276,7 +276,8 @@ def evaluate(
     stored as ``<model id>+grammar``, apart from the model's plain ones, and not linked to a run);
     ``reuse_answers`` (with ``verdict_grammar``): take the answers from the model's stored plain
     traces and decode only their verdicts again (:func:`r2ta.pipeline.reason`) — minutes
-    instead of a whole generation, the same result when the plain traces had the same budget.
+    instead of a whole generation, the same result: a stored answer that could not have come from
+    this budget (cut at another one, or longer than it) is generated again.
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")

@@ -20,6 +20,7 @@ This module must not import streamlit. It stores through :mod:`db`.
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -88,14 +89,22 @@ class ReasonReport:
     valid_unforced: int = 0  # valid verdicts the model wrote without that help
     completion_tokens: int = 0
     seconds: float = 0.0
+    reused: int = 0  # answers taken from reuse_answers' traces
+    not_reused: int = 0  # such traces made under another token budget: generated again
 
     def __str__(self) -> str:
         rate = self.completion_tokens / self.seconds if self.seconds else 0.0
         forced = f", {self.forced} verdicts asked for ({self.valid_unforced} valid without)" if self.forced else ""
+        reuse = ""
+        if self.reused or self.not_reused:
+            reuse = f"; {self.reused} answers reused"
+            if self.not_reused:
+                reuse += f", {self.not_reused} generated again (their stored answer was made under another token budget)"
         return (
             f"{self.model_id} on {self.split}: {self.generated} traces stored "
             f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping{forced}), "
             f"{self.skipped} already done; {self.completion_tokens} tokens in {self.seconds:.1f} s ({rate:.1f} tokens/s)"
+            f"{reuse}"
         )
 
 
@@ -130,7 +139,8 @@ def reason(
     with ``verdict_grammar``). A variant with such a trace is not generated again: the answer
     the model wrote itself is taken from it, and only its verdict is decoded anew (one R2tA asks for,
     or under ``verdict_grammar`` also one the model started itself). Variants without one are
-    generated as usual.
+    generated as usual, and so are those whose stored answer could not have come from this
+    budget (:func:`_fits_budget`: cut at another ``max_new_tokens``, or longer than this one).
     """
     engine = _engine(engine)
     model_id = backend.id
@@ -150,6 +160,12 @@ def reason(
     if shard is not None:
         pending = [v for v in pending if zlib.crc32(v.id.encode()) % shard[1] == shard[0]]
     report = ReasonReport(model_id=model_id, split=split, skipped=done)
+    if sources:
+        wanted = {v.id for v in pending}
+        misfits = {i for i, t in sources.items() if i in wanted and not _fits_budget(t, backend, max_new_tokens)}
+        report.not_reused = len(misfits)
+        report.reused = len(wanted & sources.keys()) - len(misfits)
+        sources = {i: t for i, t in sources.items() if i not in misfits}
     size = batch_size or getattr(backend.config, "batch_size", 8)
     total = len(pending)
     if progress:
@@ -213,6 +229,22 @@ def reason(
             progress(min(start + size, total), total)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+_CUT_AT = re.compile(r"generation stopped at max_new_tokens \((\d+)\)")
+
+
+def _fits_budget(trace: TraceRow, backend: Backend, max_new_tokens: int) -> bool:
+    """Could greedy decoding under ``max_new_tokens`` have written this stored answer?
+
+    An answer cut by its budget came from exactly that budget; one that stopped by itself
+    (end of answer, or the repetition guard) from any budget at least as long as it."""
+    for error in trace.parse_errors or []:
+        cut = _CUT_AT.match(str(error))
+        if cut:
+            return int(cut.group(1)) == max_new_tokens
+    generation, _ = _own_answer(trace, backend)
+    return (generation.completion_tokens or 0) <= max_new_tokens
 
 
 def _own_answer(trace: TraceRow, backend: Backend):

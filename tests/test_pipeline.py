@@ -350,3 +350,31 @@ def test_export_dpo_with_planted_negatives_keeps_the_stored_pair_and_says_where_
         assert len(session.exec(select(PreferencePairRow)).all()) == 2  # planted pairs are not stored
     with pytest.raises(ValueError, match="negatives must be one of"):
         export_rows("dpo", split="train", engine=engine, negatives="hard")
+
+
+def test_a_stored_answer_from_another_budget_is_generated_again_not_reused(engine):
+    steps_only = "\n".join(LINES[:5])
+    outputs = [(CORRECT_TRACE, "stop"), (steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")]
+    reason(ContinuingBackend(outputs, verdicts=["NONE", "NONE"]), split="test", engine=engine, max_new_tokens=300,
+           verdict_tokens=64)
+    own_tokens = len(CORRECT_TRACE.split())  # the fake counts words
+    # Budget 200: the answer cut at 300 would have been cut elsewhere; the two that ended by themselves fit.
+    again = ContinuingBackend([(steps_only + "\nStep 6", "length")], verdicts=["NONE", "NONE"])
+    again._id = "fake-135m+b200"
+    report = reason(again, split="test", engine=engine, max_new_tokens=200, verdict_tokens=64, reuse_answers="fake-135m")
+    assert (report.reused, report.not_reused, again.calls) == (2, 1, 1)
+    assert "2 answers reused, 1 generated again (their stored answer was made under another token budget)" in str(report)
+    with Session(engine) as session:
+        cut = list_traces(session=session, model_id="fake-135m+b200")[1]
+    assert any("max_new_tokens (200)" in e for e in cut.parse_errors)  # the new generation's own budget
+    # A budget shorter than an answer that ended by itself: that answer is generated again too.
+    short = ContinuingBackend([(CORRECT_TRACE, "length"), (steps_only, "length")], verdicts=["NONE", "NONE"])
+    short._id = "fake-135m+short"
+    report = reason(short, split="test", engine=engine, max_new_tokens=own_tokens - 1, verdict_tokens=64,
+                    reuse_answers="fake-135m")
+    assert (report.reused, report.not_reused, short.calls) == (1, 2, 1)  # only the short garbage answer fits
+    # The same budget reuses every stored answer (the existing path).
+    same = ContinuingBackend([], verdicts=["NONE", "NONE"])
+    same._id = "fake-135m+same"
+    report = reason(same, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, reuse_answers="fake-135m")
+    assert (report.reused, report.not_reused, same.calls) == (3, 0, 0)

@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decode every verdict (asked for, see --verdict-tokens, or started by the model) under the verdict grammar: known "
                         "categories and the diagram's own elements only (local models, or a vLLM server with assistant_prefill; stored as MODEL+grammar)")
     p.add_argument("--reuse-answers", action="store_true",
-                   help="with --verdict-grammar: take the answers from the model's stored plain traces (same budget) "
-                        "and decode only their verdicts again: minutes instead of a whole generation")
+                   help="with --verdict-grammar: take the answers from the model's stored plain traces "
+                        "and decode only their verdicts again: minutes instead of a whole generation (a stored answer "
+                        "made under another --max-new-tokens is generated again, and the report says how many)")
     p.add_argument("--all-variants", action="store_true",
                    help="--compare: score each model on all its variants, not only the common ones")
     p.set_defaults(func=run)
