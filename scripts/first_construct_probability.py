@@ -1,6 +1,6 @@
 """Teacher-forced: how much probability does a model give the first construct its SFT targets name?
 
-    python scripts/first_construct_probability.py BASE_MODEL_DIR SFT_JSONL [ADAPTER_DIR ...]
+    python scripts/first_construct_probability.py [--skip-base] BASE_MODEL_DIR SFT_JSONL [ADAPTER_DIR ...]
 
 For each SFT row (an exported sft.jsonl), the probability of the first element of "Step 1 [..."
 given the prompt (the choice of which construct is wrong), against the mean loss of the other
@@ -17,7 +17,10 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 torch.set_num_threads(2)
-base_dir, sft_file, adapters = sys.argv[1], sys.argv[2], sys.argv[3:]
+argv = sys.argv[1:]
+skip_base = "--skip-base" in argv
+argv = [a for a in argv if a != "--skip-base"]
+base_dir, sft_file, adapters = argv[0], argv[1], argv[2:]
 tok = AutoTokenizer.from_pretrained(base_dir)
 rows = [json.loads(line) for line in open(sft_file, encoding="utf-8")]
 def load(adapter):
@@ -25,7 +28,7 @@ def load(adapter):
     if adapter:
         m = PeftModel.from_pretrained(m, adapter)
     return m.eval()
-for name, adapter in [("base", None)] + [(a, a) for a in adapters]:
+for name, adapter in ([] if skip_base else [("base", None)]) + [(a, a) for a in adapters]:
     model = load(adapter)
     t0 = time.time(); stats = {"head": [], "rest": [], "top1": 0}
     for r in rows:

@@ -200,3 +200,20 @@ def test_the_progress_log_keeps_the_decision_loss(tmp_path):
     (point,) = [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
     assert point["nll"] == 1.0 and point["decision_nll"] == 3.5
     assert jobs.read_progress(run_dir).series("decision_nll", "sft") == [(1, 3.5)]
+
+
+def test_the_collator_pads_weights_like_labels_and_leaves_rows_without_weights_alone():
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from training.weighting import WeightedCollator
+
+    collator = WeightedCollator(DataCollatorForLanguageModeling(pad_token_id=0, pad_to_multiple_of=4))
+    batch = collator([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "loss_weights": [0.0, 0.5, 1.5]},
+                      {"input_ids": [8, 9], "labels": [-100, 9], "loss_weights": [0.0, 1.0]}])
+    assert batch["labels"].shape == batch["loss_weights"].shape == (2, 4)
+    assert batch["loss_weights"].tolist() == [[0.0, 0.5, 1.5, 0.0], [0.0, 1.0, 0.0, 0.0]]
+    plain = collator([{"input_ids": [5, 6], "labels": [-100, 6]}])  # e.g. an eval set
+    assert "loss_weights" not in plain and torch.equal(plain["labels"], torch.tensor([[-100, 6, -100, -100]]))
+    with pytest.raises(ValueError, match="padding_free"):
+        WeightedCollator(DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True))

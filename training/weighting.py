@@ -98,6 +98,8 @@ class WeightedCollator:
         self.inner = inner
 
     def __call__(self, examples):
+        if not all(WEIGHTS_COLUMN in example for example in examples):  # an eval set: TRL's own loss
+            return self.inner([{k: v for k, v in e.items() if k != WEIGHTS_COLUMN} for e in examples])
         weights = [torch.tensor(example.pop(WEIGHTS_COLUMN), dtype=torch.float32) for example in examples]
         batch = self.inner(examples)
         width = batch["labels"].shape[1]
@@ -117,10 +119,11 @@ class DecisionWeightedSFTTrainer(SFTTrainer):
         if self.args.packing:
             raise ValueError("decision_token_weight does not support packing; set packing: false")
         tokenizer = self.processing_class
+        from datasets import Dataset
+
+        extra = {"desc": "Weighting decision tokens"} if isinstance(self.train_dataset, Dataset) else {}
         self.train_dataset = self.train_dataset.map(
-            lambda row: {WEIGHTS_COLUMN: row_weights(row["labels"], tokenizer, weight)},
-            desc="Weighting decision tokens",
-        )
+            lambda row: {WEIGHTS_COLUMN: row_weights(row["labels"], tokenizer, weight)}, **extra)
         self.data_collator = WeightedCollator(self.data_collator)
 
     def _set_signature_columns_if_needed(self):
