@@ -53,6 +53,8 @@ def main() -> int:
     ap.add_argument("--full-page", action="store_true")
     ap.add_argument("--expand", action="append", default=[], metavar="LABEL",
                     help="open the expander whose label starts with LABEL before the screenshot (repeatable)")
+    ap.add_argument("--charts", action="store_true",
+                    help="a 1440x1280 window, to take in the page's plotly charts (the Train page's curves), and wait for them")
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
     args = ap.parse_args()
 
@@ -72,7 +74,7 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM,
                                         args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            page = browser.new_context(viewport={"width": 1440, "height": 1280 if args.charts else 900}).new_page()
             page.set_default_timeout(120_000)
             page.goto(base)
             expect(page.get_by_role("heading", name="R2tA Studio")).to_be_visible()
@@ -93,6 +95,8 @@ def main() -> int:
                     if summary.count():
                         summary.first.click()
                         summary.first.scroll_into_view_if_needed()
+                if args.charts and page.get_by_test_id("stPlotlyChart").count():
+                    expect(page.get_by_test_id("stPlotlyChart").first.locator(".plot-container svg").first).to_be_visible()
                 page.wait_for_timeout(1500)
                 slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
                 path = args.out / f"{args.prefix}{slug}.png"

@@ -84,7 +84,8 @@ def test_a_bad_weight_is_refused_when_the_recipe_is_read(tmp_path):
     from training import hardware, sft
 
     path = tmp_path / "bad.yaml"
-    path.write_text("model:\n  model_name_or_path: builtin:tiny-llama\nsft:\n  decision_token_weight: 0\n")
+    path.write_text("model:\n  model_name_or_path: builtin:tiny-llama\nsft:\n  decision_token_weight: 0\n"
+                    "  activation_checkpointing: false\n")
     recipe = load_recipe(path)  # the key is known
     precision = hardware.resolve_precision("fp32", hardware.detect_hardware())
     with pytest.raises(RecipeError, match="decision_token_weight must be > 0"):
