@@ -498,7 +498,8 @@ def decision_spans(answer: str) -> list[tuple[int, int]]:
     elements of each ``MISTAKE`` line, or ``NONE``). Everything else restates a decision in words.
     Training can weight these tokens (``decision_token_weight``): run64 measured that the SFT loss fell
     to 0.45 on the other answer tokens while the first construct a target names kept probability 0.002
-    (docs/measured/loop-run64-more-data-2026-12-03.txt). Spans are sorted, non-empty, and do not overlap.
+    (docs/measured/loop-run64-more-data-2026-12-03.txt); weighting them 5x did not help (run64w, same folder).
+    Spans are sorted, non-empty, and do not overlap.
     """
     spans: list[tuple[int, int]] = []
     for pattern in (_STEP_ELEMENTS, _STEP_FINDING, _MISTAKE_FIELDS, _NONE_LINE):
