@@ -36,6 +36,16 @@ missing ones with the ground truth's explanation. Every edit is a
 :class:`Change`. A correct trace passes unchanged (no changes, same steps and
 verdict).
 
+:func:`audit_walk` — the **walk** shape of the same audit (auditor ``deterministic-walk-v1``,
+``r2ta refine --auditor walk``): the per-step and per-verdict judgements are
+:func:`audit_trace`'s, the refined verdict too, but the refined *steps* walk the
+diagram: one step per construct, in the order of the prompt's diagram lines
+(:func:`constructs`), ``-> ok`` where no mistake of the verdict is anchored, one
+step per mistake (its category, the explanation) where one is. The choice of
+*which* construct is wrong becomes a local ok-or-not decision at each line; run64
+measured that the free choice of a first construct kept probability 0.002 after
+SFT (docs/measured/loop-run64-more-data-2026-12-03.txt).
+
 This module must not import streamlit, torch or the database layer.
 """
 
@@ -47,6 +57,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from r2ta.checker import check
+from r2ta.compact import ElementIndex, construct_reference
 from r2ta.eerd import CATEGORIES, EERD, Mistake
 from r2ta.metrics import match, matches
 from r2ta.prompting import (
@@ -67,6 +78,7 @@ if TYPE_CHECKING:  # the backends module pulls in httpx; only the LLM refiner ne
 StepVerdict = Literal["correct", "hallucinated", "inconsistent", "irrelevant"]
 STEP_VERDICTS: tuple[str, ...] = ("correct", "hallucinated", "inconsistent", "irrelevant")
 DETERMINISTIC_AUDITOR = "deterministic-v1"
+WALK_AUDITOR = "deterministic-walk-v1"
 
 
 class StepAudit(BaseModel):
@@ -328,6 +340,122 @@ def audit_trace(
         refined_verdict=refined_verdict,
         changes=changes,
     )
+
+
+# -- the walk shape ----------------------------------------------------------------------
+
+
+class Construct(BaseModel):
+    """One line of the prompt's diagram (:func:`r2ta.compact.to_compact`): its id, kind and the ids it owns."""
+
+    id: str
+    kind: Literal["entity", "relationship", "specialization", "category"]
+    owns: set[str]
+
+
+def constructs(diagram: EERD) -> list[Construct]:
+    """The diagram's constructs in the order :func:`r2ta.compact.to_compact` lists them.
+
+    An entity or relationship owns its attributes (components included); a specialization or
+    category owns only itself.
+    """
+
+    def attribute_ids(attributes) -> set[str]:
+        ids: set[str] = set()
+        for a in attributes:
+            ids |= {a.id} | attribute_ids(a.components)
+        return ids
+
+    out = [Construct(id=e.id, kind="entity", owns={e.id} | attribute_ids(e.attributes)) for e in diagram.entities]
+    out += [Construct(id=r.id, kind="relationship", owns={r.id} | attribute_ids(r.attributes)) for r in diagram.relationships]
+    out += [Construct(id=sp.id, kind="specialization", owns={sp.id}) for sp in diagram.specializations]
+    out += [Construct(id=c.id, kind="category", owns={c.id}) for c in diagram.categories]
+    return out
+
+
+def anchor(mistake: Mistake, walk: list[Construct]) -> int | None:
+    """The index in ``walk`` of the construct whose step reports ``mistake``, or None when it names none.
+
+    The construct owning the first of the mistake's elements that any construct owns: a mistake lists
+    what it is about first (``participation | WORKS_FOR, EMPLOYEE`` is on the relationship's line,
+    ``foreign_key_attribute | EMPLOYEE.Dnumber, WORKS_FOR`` on EMPLOYEE's).
+    """
+    for element in mistake.elements:
+        for i, c in enumerate(walk):
+            if element in c.owns:
+                return i
+    return None
+
+
+def walk_reference(diagram: EERD, element_id: str, index: ElementIndex | None = None) -> str:
+    """How a walk writes an element: a specialization or category the way the prompt shows it
+    (:func:`r2ta.compact.construct_reference`; their ids appear nowhere in the prompt), anything else as is."""
+    index = index or ElementIndex(diagram)
+    if index.kinds.get(element_id) in ("specialization", "category"):
+        return construct_reference(diagram, element_id, index)
+    return element_id
+
+
+def walk_steps(diagram: EERD, verdict: list[Mistake]) -> list[Step]:
+    """One step per construct, ``-> ok`` or one step per mistake of ``verdict`` anchored there.
+
+    A construct is named as :func:`r2ta.compact.construct_reference` writes it (the way the prompt
+    shows it). An ``ok`` step has no text (``Step 3 [WORKS_FOR]: -> ok``: a walk over a median train
+    diagram's 18 constructs would spend ~100 more tokens on a constant phrase); a mistake step names
+    the construct, then the mistake's other elements, and its text is the mistake's explanation. A
+    mistake that names no construct of the diagram is a last step.
+    """
+    walk = constructs(diagram)
+    index = ElementIndex(diagram)
+    at: dict[int | None, list[Mistake]] = {}
+    for m in verdict:
+        at.setdefault(anchor(m, walk), []).append(m)
+
+    def step(first: str | None, m: Mistake | None) -> Step:
+        ids = list(dict.fromkeys(([first] if first else []) + (m.elements if m else [])))
+        refs = [walk_reference(diagram, e, index) for e in ids]
+        if m is None:
+            return Step(number=0, elements=refs, element_ids=ids, text="", finding=OK)
+        text = m.explanation or f"{m.category} mistake on {_names(diagram, m.elements)}"
+        return Step(number=0, elements=refs, element_ids=ids, text=" ".join(text.split()), finding=m.category)
+
+    steps: list[Step] = []
+    for i, c in enumerate(walk):
+        steps += [step(c.id, m) for m in at.get(i, [])] or [step(c.id, None)]
+    steps += [step(None, m) for m in at.get(None, [])]
+    return [st.model_copy(update={"number": n}) for n, st in enumerate(steps, 1)]
+
+
+def audit_walk(parsed: ParsedOutput, diagram: EERD, truth: list[Mistake]) -> AuditResult:
+    """:func:`audit_trace`'s judgements and verdict, with the refined steps written as a walk of the diagram.
+
+    The changes keep the verdict's edits and say what happened to the steps: every original step
+    gives way to the walk (each removal keeps the audit's reason), each mistake step is an
+    insertion, and one change counts the ``ok`` steps.
+    """
+    result = audit_trace(parsed, diagram, truth, auditor=WALK_AUDITOR)
+    index = ElementIndex(diagram)
+    verdict = [m.model_copy(update={"elements": list(dict.fromkeys(walk_reference(diagram, e, index) for e in m.elements))})
+               for m in result.refined_verdict]
+    steps = walk_steps(diagram, result.refined_verdict)
+    inserted = [st for st in steps if st.finding != OK]
+    changes: list[Change] = []
+    if [render_step(s) for s in parsed.steps] != [render_step(s) for s in steps]:  # an answer that already walks stays
+        changes = [
+            Change(kind="removed_step", step=s.number,
+                   detail=f"step {s.number} gives way to the walk over the diagram ({a.verdict}: {a.reason})")
+            for s, a in zip(parsed.steps, result.step_audits)
+        ]
+        changes += [Change(kind="inserted_step", step=st.number,
+                           detail=f"inserted step {st.number}: the real {st.finding} mistake on {_names(diagram, st.element_ids)}")
+                    for st in inserted]
+        oks = len(steps) - len(inserted)
+        if oks:
+            changes.append(Change(kind="rewrote_step", detail=f"wrote '-> ok' steps for the {oks} constructs no mistake "
+                                                              "is on, one per line of the diagram"))
+    verdict_changes = [c for c in result.changes if c.kind in ("removed_mistake", "added_mistake", "edited_mistake")]
+    return result.model_copy(update={"refined_steps": steps, "inserted_steps": inserted, "refined_verdict": verdict,
+                                     "changes": changes + verdict_changes})
 
 
 # -- the LLM refiner -------------------------------------------------------------------

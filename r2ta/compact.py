@@ -132,8 +132,15 @@ class ElementIndex:
 
             walk(owner.attributes, owner.name)
         for s in diagram.specializations:
+            of = f"specialization of {diagram.element_name(s.superclass)}" if s.superclass else "specialization"
             if s.superclass:
-                self._add(f"specialization of {diagram.element_name(s.superclass)}", s.id)
+                self._add(of, s.id)
+            if s.defining_attribute:
+                self._add(f"{of} on {diagram.element_name(s.defining_attribute)}", s.id)
+            for sub in s.subclasses:
+                self._add(f"{of} into {diagram.element_name(sub)}", s.id)
+        for c in diagram.categories:
+            self._add(f"category {diagram.element_name(c.subclass)}", c.id)
 
     def _add(self, key: str, element_id: str) -> None:
         self._by_key.setdefault(_norm(key), set()).add(element_id)
@@ -148,3 +155,38 @@ class ElementIndex:
 
     def __contains__(self, reference: str) -> bool:
         return self.resolve(reference) is not None
+
+
+_REFERENCE_BREAKERS = re.compile(r"[,\[\]|\n]")
+
+
+def construct_reference(diagram: EERD, element_id: str, index: "ElementIndex | None" = None) -> str:
+    """How an answer names a construct so that :class:`ElementIndex` resolves it back to ``element_id``.
+
+    An entity or relationship by its name; a specialization,
+    which the prompt shows as ``SPECIALIZATION of EMPLOYEE (...)``, as ``specialization of EMPLOYEE``,
+    else ``... on Job_type`` or ``... into SECRETARY`` when the superclass has several; a category as
+    ``category OWNER``. The id when no such name resolves uniquely or the name would break the answer
+    format (a comma, bracket or ``|`` in it).
+    """
+    index = index or ElementIndex(diagram)
+    candidates: list[str] = []
+    name = diagram.element_name(element_id)
+    if index.kinds.get(element_id) in ("entity", "relationship") and name:
+        candidates.append(_clean(name))
+    for s in diagram.specializations:
+        if s.id == element_id:
+            of = f"specialization of {_clean(diagram.element_name(s.superclass) or '')}" if s.superclass else "specialization"
+            if s.superclass:
+                candidates.append(of)
+            if s.defining_attribute:
+                candidates.append(f"{of} on {_clean(diagram.element_name(s.defining_attribute) or '')}")
+            candidates += [f"{of} into {_clean(diagram.element_name(sub) or '')}" for sub in s.subclasses]
+    for c in diagram.categories:
+        if c.id == element_id:
+            candidates.append(f"category {_clean(diagram.element_name(c.subclass) or '')}")
+    for ref in candidates:
+        if not _REFERENCE_BREAKERS.search(ref) and index.resolve(ref) == element_id:
+            return ref
+    return element_id
+

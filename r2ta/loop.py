@@ -8,7 +8,8 @@ Stages (each skipped or resumed when its work is already in the store):
    ``r2ta seed --no-model`` builds the dataset and loads it;
 1. ``reason-train``: the base model writes traces for the first ``train_limit`` train variants
    (id order, or round-robin across base schemas with ``spread``);
-2. ``refine``: the deterministic auditor proposes a refinement of each;
+2. ``refine``: the deterministic auditor proposes a refinement of each (``--auditor walk``: written as a
+   walk of the diagram, one step per construct);
 3. ``bulk-accept``: every pending proposal is accepted by the reviewer
    ``bulk:deterministic-auditor`` with a review reason that says so. These are
    **not** human reviews: the name and the reason keep that visible wherever
@@ -84,6 +85,7 @@ class LoopConfig:
     out: Path | None = None
     base_backend: str = "embedded"
     negatives: str = "original"  # DPO rejected traces (r2ta export dpo --negatives)
+    auditor: str = "deterministic"  # the refine stage's auditor (r2ta refine --auditor): deterministic or walk
     verdict_tokens: int | None = None  # r2ta reason/eval --verdict-tokens (None: their default)
     # each model is also scored with its verdicts decoded under r2ta.grammar, from the same
     # answers (r2ta eval --verdict-grammar --reuse-answers): extra columns <model>+grammar.
@@ -253,6 +255,7 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
                         ("--negatives", None if config.negatives == "original" else config.negatives),
+                        ("--auditor", None if config.auditor == "deterministic" else config.auditor),
                         ("--verdict-tokens", config.verdict_tokens),
                         ("--verdict-grammar", True if config.verdict_grammar else None),
                         ("--out", config.out)):
@@ -299,7 +302,7 @@ def run_loop(config: LoopConfig, say=print) -> str:
                             f"see {out / 'setup.log'}")
     stage("reason-train", ["reason", "--split", "train", "--backend", config.base_backend,
                            *lim("--limit", config.train_limit), *(["--spread"] if config.spread else []), *base_gen])
-    stage("refine", ["refine", "--model-id", base_id, "--split", "train"])
+    stage("refine", ["refine", "--model-id", base_id, "--split", "train", "--auditor", config.auditor])
     t0 = time.perf_counter()
     n = bulk_accept(model_id=base_id, split="train")
     config.stages.append(StageResult("bulk-accept", "r2ta.loop.bulk_accept (in the loop process)",

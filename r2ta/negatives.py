@@ -12,7 +12,8 @@ from the pair is that one place:
   says ``ok``;
 * ``hallucination`` -- a mistake that is not there is claimed against a real
   element (an entity that has a key is said to have none; a relationship's
-  cardinality is said to contradict the requirements), with a step for it;
+  cardinality is said to contradict the requirements), with a step for it (the
+  step that said ``ok`` about exactly that element, as a walk has, becomes it);
 * ``misclassification`` -- one true mistake keeps its elements but gets
   another category, in its step and in the verdict.
 
@@ -128,9 +129,16 @@ def _hallucination(lines: list[str], diagram: EERD, claimed: set[str], key: str)
     verdict = _verdict_at(lines)
     if verdict is None:
         return None
-    n_steps = sum(1 for line in lines[:verdict] if line.lower().startswith("step"))
     out = list(lines)
-    out.insert(verdict, f"Step {n_steps + 1} [{elements}]: {step_text} -> {category}")
+    # A step that says ok about exactly this element (a walk has one per construct) turns into the claim,
+    # so the pair differs in that step and the verdict line; otherwise the claim is a new last step.
+    own = re.compile(rf"^step\s*(\d+)\s*\[{re.escape(elements)}\]:.*->\s*ok\s*$", re.IGNORECASE)
+    at = next((i for i, line in enumerate(lines[:verdict]) if own.match(line.strip())), None)
+    if at is not None:
+        out[at] = f"Step {own.match(lines[at].strip()).group(1)} [{elements}]: {step_text} -> {category}"  # type: ignore[union-attr]
+    else:
+        n_steps = sum(1 for line in lines[:verdict] if line.lower().startswith("step"))
+        out.insert(verdict, f"Step {n_steps + 1} [{elements}]: {step_text} -> {category}")
     out = [line for line in out if line.strip().upper() != "NONE"]
     out.append(f"MISTAKE: {category} | {elements} | {explanation}")
     return out

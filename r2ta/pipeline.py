@@ -32,7 +32,7 @@ from sqlmodel import Session
 from db.engine import get_engine, init_db
 from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
 from db.queries import create_evaluation, create_preference_pair, create_proposal, create_trace
-from r2ta.audit import DETERMINISTIC_AUDITOR, AuditResult, LLMRefiner, audit_trace
+from r2ta.audit import DETERMINISTIC_AUDITOR, WALK_AUDITOR, AuditResult, LLMRefiner, audit_trace, audit_walk
 from r2ta.backends import Backend, ask_for_verdicts
 from r2ta.eerd import EERD, Mistake, parse_diagram
 from r2ta.metrics import EvalItem, EvaluationReport, evaluate
@@ -304,7 +304,7 @@ def _store_proposal(session: Session, trace: TraceRow, result: AuditResult) -> P
 
 def refine(
     *,
-    auditor: Literal["deterministic"] | LLMRefiner = "deterministic",
+    auditor: Literal["deterministic", "walk"] | LLMRefiner = "deterministic",
     model_id: str | None = None,
     split: str | None = None,
     limit: int | None = None,
@@ -312,21 +312,28 @@ def refine(
     engine: Engine | None = None,
     progress: Progress | None = None,
 ) -> RefineReport:
-    """Audit every trace (of ``model_id``/``split`` if given) that this auditor has not refined yet."""
+    """Audit every trace (of ``model_id``/``split`` if given) that this auditor has not refined yet.
+
+    ``"walk"`` is the deterministic audit with the refined steps walking the diagram (:func:`r2ta.audit.audit_walk`).
+    """
     engine = _engine(engine)
-    auditor_id = DETERMINISTIC_AUDITOR if auditor == "deterministic" else auditor.id  # type: ignore[union-attr]
+    offline = {"deterministic": (DETERMINISTIC_AUDITOR, audit_trace), "walk": (WALK_AUDITOR, audit_walk)}
+    if isinstance(auditor, str) and auditor not in offline:
+        raise ValueError(f"unknown auditor {auditor!r}: one of {', '.join(offline)}, or an LLMRefiner")
+    auditor_id = offline[auditor][0] if isinstance(auditor, str) else auditor.id
     with Session(engine) as session:
         todo = list_traces_without_proposal(session=session, auditor_id=auditor_id, model_id=model_id, split=split, limit=limit)
         session.expunge_all()
     report = RefineReport(auditor=auditor_id)
     if progress:
         progress(0, len(todo))
-    step = 1 if auditor == "deterministic" else batch_size
+    step = 1 if isinstance(auditor, str) else batch_size
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
         parsed = [parse_trace(t, v) for t, v in chunk]
-        if auditor == "deterministic":
-            results = [audit_trace(p, _diagram(v), _truth(v)) for p, (_, v) in zip(parsed, chunk)]
+        if isinstance(auditor, str):
+            audit = offline[auditor][1]
+            results = [audit(p, _diagram(v), _truth(v)) for p, (_, v) in zip(parsed, chunk)]
         else:
             results = auditor.refine_many(  # type: ignore[union-attr]
                 [(v.requirements, _diagram(v), t.raw_output, p, _truth(v)) for p, (t, v) in zip(parsed, chunk)]

@@ -459,9 +459,8 @@ def _one_line(text: str) -> str:
 
 
 def render_step(step: Step) -> str:
-    text = _one_line(step.text)
-    arrow = f" -> {step.finding}" if step.finding else ""
-    return f"Step {step.number} [{', '.join(step.elements)}]: {text}{arrow}"
+    body = " ".join(part for part in (_one_line(step.text), f"-> {step.finding}" if step.finding else "") if part)
+    return f"Step {step.number} [{', '.join(step.elements)}]: {body}".rstrip()
 
 
 def render_trace(steps: list[Step], verdict: list[Mistake]) -> str:

@@ -184,3 +184,116 @@ def test_llm_refiner_garbage_proposal_is_flagged_not_hidden(garbage):
     result = LLMRefiner(_QueuedBackend([garbage])).refine(REQUIREMENTS, DIAGRAM, CORRECT_TRACE, parse_output(CORRECT_TRACE, DIAGRAM), TRUTH)
     assert any("does not parse cleanly" in f for f in result.flags)
     assert any("misses a real mistake" in f for f in result.flags)
+
+
+# -- the walk shape -------------------------------------------------------------------
+
+from r2ta.audit import WALK_AUDITOR, anchor, audit_walk, constructs, walk_steps  # noqa: E402
+from r2ta.compact import ElementIndex, construct_reference, to_compact  # noqa: E402
+from r2ta.eerd import Mistake, parse_diagram  # noqa: E402
+from r2ta.prompting import render_trace  # noqa: E402
+
+WALK = """Step 1 [DEPARTMENT]: -> ok
+Step 2 [EMPLOYEE, EMPLOYEE.Dnumber, WORKS_FOR]: Dnumber in EMPLOYEE duplicates the WORKS_FOR relationship. -> foreign_key_attribute
+Step 3 [PROJECT]: -> ok
+Step 4 [WORKS_FOR, EMPLOYEE]: Every employee works for a department, so EMPLOYEE must be (1,1) in WORKS_FOR. -> participation
+Step 5 [WORKS_ON]: -> ok
+VERDICT:
+MISTAKE: participation | WORKS_FOR, EMPLOYEE | Every employee works for a department, so EMPLOYEE must be (1,1) in WORKS_FOR.
+MISTAKE: foreign_key_attribute | EMPLOYEE.Dnumber, WORKS_FOR | Dnumber in EMPLOYEE duplicates the WORKS_FOR relationship."""
+
+
+def test_walk_writes_one_step_per_diagram_line_with_each_mistake_at_its_construct():
+    result = audit_walk(parse_output("I think it is all fine, good job!", DIAGRAM), DIAGRAM, TRUTH)
+    assert result.auditor == WALK_AUDITOR
+    assert result.refined_text == WALK
+    # the steps follow the prompt's diagram lines: entities, then relationships
+    assert [c.id for c in constructs(DIAGRAM)] == [line.split(":")[0].split()[-1] for line in to_compact(DIAGRAM).splitlines()]
+    # the foreign-key attribute sits on its owner, the participation on the relationship, not on EMPLOYEE
+    assert [s.finding for s in result.inserted_steps] == ["foreign_key_attribute", "participation"]
+    assert kinds(result) == ["inserted_step", "inserted_step", "rewrote_step", "added_mistake", "added_mistake"]
+    # it parses back without a single error, and the ordinary auditor agrees with every step of it
+    parsed = parse_output(result.refined_text, DIAGRAM)
+    assert parsed.valid and parsed.errors == []
+    assert_refined_is_correct(result)
+    # a walk is a fixed point: walking it again changes nothing
+    again = audit_walk(parsed, DIAGRAM, TRUTH)
+    assert again.unchanged and again.refined_text == WALK
+
+
+def test_walk_keeps_the_audit_of_the_original_steps_and_says_what_replaced_them():
+    result = audit_walk(parse_output(CORRECT_TRACE, DIAGRAM), DIAGRAM, TRUTH)
+    assert [a.verdict for a in result.step_audits] == ["correct"] * 5  # the judgements are audit_trace's
+    removed = [c for c in result.changes if c.kind == "removed_step"]
+    assert [c.step for c in removed] == [1, 2, 3, 4, 5]
+    assert "gives way to the walk" in removed[0].detail and "correct" in removed[0].detail
+    # the verdict the model got right is kept as the model wrote it; nothing is added to it
+    assert [c.kind for c in result.changes if "mistake" in c.kind] == []
+    assert [m.explanation for m in result.refined_verdict] == [m.explanation for m in parse_output(CORRECT_TRACE, DIAGRAM).verdict]
+
+
+def test_walk_drops_a_hallucinated_verdict_entry_and_its_steps_follow_the_verdict():
+    text = CORRECT_TRACE + "\nMISTAKE: missing_key | PROJECT | PROJECT has no key."
+    result = audit_walk(parse_output(text, DIAGRAM), DIAGRAM, TRUTH)
+    assert "removed_mistake" in kinds(result)
+    assert [s.finding for s in result.refined_steps] == ["ok", "foreign_key_attribute", "ok", "participation", "ok"]
+
+
+SPEC = parse_diagram({
+    "id": "people", "name": "People",
+    "entities": [
+        {"id": "PERSON", "name": "PERSON", "attributes": [{"id": "PERSON.Ssn", "name": "Ssn", "key": True},
+                                                            {"id": "PERSON.Kind", "name": "Kind"},
+                                                            {"id": "PERSON.Pay", "name": "Pay"}]},
+        {"id": "STUDENT", "name": "STUDENT"}, {"id": "STAFF", "name": "STAFF"},
+        {"id": "SALARIED", "name": "SALARIED"}, {"id": "HOURLY", "name": "HOURLY"},
+        {"id": "BANK", "name": "BANK", "attributes": [{"id": "BANK.Code", "name": "Code", "key": True}]},
+        {"id": "OWNER", "name": "OWNER"},
+    ],
+    "specializations": [
+        {"id": "SPEC_KIND", "superclass": "PERSON", "subclasses": ["STUDENT", "STAFF"], "defining_attribute": "PERSON.Kind",
+         "defining_values": {"STUDENT": "s", "STAFF": "t"}},
+        {"id": "SPEC_PAY", "superclass": "PERSON", "subclasses": ["SALARIED", "HOURLY"]},
+    ],
+    "categories": [{"id": "CAT_OWNER", "subclass": "OWNER", "superclasses": ["PERSON", "BANK"]}],
+})
+
+
+def test_walk_names_specializations_and_categories_the_way_the_prompt_shows_them():
+    refs = {c.id: construct_reference(SPEC, c.id) for c in constructs(SPEC)}
+    # PERSON has two specializations: "specialization of PERSON" alone would name neither
+    assert refs["SPEC_KIND"] == "specialization of PERSON on Kind"
+    assert refs["SPEC_PAY"] == "specialization of PERSON into SALARIED"
+    assert refs["CAT_OWNER"] == "category OWNER"
+    index = ElementIndex(SPEC)
+    assert all(index.resolve(ref) == element_id for element_id, ref in refs.items())
+    truth = [Mistake(category="specialization_constraint", elements=["SPEC_PAY", "PERSON"], explanation="Pay is total."),
+             Mistake(category="specialization_structure", elements=["STAFF", "PERSON.Ssn"], explanation="no own key.")]
+    assert [anchor(m, constructs(SPEC)) for m in truth] == [8, 2]  # the specialization's line; STAFF's line
+    result = audit_walk(parse_output("", SPEC), SPEC, truth)
+    assert "[specialization of PERSON into SALARIED, PERSON]: Pay is total. -> specialization_constraint" in result.refined_text
+    assert "SPEC_PAY" not in result.refined_text  # an id the prompt never shows
+    parsed = parse_output(result.refined_text, SPEC)
+    assert parsed.valid and parsed.errors == [] and {tuple(m.elements) for m in parsed.verdict} == {
+        ("SPEC_PAY", "PERSON"), ("STAFF", "PERSON.Ssn")}
+
+
+@pytest.mark.parametrize("name", ['Per, son', "PER]SON", "A | B", "<b>X</b>"])
+def test_a_hostile_superclass_name_falls_back_to_the_id_and_still_parses(name):
+    data = SPEC.model_dump(mode="json")
+    data["entities"][0]["name"] = name
+    diagram = parse_diagram(data)
+    ref = construct_reference(diagram, "SPEC_PAY")
+    assert ElementIndex(diagram).resolve(ref) == "SPEC_PAY"
+    result = audit_walk(parse_output("", diagram), diagram, [])
+    parsed = parse_output(result.refined_text, diagram)
+    assert parsed.valid and len(parsed.steps) == len(constructs(diagram))
+    assert all(s.finding == "ok" and None not in s.element_ids for s in parsed.steps)
+
+
+def test_a_mistake_that_names_no_construct_is_the_last_step():
+    odd = Mistake(category="missing_element", elements=["NOT_THERE"], explanation="A required entity is missing.")
+    steps = walk_steps(DIAGRAM, [odd])
+    assert anchor(odd, constructs(DIAGRAM)) is None
+    assert [s.finding for s in steps] == ["ok"] * 5 + ["missing_element"] and steps[-1].elements == ["NOT_THERE"]
+    assert render_trace(steps, [odd]).splitlines()[-3] == "Step 6 [NOT_THERE]: A required entity is missing. -> missing_element"

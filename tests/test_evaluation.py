@@ -322,6 +322,36 @@ def test_loop_spread_reaches_the_reason_stage_and_the_reproduce_command(tmp_path
         assert ("--train-limit 12 --spread" in loop.reproduce_command(config)) is spread
 
 
+def test_loop_auditor_reaches_the_refine_stage_and_the_reproduce_command(tmp_path, monkeypatch):
+    import types
+
+    import r2ta.backends
+    import r2ta.loop as loop
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_stage(name, argv, out, threads, say):
+        seen.append((name, argv))
+        if name == "refine":
+            raise Stop
+
+    monkeypatch.setattr(loop, "run_stage", fake_stage)
+    monkeypatch.setattr(loop, "variant_counts", lambda engine=None: {"train": 9, "test": 9})
+    monkeypatch.setattr(r2ta.backends, "get_backend", lambda name=None, **kw: types.SimpleNamespace(id="base"))
+    for auditor in ("walk", "deterministic"):
+        seen.clear()
+        config = loop.LoopConfig(train_limit=4, auditor=auditor, out=tmp_path / auditor)
+        with pytest.raises(Stop):
+            loop.run_loop(config, say=lambda line: None)
+        name, argv = seen[-1]
+        assert name == "refine" and argv[argv.index("--auditor") + 1] == auditor
+        assert ("--auditor walk" in loop.reproduce_command(config)) is (auditor == "walk")
+        assert "--auditor deterministic" not in loop.reproduce_command(config)
+
+
 def test_scores_per_base_schema_show_which_schemas_a_model_knows(engine):
     from r2ta.evaluation import format_by_schema, schema_rows, variant_schemas
     from r2ta.metrics import EvalItem, evaluate as score

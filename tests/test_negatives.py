@@ -42,6 +42,20 @@ def test_hallucination_claims_a_mistake_on_a_real_element_the_verdict_does_not_h
     assert f"Step 6 [" in rejected and rejected.index("Step 6") < rejected.index("VERDICT:")
 
 
+def test_hallucination_in_a_walk_turns_the_elements_own_ok_step_into_the_claim():
+    from r2ta.audit import audit_walk
+    from reasoning_fixtures import TRUTH
+
+    walk = audit_walk(parse_output("", DIAGRAM), DIAGRAM, TRUTH).refined_text
+    for key in (f"w{n}" for n in range(8)):
+        _, rejected = planted_negative(walk, DIAGRAM, key=key, kind="hallucination")
+        changed = [(a, b) for a, b in zip(walk.splitlines(), rejected.splitlines()) if a != b]
+        assert len(rejected.splitlines()) == len(walk.splitlines()) + 1  # only the verdict line is added
+        (before, after), = changed  # and exactly one step changes: its own ok step
+        assert before.endswith("]: -> ok") and after.split("]")[0] == before.split("]")[0]
+        assert len(_verdict(rejected)) == len(_verdict(walk)) + 1
+
+
 def test_hallucination_on_a_trace_that_found_nothing_replaces_none():
     _, rejected = planted_negative(NO_MISTAKES, DIAGRAM, key="v2", kind="hallucination")
     assert "NONE" not in rejected and len(_verdict(rejected)) == 1

@@ -223,6 +223,23 @@ def test_refine_stores_one_proposal_per_trace_once(engine):
         assert {m["category"] for m in proposals[2].verdict} == {"participation", "foreign_key_attribute"}
 
 
+def test_refine_walk_stores_its_own_proposals_beside_the_deterministic_ones(engine, capsys, monkeypatch):
+    reason(QueuedBackend([(CORRECT_TRACE, "stop"), (GARBAGE, "stop"), (GARBAGE, "stop")]), split="test", engine=engine)
+    assert refine(engine=engine).proposals == 3
+    monkeypatch.setenv("R2TA_DATABASE_URL", str(engine.url))
+    assert main(["refine", "--auditor", "walk"]) == 0  # its own auditor id: every trace is refined again
+    assert "deterministic-walk-v1: 3 proposals stored (0 unchanged" in capsys.readouterr().out
+    assert refine(auditor="walk", engine=engine).proposals == 0
+    with Session(engine) as session:
+        walks = list(session.exec(select(ProposalRow).where(ProposalRow.auditor_id == "deterministic-walk-v1")))
+    assert len(walks) == 3
+    # one step per diagram line (3 entities, 2 relationships), the two mistakes in place of their lines' ok
+    assert [s["finding"] for s in walks[0].steps] == ["ok", "foreign_key_attribute", "ok", "participation", "ok"]
+    assert [s["finding"] for s in walks[1].inserted_steps] == ["foreign_key_attribute", "participation"]
+    with pytest.raises(ValueError, match="unknown auditor 'wolk'"):
+        refine(auditor="wolk", engine=engine)
+
+
 def test_llm_refiner_through_the_pipeline_flags_disagreements(engine):
     reason(QueuedBackend([(MISSES_PARTICIPATION, "stop")] * 3), split="test", engine=engine)
     llm = QueuedBackend([(MISSES_PARTICIPATION, "stop"), (CORRECT_TRACE, "stop"), ("", "stop")], model_id="big-refiner")

@@ -177,6 +177,10 @@ def test_render_writes_what_the_parser_reads():
     parsed = parse_output(CORRECT_TRACE, DIAGRAM)
     assert render_trace(parsed.steps, parsed.verdict) == CORRECT_TRACE
     assert render_trace([], []) == "VERDICT:\nNONE"
+    # a step with nothing to say (a walk's ok step) is written with one space, and read back as such
+    bare = parse_output("Step 1 [PROJECT]: -> ok\nVERDICT:\nNONE", DIAGRAM)
+    assert bare.errors == [] and bare.steps[0].text == "" and bare.steps[0].finding == "ok"
+    assert render_trace(bare.steps, bare.verdict) == "Step 1 [PROJECT]: -> ok\nVERDICT:\nNONE"
 
 
 _ids = sorted(DIAGRAM.element_ids())

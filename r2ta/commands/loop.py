@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads of each stage process")
     p.add_argument("--negatives", choices=["original", "planted", "both"], default="original",
                    help="DPO rejected traces: the base model's own (default), one planted error, or both (see r2ta export)")
+    p.add_argument("--auditor", choices=["deterministic", "walk"], default="deterministic",
+                   help="the refine stage's auditor: 'walk' writes each target answer as one step per construct "
+                        "of the diagram (see r2ta refine)")
     p.add_argument("--base-backend", default="embedded", help="the base model's backend (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe setting, e.g. --set sft.num_train_epochs=3 (repeatable)")
@@ -63,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
                         negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread,
-                        verdict_grammar=args.verdict_grammar)
+                        verdict_grammar=args.verdict_grammar, auditor=args.auditor)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
     return 0

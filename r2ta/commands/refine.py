@@ -12,11 +12,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="audit traces against the ground truth and store proposals for review",
         description=(
             "Audit every trace that has no proposal by the chosen auditor yet. 'deterministic' (default, "
-            "offline) judges each step against the ground truth and the checker; 'llm' asks a model behind "
+            "offline) judges each step against the ground truth and the checker; 'walk' makes the same judgements "
+            "but writes the refined steps as a walk of the diagram, one step per construct (ok, or the mistake "
+            "found there); 'llm' asks a model behind "
             "an OpenAI-compatible backend to rewrite the trace and flags every disagreement with the truth."
         ),
     )
-    p.add_argument("--auditor", choices=["deterministic", "llm"], default="deterministic")
+    p.add_argument("--auditor", choices=["deterministic", "walk", "llm"], default="deterministic")
     p.add_argument("--backend", default="vllm", help="for --auditor llm: the named backend (default: %(default)s)")
     p.add_argument("--model-id", default=None, help="only traces by this model id")
     p.add_argument("--split", choices=["train", "test"], default=None)
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from r2ta.backends import get_backend
     from r2ta.pipeline import refine
 
-    auditor = "deterministic" if args.auditor == "deterministic" else LLMRefiner(get_backend(args.backend))
+    auditor = args.auditor if args.auditor != "llm" else LLMRefiner(get_backend(args.backend))
     bar = tqdm(desc="refine", unit="trace", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
