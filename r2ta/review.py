@@ -34,6 +34,7 @@ from sqlmodel import Session, col, exists, func, select
 
 from db import queries
 from db.models import PROPOSAL_STATUSES, SPLITS, ProposalRow, ReviewRow, TraceRow, VariantMistakeRow, VariantRow
+from r2ta.compact import ElementIndex
 from r2ta.eerd import CATEGORIES, EERD, Mistake, parse_diagram
 from r2ta.errors import R2taError
 from r2ta.pairs import PairError, dpo_row, sft_row
@@ -308,8 +309,10 @@ def _key(step: Step) -> str:
     return render_step(step.model_copy(update={"number": 0}))
 
 
-def _mistake_key(m: Mistake) -> tuple[str, frozenset[str]]:
-    return m.category, frozenset(m.elements)
+def _mistake_key(m: Mistake, index: ElementIndex) -> tuple[str, frozenset[str]]:
+    """A verdict entry by category and *resolved* elements: a walk names a specialization as the prompt
+    shows it (``specialization of EMPLOYEE``) where a model may have written its id."""
+    return m.category, frozenset(index.resolve(e) or e for e in m.elements)
 
 
 def _change_dicts(changes: list) -> list[dict]:
@@ -359,23 +362,24 @@ def build_view(item: queries.ReviewItem) -> ReviewView:
             status, reason = "inserted", inserted_notes.get(s.number, "not in the model's reasoning")
         refined.append(StepLine(s.number, render_step(s), ids, status, reason, False, tuple(s.elements), s.text, s.finding))
 
-    refined_keyset = {_mistake_key(m) for m in refined_verdict}
+    index = ElementIndex(diagram)
+    refined_keyset = {_mistake_key(m, index) for m in refined_verdict}
     entry_notes = {c["verdict_entry"]: c.get("reason", "") for c in changes if "verdict_entry" in c}
     removed_notes = [c.get("detail", "") for c in changes if c.get("kind") == "removed_mistake"]
     original_verdict = []
     for i, m in enumerate(parsed.verdict):
-        if _mistake_key(m) in refined_keyset:
+        if _mistake_key(m, index) in refined_keyset:
             original_verdict.append(VerdictLine(m.category, tuple(m.elements), m.explanation, "kept"))
             continue
         reason = entry_notes.get(i + 1) or next(
             (d for d in removed_notes if d.startswith(f"verdict entry {i + 1} ")), "removed by the auditor"
         )
         original_verdict.append(VerdictLine(m.category, tuple(m.elements), m.explanation, "removed", reason))
-    original_keyset = {_mistake_key(m) for m in parsed.verdict}
+    original_keyset = {_mistake_key(m, index) for m in parsed.verdict}
     added_notes = [c.get("detail", "") for c in changes if c.get("kind") == "added_mistake"]
     refined_lines = []
     for m in refined_verdict:
-        if _mistake_key(m) in original_keyset:
+        if _mistake_key(m, index) in original_keyset:
             refined_lines.append(VerdictLine(m.category, tuple(m.elements), m.explanation, "kept"))
         else:
             reason = next((d for d in added_notes if m.category in d), "added by the auditor")

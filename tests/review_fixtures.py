@@ -55,11 +55,12 @@ def flawed_trace(variant: Variant, kind: int) -> str:
     return render_trace([ok, real[0], claim, ghost], [truth[0], wrong])
 
 
-def add_proposal(engine: Engine, variant: Variant, kind: int = 0, model_id: str = MODEL_ID, raw: str | None = None) -> int:
+def add_proposal(engine: Engine, variant: Variant, kind: int = 0, model_id: str = MODEL_ID, raw: str | None = None,
+                 auditor=audit_trace) -> int:
     """Store one trace of ``variant`` and the deterministic auditor's proposal for it; returns the proposal id."""
     raw = flawed_trace(variant, kind) if raw is None else raw
     parsed = parse_output(raw, variant.diagram)
-    audit = audit_trace(parsed, variant.diagram, variant.mistakes)
+    audit = auditor(parsed, variant.diagram, variant.mistakes)
     verdict_notes = [
         {"verdict_entry": a.index + 1, "status": a.status, "reason": a.reason} for a in audit.verdict_audits if a.status != "correct"
     ]

@@ -72,6 +72,21 @@ def test_a_correct_trace_shows_no_changes(engine):
     assert all(s.status == "kept" for s in view.refined) and not view.verdict_changed and not view.changes
 
 
+def test_a_walk_proposal_keeps_the_verdict_the_model_got_right_and_marks_every_walk_step(engine):
+    from r2ta.audit import audit_walk
+
+    pid = add_proposal(engine, engine.variants["company_small-0000"], kind=1, auditor=audit_walk)
+    view = review.load_view(engine, pid)
+    assert view.auditor_id == "deterministic-walk-v1"
+    assert all(v.status == "kept" for v in view.original_verdict + view.refined_verdict) and not view.verdict_changed
+    # the model's steps give way to the walk, but for the one the walk writes word for word
+    assert [s.dropped for s in view.original] == [True, False, True]
+    assert [(s.finding, s.status) for s in view.refined] == [
+        ("ok", "inserted"), ("foreign_key_attribute", "inserted"), ("ok", "inserted"), ("participation", "kept"), ("ok", "inserted")]
+    assert [s.reason for s in view.refined if s.finding == "ok"] == ["not in the model's reasoning"] * 3
+    assert view.refined[1].reason.startswith("inserted step 2: the real foreign_key_attribute mistake")
+
+
 def test_validate_edit_refuses_unknown_elements_and_categories_with_messages():
     good = flawed_trace(_variant(0), 1)
     checked = review.validate_edit(good.replace("Step 2", "Step 7"), DIAGRAM)  # numbering is repaired
