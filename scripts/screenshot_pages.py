@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop- Train Evaluate
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop-schemas- --expand "Per base schema" Evaluate
+    .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --reviewer Ana --review-status accepted Review
 
 Serves the app on that data folder, opens each named page through the sidebar in
 Debian's chromium at 1440x900 (full page height with --full-page) and writes
@@ -55,6 +56,9 @@ def main() -> int:
                     help="open the expander whose label starts with LABEL before the screenshot (repeatable)")
     ap.add_argument("--charts", action="store_true",
                     help="a 1440x1280 window, to take in the page's plotly charts (the Train page's curves), and wait for them")
+    ap.add_argument("--reviewer", metavar="NAME", help="the name to give a page that asks for one (Review)")
+    ap.add_argument("--review-status", metavar="STATUS",
+                    help="on the Review page, the sidebar's Status filter (accepted, edited, rejected, any) before the screenshot")
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
     args = ap.parse_args()
 
@@ -87,6 +91,18 @@ def main() -> int:
                 running = page.get_by_test_id("stStatusWidget").filter(has_text=re.compile("Running|Stop"))
                 expect(running).to_have_count(0)
                 expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
+                if args.reviewer and page.get_by_label("Your name").count():
+                    page.get_by_label("Your name").fill(args.reviewer)
+                    page.get_by_role("button", name="Start reviewing").click()
+                    expect(page.get_by_label("Your name")).to_have_count(0)
+                if args.review_status and page.get_by_label("Status").count():
+                    box = page.get_by_label("Status")
+                    box.click()
+                    if not page.get_by_role("option").count():
+                        box.press("ArrowDown")  # a click on an already focused box does not open it
+                    page.get_by_role("option", name=args.review_status, exact=True).click()
+                    page.wait_for_timeout(1500)
+                    expect(running).to_have_count(0)
                 for chart in ("stPlotlyChart", "stGraphVizChart"):
                     if page.get_by_test_id(chart).count():
                         expect(page.get_by_test_id(chart).first.locator("svg").first).to_be_visible()
