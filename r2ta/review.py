@@ -211,7 +211,8 @@ def review_progress(engine: Engine, filters: ReviewFilters) -> Progress:
 @dataclass(frozen=True)
 class StepLine:
     """One step of either side. ``status``: correct/hallucinated/inconsistent/irrelevant (original),
-    kept/inserted/rewritten (refined). ``dropped``: the refinement leaves this original step out."""
+    kept/inserted/rewritten/checked (refined; checked: a walk's bare ok step). ``dropped``: the refinement
+    leaves this original step out."""
 
     number: int
     text: str  # the step as the trace format writes it
@@ -358,6 +359,10 @@ def build_view(item: queries.ReviewItem) -> ReviewView:
         elif (tuple(s.element_ids), s.text) in by_content:
             before = by_content[(tuple(s.element_ids), s.text)]
             status, reason = "rewritten", f"finding changed from {before.finding or 'none'} to {s.finding or 'none'}"
+        elif s.finding == "ok" and not s.text and s.number not in inserted_notes:
+            # a walk's bare step (audit_walk): the construct was checked and nothing is wrong there; shown
+            # quietly, so the steps that carry a mistake stand out among the diagram's every construct
+            status, reason = "checked", "checked by the walk: nothing wrong here"
         else:
             status, reason = "inserted", inserted_notes.get(s.number, "not in the model's reasoning")
         refined.append(StepLine(s.number, render_step(s), ids, status, reason, False, tuple(s.elements), s.text, s.finding))

@@ -33,6 +33,7 @@ STYLES = {
     "unaudited": ("? not audited", "#555555", "#f1f1f1"),
     "kept": ("= kept", "#555555", "#fafafa"),
     "inserted": ("+ inserted", "#0d47a1", "#e8f1fb"),
+    "checked": ("✓ checked, ok", "#555555", "#fafafa"),
     "rewritten": ("✎ rewritten", "#4a148c", "#f3e8f7"),
     "removed": ("✗ removed", "#b71c1c", "#fdecea"),
     "added": ("+ added", "#0d47a1", "#e8f1fb"),

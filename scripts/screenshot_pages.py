@@ -59,6 +59,8 @@ def main() -> int:
     ap.add_argument("--reviewer", metavar="NAME", help="the name to give a page that asks for one (Review)")
     ap.add_argument("--review-status", metavar="STATUS",
                     help="on the Review page, the sidebar's Status filter (accepted, edited, rejected, any) before the screenshot")
+    ap.add_argument("--scroll-to", metavar="TEXT",
+                    help="scroll the first element showing TEXT into view before the screenshot (below the fold)")
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
     args = ap.parse_args()
 
@@ -113,6 +115,8 @@ def main() -> int:
                         summary.first.scroll_into_view_if_needed()
                 if args.charts and page.get_by_test_id("stPlotlyChart").count():
                     expect(page.get_by_test_id("stPlotlyChart").first.locator(".plot-container svg").first).to_be_visible()
+                if args.scroll_to:
+                    page.get_by_text(args.scroll_to).first.scroll_into_view_if_needed()
                 page.wait_for_timeout(1500)
                 slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
                 path = args.out / f"{args.prefix}{slug}.png"

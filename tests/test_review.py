@@ -81,9 +81,10 @@ def test_a_walk_proposal_keeps_the_verdict_the_model_got_right_and_marks_every_w
     assert all(v.status == "kept" for v in view.original_verdict + view.refined_verdict) and not view.verdict_changed
     # the model's steps give way to the walk, but for the one the walk writes word for word
     assert [s.dropped for s in view.original] == [True, False, True]
+    # the walk's bare ok steps are shown quietly as checked; its mistake step stands out as inserted
     assert [(s.finding, s.status) for s in view.refined] == [
-        ("ok", "inserted"), ("foreign_key_attribute", "inserted"), ("ok", "inserted"), ("participation", "kept"), ("ok", "inserted")]
-    assert [s.reason for s in view.refined if s.finding == "ok"] == ["not in the model's reasoning"] * 3
+        ("ok", "checked"), ("foreign_key_attribute", "inserted"), ("ok", "checked"), ("participation", "kept"), ("ok", "checked")]
+    assert [s.reason for s in view.refined if s.finding == "ok"] == ["checked by the walk: nothing wrong here"] * 3
     assert view.refined[1].reason.startswith("inserted step 2: the real foreign_key_attribute mistake")
 
 
