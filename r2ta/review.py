@@ -284,8 +284,9 @@ class ReviewView:
         return [("all", 0)] + [("model", s.number) for s in self.original] + [("refined", s.number) for s in self.refined]
 
     def highlight(self, focus: tuple[str, int] = ("all", 0)) -> dict[str, str]:
-        """Element id -> note for the renderer: every element the model and the auditor talk about,
-        or only the elements of one step (``("model", n)`` / ``("refined", n)``)."""
+        """Element id -> note for the renderer: every element the model and the auditor talk about (but for a
+        walk's bare ok steps, which name every construct), or only the elements of one step
+        (``("model", n)`` / ``("refined", n)``)."""
         known = self.diagram.element_ids()
         notes: dict[str, list[str]] = defaultdict(list)
         side, number = focus
@@ -293,7 +294,8 @@ class ReviewView:
         if side in ("all", "model"):
             sources += [("model step", s) for s in self.original if side == "all" or s.number == number]
         if side in ("all", "refined"):
-            sources += [("refined step", s) for s in self.refined if side == "all" or s.number == number]
+            sources += [("refined step", s) for s in self.refined
+                        if (side == "all" and s.status != "checked") or (side == "refined" and s.number == number)]
         for label, s in sources:
             for e in s.element_ids:
                 if e in known:

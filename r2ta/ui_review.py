@@ -198,7 +198,7 @@ def show_diagram_and_requirements(view: ReviewView) -> None:
     focus = st.session_state.get(_focus_key(view), ("all", 0))
     left, right = st.columns([2, 1])
     with left:
-        what = "every element the model and the auditor mention" if focus[0] == "all" else f"the elements of {focus[0]} step {focus[1]}"
+        what = "every element the model and the auditor mention (a walk's ok steps aside)" if focus[0] == "all" else f"the elements of {focus[0]} step {focus[1]}"
         st.caption(f"Highlighted: {what}. Click the target beside a step to show only its elements; hover an element for the "
                    "notes; the full-screen button at the diagram's top right (on hover) enlarges it.")
         if focus[0] != "all":

@@ -86,6 +86,14 @@ def test_a_walk_proposal_keeps_the_verdict_the_model_got_right_and_marks_every_w
         ("ok", "checked"), ("foreign_key_attribute", "inserted"), ("ok", "checked"), ("participation", "kept"), ("ok", "checked")]
     assert [s.reason for s in view.refined if s.finding == "ok"] == ["checked by the walk: nothing wrong here"] * 3
     assert view.refined[1].reason.startswith("inserted step 2: the real foreign_key_attribute mistake")
+    # the diagram highlights what the model and the walk's findings name, not every construct the walk checked
+    named = {e for s in view.original + [s for s in view.refined if s.status != "checked"] for e in s.element_ids}
+    named |= {e for v in view.original_verdict + view.refined_verdict for e in v.elements}
+    assert set(view.highlight()) == named & set(view.diagram.element_ids())
+    checked_only = {view.refined[i].element_ids[0] for i in (0, 2, 4)} - named
+    assert checked_only and not checked_only & set(view.highlight())
+    last = view.refined[4]
+    assert set(view.highlight(("refined", last.number))) == {last.element_ids[0]}  # a checked step still focuses
 
 
 def test_validate_edit_refuses_unknown_elements_and_categories_with_messages():
