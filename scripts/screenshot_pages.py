@@ -57,7 +57,7 @@ def main() -> int:
     ap.add_argument("--charts", action="store_true",
                     help="a 1440x1280 window, to take in the page's plotly charts (the Train page's curves), and wait for them")
     ap.add_argument("--reviewer", metavar="NAME", help="the name to give a page that asks for one (Review)")
-    ap.add_argument("--review-status", metavar="STATUS",
+    ap.add_argument("--review-status", choices=("pending", "accepted", "edited", "rejected", "any"),
                     help="on the Review page, the sidebar's Status filter (accepted, edited, rejected, any) before the screenshot")
     ap.add_argument("--scroll-to", metavar="TEXT",
                     help="scroll the first element showing TEXT into view before the screenshot (below the fold)")

@@ -11,6 +11,7 @@ Used for docs/measured/loop-run64k-walk-2026-12-04.txt.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -26,36 +27,44 @@ from r2ta.pipeline import _diagram, _truth
 from r2ta.walk_probe import score, walk_case
 
 
+def _variant_ids(sft_file: str) -> list[str]:
+    """The variants an SFT export's rows came from; exits with a message on a file that is not one."""
+    ids = []
+    with open(sft_file) as handle:
+        for n, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    ids.append(json.loads(line)["provenance"]["variant_id"])
+                except (ValueError, KeyError, TypeError):
+                    sys.exit(f"{sft_file}, line {n}: not an SFT export row (no provenance.variant_id)")
+    return ids
+
+
 def main(argv: list[str]) -> None:
-    split, limit, skip_base = "test", 50, "--skip-base" in argv
-    argv = [a for a in argv if a != "--skip-base"]
-    sft_file = None
-    for flag in ("--split", "--limit", "--variants-of"):
-        if flag in argv:
-            i = argv.index(flag)
-            value = argv[i + 1]
-            del argv[i : i + 2]
-            if flag == "--split":
-                split = value
-            elif flag == "--limit":
-                limit = int(value)
-            else:
-                sft_file = value
-    base_dir, adapters = argv[0], argv[1:]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base_dir", help="the base model's folder")
+    ap.add_argument("adapters", nargs="*", help="LoRA adapter folders, scored after the base model")
+    ap.add_argument("--split", default="test", choices=("train", "test"))
+    ap.add_argument("--limit", type=int, default=50)
+    ap.add_argument("--skip-base", action="store_true")
+    ap.add_argument("--variants-of", metavar="SFT.jsonl", help="score the variants this SFT export's rows came from")
+    args = ap.parse_args(argv)
+    split = args.split
     torch.set_num_threads(2)
-    tok = AutoTokenizer.from_pretrained(base_dir)
+    tok = AutoTokenizer.from_pretrained(args.base_dir)
     with Session(get_engine()) as session:
-        if sft_file:
-            with open(sft_file) as handle:
-                ids = [json.loads(line)["provenance"]["variant_id"] for line in handle if line.strip()]
+        if args.variants_of:
+            ids = _variant_ids(args.variants_of)
             variants = list(session.exec(select(VariantRow).where(VariantRow.id.in_(ids)).order_by(VariantRow.id)))
-            split = f"{len(ids)} rows of {sft_file}"
+            split = f"{len(ids)} rows of {args.variants_of}"
         else:
-            variants = list(session.exec(select(VariantRow).where(VariantRow.split == split).order_by(VariantRow.id).limit(limit)))
+            variants = list(session.exec(select(VariantRow).where(VariantRow.split == split).order_by(VariantRow.id).limit(args.limit)))
+    if not variants:
+        sys.exit(f"no variants to score ({split}) in this database (R2TA_DATA_DIR / R2TA_DATABASE_URL)")
     cases = [walk_case(tok, v.requirements, _diagram(v), _truth(v)) for v in variants]
 
-    for name, adapter in ([] if skip_base else [("base", None)]) + [(a, a) for a in adapters]:
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    for name, adapter in ([] if args.skip_base else [("base", None)]) + [(a, a) for a in args.adapters]:
+        model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
         model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
         t0 = time.time()
         result = score(model, cases)
