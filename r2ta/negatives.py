@@ -9,7 +9,9 @@ differs from the chosen trace in one place, so the only thing DPO can learn
 from the pair is that one place:
 
 * ``omission`` -- one true mistake is dropped from the verdict and its step
-  says ``ok``;
+  says ``ok`` (in a walk, :func:`r2ta.audit.walk_steps`, the step becomes the
+  construct's own bare ``Step n [X]: -> ok``, exactly as the walk without that
+  mistake writes it, so the pair differs in one decision and one verdict line);
 * ``hallucination`` -- a mistake that is not there is claimed against a real
   element (an entity that has a key is said to have none; a relationship's
   cardinality is said to contradict the requirements), with a step for it (the
@@ -31,7 +33,7 @@ import hashlib
 import re
 
 from r2ta.eerd import CATEGORIES, EERD
-from r2ta.prompting import parse_output
+from r2ta.prompting import ParsedOutput, parse_output, render_step
 
 KINDS = ("omission", "hallucination", "misclassification")
 
@@ -79,11 +81,30 @@ def _verdict_at(lines: list[str]) -> int | None:
     return next((i for i, line in enumerate(lines) if line.strip().upper().startswith("VERDICT")), None)
 
 
-def _omission(lines: list[str], key: str) -> list[str] | None:
+def _walk_omission(lines: list[str], targets: list[int], i: int, parsed: ParsedOutput, diagram: EERD) -> list[str] | None:
+    """The omission in a walk: the walk of the verdict without mistake ``i``, or None when ``lines`` is no walk."""
+    from r2ta.audit import walk_steps  # not at the top: r2ta.audit is the heavier module
+
+    at = [n for n, line in enumerate(lines) if line.lower().startswith("step")]
+    if (not at or at != list(range(at[0], at[-1] + 1)) or len(targets) != len(parsed.verdict)
+            or [lines[n].strip() for n in at] != [render_step(s) for s in walk_steps(diagram, parsed.verdict)]):
+        return None
+    j = targets.index(i)
+    steps = [render_step(s) for s in walk_steps(diagram, parsed.verdict[:j] + parsed.verdict[j + 1:])]
+    out = lines[: at[0]] + steps + lines[at[-1] + 1:]
+    del out[i + len(steps) - len(at)]
+    if not _mistake_lines(out):
+        out.insert(i + len(steps) - len(at), "NONE")
+    return out
+
+
+def _omission(lines: list[str], key: str, parsed: ParsedOutput | None = None, diagram: EERD | None = None) -> list[str] | None:
     targets = _mistake_lines(lines)
     if not targets:
         return None
     i = _pick(targets, key, "omission")
+    if parsed is not None and diagram is not None and (walk := _walk_omission(lines, targets, i, parsed, diagram)):
+        return walk
     out = list(lines)
     step = _step_for(out, lines[i])
     if step is not None:
@@ -160,7 +181,7 @@ def planted_negative(chosen: str, diagram: EERD, key: str, kind: str | None = No
     lines = chosen.strip().splitlines()
     claimed = {e for m in parsed.verdict for e in m.elements}
     makers = {
-        "omission": lambda: _omission(lines, key),
+        "omission": lambda: _omission(lines, key, parsed, diagram),
         "hallucination": lambda: _hallucination(lines, diagram, claimed, key),
         "misclassification": lambda: _misclassification(lines, key),
     }

@@ -375,7 +375,7 @@ class ExportReport:
     skipped: list[str] = field(default_factory=list)
 
 
-NEGATIVES = ("original", "planted", "both")
+NEGATIVES = ("original", "planted", "omission", "both")
 
 
 def export_rows(
@@ -385,7 +385,8 @@ def export_rows(
 
     ``negatives`` picks a DPO pair's rejected trace: ``original`` (the model's own trace, the
     R2tA pair, stored as the review's preference pair), ``planted`` (the chosen trace with one
-    planted error, :mod:`r2ta.negatives`) or ``both`` (two pairs per decision). Provenance
+    planted error, :mod:`r2ta.negatives`), ``omission`` (planted, always one true mistake left
+    out; in a walk the same walk saying ``ok`` at that construct) or ``both`` (two pairs per decision). Provenance
     says which (``rejected_source``: ``model`` or ``planted:<kind>``). The stored preference
     pair is always the original one; planted pairs are derived from it, reproducibly.
     """
@@ -429,10 +430,13 @@ def export_rows(
                 row = None
             if row is not None and negatives in ("original", "both"):
                 report.rows.append(row)
-            if negatives in ("planted", "both"):
-                planted = planted_negative(chosen, diagram, key=d.variant.id)
+            if negatives in ("planted", "omission", "both"):
+                planted = planted_negative(chosen, diagram, key=d.variant.id,
+                                           kind="omission" if negatives == "omission" else None)
                 if planted is None:
-                    report.skipped.append(f"{where}: no error can be planted in its trace (no planted pair)")
+                    report.skipped.append(f"{where}: " + ("its trace reports no mistake to leave out (no omission pair)"
+                                                          if negatives == "omission" else
+                                                          "no error can be planted in its trace (no planted pair)"))
                     continue
                 source, rejected = planted
                 extra = {"pair_id": row["provenance"]["pair_id"]} if row is not None else {}

@@ -35,6 +35,7 @@ class ExportedData:
 NEGATIVE_CHOICES = {
     "original": "the model's own (R2tA)",
     "planted": "one planted error",
+    "omission": "one mistake left out",
     "both": "both",
 }
 

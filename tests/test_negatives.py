@@ -56,6 +56,48 @@ def test_hallucination_in_a_walk_turns_the_elements_own_ok_step_into_the_claim()
         assert len(_verdict(rejected)) == len(_verdict(walk)) + 1
 
 
+def test_omission_in_a_walk_writes_the_walk_without_that_mistake():
+    """The pair 'the walk' vs 'the same walk saying ok at a wrong construct': one decision, one verdict line."""
+    from r2ta.audit import audit_walk, walk_steps
+    from r2ta.prompting import render_step
+    from reasoning_fixtures import TRUTH
+
+    walk = audit_walk(parse_output("", DIAGRAM), DIAGRAM, TRUTH).refined_text
+    verdict = parse_output(walk, DIAGRAM).verdict
+    assert len(verdict) >= 2
+    seen = set()
+    for key in (f"w{n}" for n in range(12)):
+        kind, rejected = planted_negative(walk, DIAGRAM, key=key, kind="omission")
+        assert kind == "omission"
+        kept = parse_output(rejected, DIAGRAM).verdict
+        (dropped,) = [m for m in verdict if m not in kept]
+        seen.add(dropped.category)
+        # its steps are exactly the walk of the verdict that lacks the mistake: a bare ok step where it was
+        steps = [line for line in rejected.splitlines() if line.startswith("Step")]
+        assert steps == [render_step(s) for s in walk_steps(DIAGRAM, kept)]
+        assert "]: -> ok" in "\n".join(steps) and f"-> {dropped.category}" not in "\n".join(steps)
+        before = [line for line in walk.splitlines() if line.startswith("Step")]
+        changed = [(a, b) for a, b in zip(before, steps) if a != b]  # (each construct here has one mistake)
+        assert len(steps) == len(before) and len(changed) == 1 and changed[0][1].endswith("]: -> ok")
+        assert changed[0][0].split("]")[0].split(",")[0] == changed[0][1].split("]")[0]  # the same construct's step
+        lost = [line for line in walk.splitlines() if line not in rejected.splitlines()]
+        assert lost == [changed[0][0], next(line for line in walk.splitlines()  # and its verdict line
+                                            if line.startswith(f"MISTAKE: {dropped.category} |"))]
+    assert len(seen) > 1  # the key picks which mistake
+
+
+def test_omitting_a_walks_only_mistake_leaves_the_all_ok_walk_and_none():
+    from r2ta.audit import audit_walk, walk_steps
+    from r2ta.prompting import render_step
+    from reasoning_fixtures import TRUTH
+
+    walk = audit_walk(parse_output("", DIAGRAM), DIAGRAM, TRUTH[:1]).refined_text
+    _, rejected = planted_negative(walk, DIAGRAM, key="w", kind="omission")
+    assert _verdict(rejected) == [] and rejected.rstrip().endswith("VERDICT:\nNONE")
+    assert [line for line in rejected.splitlines() if line.startswith("Step")] == [
+        render_step(s) for s in walk_steps(DIAGRAM, [])]
+
+
 def test_hallucination_on_a_trace_that_found_nothing_replaces_none():
     _, rejected = planted_negative(NO_MISTAKES, DIAGRAM, key="v2", kind="hallucination")
     assert "NONE" not in rejected and len(_verdict(rejected)) == 1

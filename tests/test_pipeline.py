@@ -365,8 +365,23 @@ def test_export_dpo_with_planted_negatives_keeps_the_stored_pair_and_says_where_
         from db.models import PreferencePairRow
 
         assert len(session.exec(select(PreferencePairRow)).all()) == 2  # planted pairs are not stored
+    omission = export_rows("dpo", split="train", engine=engine, negatives="omission")
+    assert [r["provenance"]["rejected_source"] for r in omission.rows] == ["planted:omission"] * len(omission.rows)
+    assert omission.rows and all(len(r["rejected"][0]["content"]) < len(r["chosen"][0]["content"]) for r in omission.rows)
     with pytest.raises(ValueError, match="negatives must be one of"):
         export_rows("dpo", split="train", engine=engine, negatives="hard")
+
+
+def test_the_clis_offer_every_kind_of_negatives_the_export_makes():
+    from r2ta.cli import build_parser
+    from r2ta.pipeline import NEGATIVES
+    from r2ta.train_view import NEGATIVE_CHOICES
+
+    parser = build_parser()
+    for command in (["export", "dpo", "--out", "x"], ["loop"]):
+        for kind in NEGATIVES:
+            assert parser.parse_args([*command, "--negatives", kind]).negatives == kind
+    assert tuple(NEGATIVE_CHOICES) == NEGATIVES
 
 
 def test_a_stored_answer_from_another_budget_is_generated_again_not_reused(engine):

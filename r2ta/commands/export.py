@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", choices=["train", "test", "all"], default="train", help="default: %(default)s")
     p.add_argument(
-        "--negatives", choices=["original", "planted", "both"], default="original",
+        "--negatives", choices=["original", "planted", "omission", "both"], default="original",
         help="dpo: the rejected trace is the model's original output (the R2tA pair), the chosen trace with one "
-        "planted omission, hallucination or misclassification (hard negatives), or both, two pairs per decision "
+        "planted omission, hallucination or misclassification (hard negatives), always an omission (in a walk: "
+        "the same walk saying ok at one wrong construct), or both original and planted, two pairs per decision "
         "(default: %(default)s)",
     )
     p.set_defaults(func=run)

@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads of each stage process")
-    p.add_argument("--negatives", choices=["original", "planted", "both"], default="original",
-                   help="DPO rejected traces: the base model's own (default), one planted error, or both (see r2ta export)")
+    p.add_argument("--negatives", choices=["original", "planted", "omission", "both"], default="original",
+                   help="DPO rejected traces: the base model's own (default), one planted error, always an omission, "
+                        "or both (see r2ta export)")
     p.add_argument("--auditor", choices=["deterministic", "walk"], default="deterministic",
                    help="the refine stage's auditor: 'walk' writes each target answer as one step per construct "
                         "of the diagram (see r2ta refine)")
