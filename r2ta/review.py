@@ -244,6 +244,9 @@ class PastReview:
     created_at: datetime
 
 
+FOLD_CHECKED_OVER = 3  # a walk's checked steps are folded into one line when there are more than this
+
+
 @dataclass
 class ReviewView:
     """Everything the review page shows for one proposal; ``version`` is what a decision saves against."""
@@ -278,6 +281,19 @@ class ReviewView:
     @property
     def verdict_changed(self) -> bool:
         return any(v.status != "kept" for v in self.original_verdict + self.refined_verdict)
+
+    def refined_cards(self, show_checked: bool = False) -> tuple[list[StepLine], list[StepLine]]:
+        """The refined steps to show as cards, and a walk's bare ok steps folded into one line.
+
+        A walk (``audit_walk``) has one step per construct; on a big diagram its 2-3 findings sit among
+        ~19 ``checked`` cards. Folded, the page shows the findings as cards and lists the checked
+        constructs in one line; ``show_checked`` (or a walk with no more than :data:`FOLD_CHECKED_OVER`
+        checked steps) shows every card.
+        """
+        checked = [s for s in self.refined if s.status == "checked"]
+        if show_checked or len(checked) <= FOLD_CHECKED_OVER:
+            return list(self.refined), []
+        return [s for s in self.refined if s.status != "checked"], checked
 
     def focus_options(self) -> list[tuple[str, int]]:
         """("all", 0), then ("model", n) per original step and ("refined", n) per refined step."""

@@ -62,6 +62,24 @@ def step_card(line: StepLine, focused: bool = False) -> str:
     return _card(line.status, head, body, line.reason, struck=line.dropped, focused=focused, extra=_E(extra))
 
 
+def folded_card(lines: list[StepLine]) -> str:
+    """A walk's checked steps as one escaped card: how many, their step numbers, the constructs they name."""
+    head = f"<b>{len(lines)} constructs</b> (steps {_E(_ranges([s.number for s in lines]))}):"
+    names = ", ".join(s.elements[0] if s.elements else f"step {s.number}" for s in lines)
+    return _card("checked", head, _E(names), "", struck=False, extra=" · folded")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'."""
+    out: list[str] = []
+    for n in numbers:
+        if out and n == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
 def verdict_card(line: VerdictLine) -> str:
     head = f"<b>{_E(line.category)}</b> <code style=\"font-size:0.85em\">[{_E(', '.join(line.elements))}]</code>"
     return _card(line.status, head, _E(line.explanation), line.reason, struck=line.status == "removed")
@@ -247,7 +265,14 @@ def show_comparison(view: ReviewView) -> None:
             st.caption("NONE (no mistakes listed)")
     with right:
         st.subheader("Proposed refinement")
-        _step_rows(view, "refined", view.refined)
+        checked = sum(s.status == "checked" for s in view.refined)
+        show_all = checked > review.FOLD_CHECKED_OVER and st.toggle(
+            f"Show the {checked} constructs checked ok", key=f"show_checked_{view.proposal_id}",
+            help="This refinement walks the diagram, one step per construct; by default only its findings are cards.")
+        cards, folded = view.refined_cards(show_checked=show_all)
+        _step_rows(view, "refined", cards)
+        if folded:
+            st.html(folded_card(folded))
         st.markdown("**Verdict**" + (" (changed)" if view.verdict_changed else " (unchanged)"))
         for v in view.refined_verdict:
             st.html(verdict_card(v))

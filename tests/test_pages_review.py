@@ -111,6 +111,31 @@ def test_focusing_a_step_highlights_only_its_elements(store):
     assert any("outline: 2px" in h.proto.body and f"Step {ghost.number}" in h.proto.body for h in at.html)
 
 
+def test_a_walk_shows_its_findings_as_cards_and_folds_the_constructs_checked_ok(store):
+    from r2ta.audit import audit_walk
+
+    engine, _, variants = store
+    pid = add_proposal(engine, variants[0], kind=1, auditor=audit_walk)
+    view = review.load_view(engine, pid)
+    checked = [s for s in view.refined if s.status == "checked"]
+    assert len(checked) > review.FOLD_CHECKED_OVER
+    at = _review_page(proposal=str(pid))
+    assert _shown(at) == pid
+
+    def step_cards(status=None):  # the cards of the "Proposed refinement" column, its verdict aside
+        column = next(c for c in at.columns if [h.value for h in c.subheader] == ["Proposed refinement"])
+        return [h.proto.body for h in column.html if ("<b>Step " in h.proto.body or "folded" in h.proto.body)
+                and (status is None or f"r2ta-{status}" in h.proto.body)]
+
+    [folded] = step_cards("checked")
+    assert f"{len(checked)} constructs" in folded and "folded" in folded
+    findings = [s for s in view.refined if s.status != "checked"]
+    assert len(step_cards()) == len(findings) + 1
+    at.toggle(key=f"show_checked_{pid}").set_value(True).run()
+    assert not at.exception and len(step_cards("checked")) == len(checked)
+    assert len(step_cards()) == len(view.refined) and not any("folded" in c for c in step_cards())
+
+
 def test_reject_needs_a_reason_then_saves_it(store):
     engine, ids, _ = store
     at = _review_page()

@@ -96,6 +96,25 @@ def test_a_walk_proposal_keeps_the_verdict_the_model_got_right_and_marks_every_w
     assert set(view.highlight(("refined", last.number))) == {last.element_ids[0]}  # a checked step still focuses
 
 
+def test_a_big_walks_checked_steps_fold_into_one_card_unless_asked(engine):
+    from dataclasses import replace
+
+    from r2ta.audit import audit_walk
+    from r2ta.ui_review import folded_card
+
+    view = review.load_view(engine, add_proposal(engine, engine.variants["company_small-0000"], kind=1, auditor=audit_walk))
+    assert view.refined_cards() == (view.refined, [])  # three checked steps: shown as they are
+    hostile = replace(view.refined[0], number=7, elements=('<img src=x onerror=alert(1)> "A" -> B',))
+    big = replace(view, refined=view.refined + [replace(view.refined[0], number=6), hostile])
+    cards, folded = big.refined_cards()
+    assert [s.status for s in cards] == ["inserted", "kept"]  # the findings stay cards, in walk order
+    assert [s.number for s in folded] == [1, 3, 5, 6, 7]
+    assert big.refined_cards(show_checked=True) == (big.refined, [])
+    card = folded_card(folded)
+    assert "5 constructs" in card and "steps 1, 3, 5-7" in card and "r2ta-checked" in card
+    assert "<img" not in card and "&lt;img src=x" in card  # names are text
+
+
 def test_validate_edit_refuses_unknown_elements_and_categories_with_messages():
     good = flawed_trace(_variant(0), 1)
     checked = review.validate_edit(good.replace("Step 2", "Step 7"), DIAGRAM)  # numbering is repaired
