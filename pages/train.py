@@ -36,6 +36,30 @@ with left:
         "omission, hallucination or misclassification put in (r2ta.negatives): a harder pair when the model's "
         "own traces are degenerate loops.",
     )
+    with st.expander("Training settings"):
+        st.caption("This run's values; the recipe's are filled in. A change is saved with the run (its recipe.yaml "
+                   "and model card); `r2ta train --set SECTION.KEY=VALUE` changes any other setting.")
+        try:
+            current = train_view.recipe_settings(recipe)
+        except R2taError as err:
+            st.error(str(err))
+            current = {"sft_term": False}
+        chosen = {}
+        for setting in train_view.SETTINGS:
+            if setting.key not in current:
+                continue
+            is_int = setting.kind is int
+            chosen[setting.key] = st.number_input(
+                setting.label, min_value=setting.kind(setting.minimum), max_value=setting.kind(setting.maximum),
+                value=current[setting.key], step=1 if is_int else current[setting.key] / 2,
+                format="%d" if is_int else ("%.1e" if "learning_rate" in setting.key else "%.3f"),
+                help=setting.help, key=f"setting:{recipe}:{setting.key}",
+            )
+        chosen["sft_term"] = st.checkbox(
+            train_view.SFT_TERM_LABEL, value=current["sft_term"], key=f"setting:{recipe}:sft_term",
+            help="TRL's loss_type [sigmoid, sft] (RPO): DPO's pairwise loss plus the chosen answer's own loss. "
+            "Plain DPO can fit its pairs by making both answers unlikely.",
+        )
 with right:
     st.metric("Hardware", _hardware())
     cols = st.columns(2)
@@ -44,13 +68,16 @@ with right:
 
 if st.button("Export and train", type="primary", icon=":material/model_training:", disabled=not counts["pairs_ready"]):
     try:
+        overrides = train_view.recipe_overrides(recipe, chosen)
         data = train_view.export_for_training(engine=engine(), negatives=negatives)
-        run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe, limit=limit or None)
+        run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe,
+                                                           limit=limit or None, overrides=overrides)
     except R2taError as err:
         st.error(str(err))
     else:
         st.query_params["run"] = run_dir.name
-        st.toast(f"Started {run_dir.name}: {data.sft_rows} SFT rows, {data.dpo_rows} DPO pairs")
+        changed = f"; changed: {', '.join(overrides)}" if overrides else ""
+        st.toast(f"Started {run_dir.name}: {data.sft_rows} SFT rows, {data.dpo_rows} DPO pairs{changed}")
 
 summaries = train_view.list_run_summaries(engine=engine())
 names = [s.name for s in summaries]
@@ -79,6 +106,9 @@ def live_run() -> None:
     status = progress.status
     step = f" — step {status.get('step')}/{status.get('max_steps')}" if status.get("max_steps") else ""
     st.progress(min(max(progress.fraction, 0.0), 1.0), text=f"{progress.state}: {progress.stage or 'waiting'}{step}")
+    if status.get("overrides"):
+        st.caption(f"Recipe {status.get('recipe', '')} with " + ", ".join(
+            f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))
     if not progress.finished and st.button("Cancel run", icon=":material/cancel:"):
         progress = jobs.cancel(run_dir, wait_s=1.0)
         st.rerun(scope="app")

@@ -114,9 +114,13 @@ def _job_args(split: str, limit: int | None, max_new_tokens: int | None) -> list
 def start_training_with_evaluation(
     sft_file: str | Path, dpo_file: str | Path, *, recipe: str | Path = jobs.DEFAULT_RECIPE, split: str = "test",
     limit: int | None = None, max_new_tokens: int | None = None, max_steps: int | None = None,
+    overrides: list[str] | None = None,
 ) -> Path:
-    """Prepare a run and start the supervisor (training, then its evaluation); returns the run folder at once."""
-    run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps)
+    """Prepare a run and start the supervisor (training, then its evaluation); returns the run folder at once.
+
+    ``overrides``: recipe settings changed for this run (``SECTION.KEY=VALUE``, see :func:`jobs.prepare_run`).
+    """
+    run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps, overrides=overrides)
     write_eval_status(run_dir, status=WAITING, split=split, limit=limit, evaluations={}, created_at=jobs.now_iso())
     child = _spawn(run_dir, ["supervise", str(run_dir), *_job_args(split, limit, max_new_tokens)])
     write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))

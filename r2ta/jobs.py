@@ -82,6 +82,37 @@ def recipe_file(recipe: str | Path) -> Path:
     return path
 
 
+def derive_recipe(recipe: str | Path, overrides: list[str], out: Path, *, written_by: str = "r2ta") -> Path:
+    """``recipe`` with ``SECTION.KEY=VALUE`` overrides applied (values read as YAML), written to ``out`` and checked.
+
+    The keys are checked against TRL's config classes (:func:`training.recipe.load_recipe`), so a misspelt
+    setting fails here, before anything runs; ``out`` is removed again when it does not pass.
+    """
+    import yaml
+
+    from training.recipe import load_recipe
+
+    data = yaml.safe_load(recipe_file(recipe).read_text(encoding="utf-8"))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name.strip() or section not in data:
+            raise TrainingError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(data)}")
+        try:
+            data[section][name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise TrainingError(f"--set {item!r}: the value is not readable as YAML ({err})") from None
+    header = f"# {Path(str(recipe)).stem} with {', '.join(overrides)} (written by {written_by})\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        load_recipe(out)
+    except R2taError:
+        out.unlink(missing_ok=True)
+        raise
+    return out
+
+
 def list_recipes() -> list[str]:
     """Names of the recipes shipped in ``training/recipes/``."""
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
@@ -319,9 +350,15 @@ def prepare_run(
     max_steps: int | None = None,
     save_merged: bool | None = None,
     num_processes: int | None = None,
+    overrides: list[str] | None = None,
 ) -> Path:
-    """Create the run folder: copies of the data, ``request.json``, ``status.json`` (queued). Starts nothing."""
+    """Create the run folder: copies of the data, ``request.json``, ``status.json`` (queued). Starts nothing.
+
+    ``overrides`` (``SECTION.KEY=VALUE``, as ``r2ta train --set``) change the recipe for this run only: the
+    changed recipe is written into the run folder as ``recipe.yaml`` and the run keeps the recipe's name.
+    """
     recipe_path = recipe_file(recipe)
+    overrides = [item for item in (overrides or []) if item.strip()]
     sources = {"sft": Path(sft_file), "dpo": Path(dpo_file)}
     from r2ta.pairs import read_rows  # validates every row, naming the line that breaks
 
@@ -333,13 +370,29 @@ def prepare_run(
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise TrainingError(f"precision {precision!r} is not one of auto, fp32, bf16, fp16")
     # absolute: the runner process starts in the project folder, not in the caller's
-    run_dir = Path(run_dir).expanduser().resolve() if run_dir else new_run_dir(recipe_path.stem)
-    if (run_dir / STATUS_FILE).exists():
+    run_dir = Path(run_dir).expanduser().resolve() if run_dir else None
+    if run_dir and (run_dir / STATUS_FILE).exists():
         raise TrainingError(f"{run_dir} already holds a training run; choose another --run-dir")
+    derived = None
+    if overrides:  # checked before the run folder exists, so a bad setting leaves nothing behind
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(suffix=".yaml", prefix=f".{recipe_path.stem}-")
+        os.close(fd)
+        try:
+            derived = derive_recipe(recipe_path, overrides, Path(tmp), written_by="r2ta train --set")
+        finally:
+            if derived is None:
+                Path(tmp).unlink(missing_ok=True)
+    run_dir = run_dir or new_run_dir(recipe_path.stem)
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    recipe_name = recipe_path.stem
+    if derived:
+        recipe_path = Path(shutil.move(derived, run_dir / "recipe.yaml"))
     request = {
-        "recipe": recipe_path.stem,
+        "recipe": recipe_name,
         "recipe_file": str(recipe_path),
+        "overrides": overrides,
         "precision": precision,
         "max_steps": max_steps,
         "save_merged": save_merged,
@@ -352,7 +405,8 @@ def prepare_run(
         request[f"{stage}_file"] = str(copy)
         request[f"{stage}_source"] = str(path.resolve())
     _write_json_atomic(run_dir / REQUEST_FILE, request)
-    write_status(run_dir, status=QUEUED, stage=None, fraction=0.0, recipe=request["recipe"], created_at=now_iso())
+    write_status(run_dir, status=QUEUED, stage=None, fraction=0.0, recipe=request["recipe"], overrides=overrides,
+                 created_at=now_iso())
     return run_dir
 
 
@@ -395,6 +449,7 @@ def start_training(
     max_steps: int | None = None,
     save_merged: bool | None = None,
     num_processes: int | None = None,
+    overrides: list[str] | None = None,
 ) -> Path:
     """Prepare a run and start SFT then DPO in the background; returns the run folder at once."""
     run_dir = prepare_run(
@@ -406,6 +461,7 @@ def start_training(
         max_steps=max_steps,
         save_merged=save_merged,
         num_processes=num_processes,
+        overrides=overrides,
     )
     launch(run_dir)
     return run_dir

@@ -96,22 +96,9 @@ class LoopConfig:
 
 def write_recipe(recipe: str, overrides: list[str], out: Path) -> Path:
     """The recipe with ``section.key=value`` overrides applied (values read as YAML), written to ``out``; checked."""
-    import yaml
+    from r2ta.jobs import derive_recipe
 
-    from r2ta.jobs import recipe_file
-    from training.recipe import load_recipe
-
-    data = yaml.safe_load(recipe_file(recipe).read_text(encoding="utf-8"))
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in data:
-            raise LoopError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(data)}")
-        data[section][name] = yaml.safe_load(value)
-    header = f"# {Path(str(recipe)).stem} with {', '.join(overrides)} (written by r2ta loop)\n"
-    out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    load_recipe(out)  # unknown keys fail here, before anything runs
-    return out
+    return derive_recipe(recipe, overrides, out, written_by="r2ta loop")
 
 
 # -- bulk acceptance ---------------------------------------------------------------

@@ -68,6 +68,101 @@ def hardware_description() -> str:
     return f"{hw.describe()}, {resolve_precision('auto', hw).name}"
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A recipe setting the Train page lets a run change (``SECTION.KEY``), with its widget's bounds."""
+
+    key: str
+    label: str
+    kind: type  # int or float
+    minimum: float
+    maximum: float
+    help: str
+
+
+# What a researcher tunes between runs (issue 6: epochs, learning rate, LoRA rank, beta); anything else is
+# ``r2ta train --set SECTION.KEY=VALUE`` or a recipe file.
+SETTINGS = (
+    Setting("sft.num_train_epochs", "SFT epochs", int, 1, 50, "passes over the SFT examples"),
+    Setting("sft.learning_rate", "SFT learning rate", float, 1e-7, 1.0, "peak rate of the SFT stage"),
+    Setting("dpo.learning_rate", "DPO learning rate", float, 1e-8, 1.0, "peak rate of the DPO stage"),
+    Setting("dpo.beta", "DPO beta", float, 1e-3, 10.0,
+            "how far DPO may move from the SFT model: smaller lets it move further"),
+    Setting("model.lora_r", "LoRA rank", int, 1, 1024, "rank of the LoRA adapters (with LoRA only)"),
+)
+# The SFT term beside DPO (TRL's loss_type [sigmoid, sft], RPO): keeps the chosen answer likely while DPO
+# separates the pair (run64d: plain DPO fitted its pairs by lowering both answers).
+SFT_TERM_LABEL = "Keep the chosen answer likely (an SFT term beside DPO)"
+
+
+def _recipe_data(recipe: str | Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(jobs.recipe_file(recipe).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise R2taError(f"cannot read recipe {recipe}: {err}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _lookup(data: dict, key: str):
+    section, _, name = key.partition(".")
+    return (data.get(section) or {}).get(name)
+
+
+def _loss_types(data: dict) -> list[str]:
+    value = _lookup(data, "dpo.loss_type") or ["sigmoid"]
+    return [value] if isinstance(value, str) else list(value)
+
+
+def recipe_settings(recipe: str | Path) -> dict:
+    """The recipe's value of each tunable setting it has (``SETTINGS`` keys) and ``"sft_term"`` (bool)."""
+    data = _recipe_data(recipe)
+    values = {}
+    for setting in SETTINGS:
+        value = _lookup(data, setting.key)
+        if setting.key == "model.lora_r" and not _lookup(data, "model.use_peft"):
+            continue  # full fine-tuning: no adapters to size
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[setting.key] = setting.kind(value)
+    values["sft_term"] = "sft" in _loss_types(data)
+    return values
+
+
+def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
+    """``SECTION.KEY=VALUE`` for each setting in ``chosen`` that differs from the recipe (none: the recipe as is).
+
+    A value outside its setting's bounds is an error; so is a setting the page does not offer.
+    """
+    import math
+
+    current = recipe_settings(recipe)
+    by_key = {s.key: s for s in SETTINGS}
+    overrides = []
+    for key, value in chosen.items():
+        if key == "sft_term":
+            if bool(value) != current["sft_term"]:
+                types = [t for t in _loss_types(_recipe_data(recipe)) if t != "sft"] or ["sigmoid"]
+                if value:
+                    types.append("sft")
+                overrides += [f"dpo.loss_type=[{', '.join(types)}]",
+                              f"dpo.loss_weights=[{', '.join('1.0' for _ in types)}]" if len(types) > 1
+                              else "dpo.loss_weights=null"]
+            continue
+        setting = by_key.get(key)
+        if setting is None or key not in current:
+            raise R2taError(f"{key} is not a setting this recipe lets a run change")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise R2taError(f"{setting.label} must be a number, not {value!r}")
+        if not setting.minimum <= value <= setting.maximum:
+            raise R2taError(f"{setting.label} must lie between {setting.minimum:g} and {setting.maximum:g}, not {value:g}")
+        if setting.kind is int and value != int(value):
+            raise R2taError(f"{setting.label} must be a whole number, not {value:g}")
+        if not math.isclose(float(value), float(current[key]), rel_tol=1e-9):
+            overrides.append(f"{key}={setting.kind(value)!r}")
+    return overrides
+
+
 def recipe_description(recipe: str) -> str:
     """The recipe's one-line description (its ``run.description``), without loading TRL."""
     import yaml
@@ -117,7 +212,10 @@ def summarize_run(run_dir: Path) -> RunSummary:
     evaluation = ev.get("status", "none") if ev else "none"
     if ev.get("status") == "running" and ev.get("stage"):
         evaluation = f"running ({ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')})"
-    return RunSummary(run_dir, run_dir.name, status.get("recipe", ""), progress.state, progress.stage,
+    recipe = status.get("recipe", "")
+    if status.get("overrides"):
+        recipe = f"{recipe} · {', '.join(status['overrides'])}"
+    return RunSummary(run_dir, run_dir.name, recipe, progress.state, progress.stage,
                       status.get("started_at"), status.get("finished_at"), sft_loss, dpo_margin, evaluation,
                       progress.error)
 

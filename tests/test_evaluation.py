@@ -262,7 +262,8 @@ def test_loop_stage_is_timed_and_a_failing_stage_names_its_log(tmp_path):
 def test_loop_recipe_overrides_are_checked_and_reproducible(tmp_path):
     import yaml
 
-    from r2ta.loop import LoopConfig, LoopError, reproduce_command, write_recipe
+    from r2ta.errors import R2taError
+    from r2ta.loop import LoopConfig, reproduce_command, write_recipe
     from training.recipe import RecipeError
 
     path = write_recipe("tiny-cpu", ["sft.num_train_epochs=3", "dpo.beta=0.2"], tmp_path / "r.yaml")
@@ -270,7 +271,7 @@ def test_loop_recipe_overrides_are_checked_and_reproducible(tmp_path):
     assert data["sft"]["num_train_epochs"] == 3 and data["dpo"]["beta"] == 0.2
     with pytest.raises(RecipeError, match="learning_rat"):
         write_recipe("tiny-cpu", ["sft.learning_rat=1"], tmp_path / "bad.yaml")
-    with pytest.raises(LoopError, match="SECTION.KEY=VALUE"):
+    with pytest.raises(R2taError, match="SECTION.KEY=VALUE"):
         write_recipe("tiny-cpu", ["epochs=3"], tmp_path / "bad.yaml")
     command = reproduce_command(LoopConfig(train_limit=8, test_limit=16, overrides=["dpo.beta=0.2"], out=tmp_path))
     assert "r2ta loop --train-limit 8 --test-limit 16" in command and "--set dpo.beta=0.2" in command

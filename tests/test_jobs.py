@@ -9,6 +9,7 @@ runner on the tiny model.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -67,6 +68,55 @@ def test_prepare_run_copies_the_data_and_queues(tmp_path):
     assert jobs.read_status(run_dir)["status"] == "queued"
     with pytest.raises(jobs.TrainingError, match="already holds a training run"):
         jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=run_dir)
+
+
+def test_a_run_changes_recipe_settings_in_its_own_copy(tmp_path):
+    """``--set``/the Train page's settings: the changed recipe lives in the run folder, the named one is untouched."""
+    import yaml
+
+    shipped = jobs.recipe_file("tiny-cpu").read_text()
+    sets = ["dpo.beta=0.2", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 1.0]"]
+    run_dir = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "run", overrides=sets)
+    request = jobs.read_request(run_dir)
+    assert request["recipe"] == "tiny-cpu" and request["overrides"] == sets
+    assert Path(request["recipe_file"]) == run_dir / "recipe.yaml"
+    data = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert data["dpo"]["beta"] == 0.2 and data["dpo"]["loss_type"] == ["sigmoid", "sft"]
+    assert data["sft"] == yaml.safe_load(shipped)["sft"]
+    assert jobs.recipe_file("tiny-cpu").read_text() == shipped
+    assert jobs.read_status(run_dir)["overrides"] == sets
+
+
+def test_a_bad_setting_is_refused_and_leaves_nothing(tmp_path):
+    import tempfile
+
+    sft_file, dpo_file = _data(tmp_path)
+    before = set(Path(tempfile.gettempdir()).glob(".tiny-cpu-*"))
+    for bad, message in (("dpo.bta=0.2", "unknown key.*bta"), ("beta=0.2", "SECTION.KEY=VALUE"),
+                         ("train.beta=0.2", "SECTION.KEY=VALUE"), ("dpo.beta=[", "not readable as YAML")):
+        with pytest.raises(jobs.TrainingError, match=message):
+            jobs.prepare_run(sft_file, dpo_file, recipe="tiny-cpu", overrides=[bad])
+    assert jobs.list_runs() == []
+    assert set(Path(tempfile.gettempdir()).glob(".tiny-cpu-*")) == before
+
+
+def test_train_page_settings_become_overrides_only_where_they_differ():
+    from r2ta import train_view
+    from r2ta.errors import R2taError
+
+    current = train_view.recipe_settings("smollm2-135m-cpu")
+    assert current == {"sft.num_train_epochs": 3, "sft.learning_rate": 2e-4, "dpo.learning_rate": 5e-5,
+                       "dpo.beta": 0.1, "model.lora_r": 16, "sft_term": False}
+    assert train_view.recipe_overrides("smollm2-135m-cpu", dict(current)) == []
+    changed = train_view.recipe_overrides(
+        "smollm2-135m-cpu", {**current, "dpo.beta": 0.25, "model.lora_r": 32, "sft_term": True})
+    assert changed == ["dpo.beta=0.25", "model.lora_r=32", "dpo.loss_type=[sigmoid, sft]",
+                       "dpo.loss_weights=[1.0, 1.0]"]
+    for bad, message in (({"dpo.beta": 0.0}, "between"), ({"model.lora_r": 2.5}, "whole number"),
+                         ({"dpo.beta": float("nan")}, "must be a number"), ({"dpo.beta": "0.2"}, "must be a number"),
+                         ({"sft.max_length": 10}, "not a setting")):
+        with pytest.raises(R2taError, match=message):
+            train_view.recipe_overrides("smollm2-135m-cpu", bad)
 
 
 def test_a_relative_run_folder_is_the_callers_not_the_runners(tmp_path, monkeypatch):
@@ -195,13 +245,20 @@ def test_r2ta_train_follows_a_run_to_the_end(tmp_path):
     sft_file, dpo_file = _data(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "r2ta", "train", "--sft", str(sft_file), "--dpo", str(dpo_file),
-         "--recipe", "tiny-cpu", "--max-steps", "2", "--no-merge", "--run-dir", str(tmp_path / "run")],
+         "--recipe", "tiny-cpu", "--max-steps", "2", "--no-merge", "--run-dir", str(tmp_path / "run"),
+         # DPO with an SFT term (TRL's loss list) through --set, for real
+         "--set", "dpo.loss_type=[sigmoid, sft]", "--set", "dpo.loss_weights=[1.0, 1.0]"],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sft step 2/2  loss" in done.stdout and "dpo step 2/2  loss" in done.stdout
     assert "margin" in done.stdout and "model card:" in done.stdout
     assert not (tmp_path / "run" / "merged").exists()
+    first_dpo = next(p for p in jobs.read_progress(tmp_path / "run").points if p["stage"] == "dpo")
+    assert first_dpo["loss"] > math.log(2) + 0.1  # ln 2 from the pair at step 1, plus the chosen answer's NLL
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "--recipe tiny-cpu" in card and "--set 'dpo.loss_type=[sigmoid, sft]'" in card
+    assert "loss_type:" in (tmp_path / "run" / "recipe.yaml").read_text()
 
 
 def test_sync_run_to_db_mirrors_the_run_folder_stage_by_stage(tmp_path):

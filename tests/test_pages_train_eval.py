@@ -10,7 +10,7 @@ from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
 from db.loading import load_dataset
-from r2ta import catalog, eval_jobs, jobs
+from r2ta import catalog, eval_jobs, jobs, train_view
 from r2ta.config import PROJECT_ROOT
 from r2ta.evaluation import evaluate, run_model_id
 from r2ta.loop import bulk_accept
@@ -124,14 +124,20 @@ def test_evaluate_page_compares_models_and_drills_down(studio):
 def test_train_button_starts_a_job_that_the_page_follows(studio):
     """The one button: exports the bulk-accepted data and starts the run (supervisor + runner); cancelled at once."""
     at = _page("pages/train.py")
-    next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu")
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()  # the settings follow it
+    assert next(n for n in at.number_input if n.label == "SFT epochs").value == 2  # tiny-cpu's, not the default's
     next(r for r in at.radio if r.label == "DPO rejected traces").set_value("planted")
+    next(n for n in at.number_input if n.label == "DPO beta").set_value(0.25)
+    next(c for c in at.checkbox if c.label == train_view.SFT_TERM_LABEL).check()
     next(b for b in at.button if b.label == "Export and train").click().run()
     assert not at.exception, [e.message for e in at.exception]
     started = at.query_params["run"]
     run = jobs.runs_dir() / (started[0] if isinstance(started, list) else started)
     try:
         assert run.is_dir() and jobs.read_request(run)["recipe"] == "tiny-cpu"
+        assert jobs.read_request(run)["overrides"] == [
+            "dpo.beta=0.25", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 1.0]"]
+        assert "beta: 0.25" in (run / "recipe.yaml").read_text()
         assert len((run / "data" / "sft.jsonl").read_text().splitlines()) == 3
         pairs = [json.loads(line) for line in (run / "data" / "dpo.jsonl").read_text().splitlines()]
         assert len(pairs) == 3 and all(p["provenance"]["rejected_source"].startswith("planted:") for p in pairs)

@@ -26,6 +26,7 @@ Several GPUs: a runner that sees more than one GPU (and was not told
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
 import os
@@ -149,6 +150,8 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
 
     hw = hardware.detect_hardware()
     recipe = load_recipe(request["recipe_file"])
+    if request.get("overrides"):  # r2ta train --set: the changed copy in the run folder keeps the recipe's name
+        recipe = dataclasses.replace(recipe, name=request.get("recipe") or recipe.name)
     if recipe.run.hardware == "gpu" and hw.kind == "cpu":
         raise RecipeError(
             f"recipe {recipe.name} needs a GPU and this machine has none; use smollm2-135m-cpu (or tiny-cpu)"
@@ -261,6 +264,7 @@ def _write_cards(run_dir, request, recipe, base_model, base_model_path, data_fil
         f"--dpo {shlex.quote(request.get('dpo_source') or request['dpo_file'])} --recipe {recipe.name}"
         + (f" --precision {request['precision']}" if request.get("precision") not in (None, "auto") else "")
         + (f" --max-steps {request['max_steps']}" if request.get("max_steps") else "")
+        + "".join(f" --set {shlex.quote(item)}" for item in request.get("overrides") or [])
     )
     common = dict(
         base_model=base_model, base_model_path=base_model_path, recipe_name=recipe.name, recipe_text=recipe.text,

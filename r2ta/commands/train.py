@@ -2,6 +2,7 @@
 
     r2ta train --sft sft.jsonl --dpo dpo.jsonl                 # embedded model, LoRA, follow to the end
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --recipe tiny-cpu --max-steps 4
+    r2ta train --sft sft.jsonl --dpo dpo.jsonl --set dpo.beta=0.2 --set 'dpo.loss_type=[sigmoid, sft]'
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --detach        # start, print the run folder, return
     r2ta train --follow RUN_DIR                                # follow a run started elsewhere
     r2ta train --cancel RUN_DIR
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     merged.add_argument("--no-merge", dest="save_merged", action="store_false")
     p.add_argument("--num-processes", type=int, default=None,
                    help="GPU processes (default: one per visible GPU; 1 forces a single process)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change a recipe setting for this run, e.g. --set dpo.beta=0.2 (repeatable; the changed "
+                        "recipe is saved in the run folder)")
     p.add_argument("--detach", action="store_true", help="start in the background and return at once")
     p.set_defaults(func=cmd_train)
 
@@ -65,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = jobs.start_training(
         args.sft, args.dpo, recipe=args.recipe, run_dir=args.run_dir, precision=args.precision,
         max_steps=args.max_steps, save_merged=args.save_merged, num_processes=args.num_processes,
+        overrides=args.overrides,
     )
     print(f"run folder: {run_dir}", flush=True)
     if args.detach:
