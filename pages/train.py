@@ -45,11 +45,11 @@ with left:
             st.error(str(err))
             current = {"sft_term": False}
         chosen = {}
-        for setting in train_view.SETTINGS:
-            if setting.key not in current:
-                continue
+        shown = [s for s in train_view.SETTINGS if s.key in current]
+        cells = [cell for _ in range(0, len(shown), 2) for cell in st.columns(2)]
+        for setting, cell in zip(shown, cells):
             is_int = setting.kind is int
-            chosen[setting.key] = st.number_input(
+            chosen[setting.key] = cell.number_input(
                 setting.label, min_value=setting.kind(setting.minimum), max_value=setting.kind(setting.maximum),
                 value=current[setting.key], step=1 if is_int else current[setting.key] / 2,
                 format="%d" if is_int else ("%.1e" if "learning_rate" in setting.key else "%.3f"),

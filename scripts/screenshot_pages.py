@@ -111,7 +111,12 @@ def main() -> int:
                 for label in args.expand:
                     summary = page.get_by_test_id("stExpander").locator("summary").filter(has_text=label)
                     if summary.count():
-                        summary.first.click()
+                        details = summary.first.locator("xpath=..")
+                        for _ in range(3):  # a click during a rerun can be lost: click until it stays open
+                            if details.get_attribute("open") is not None:
+                                break
+                            summary.first.click()
+                            page.wait_for_timeout(800)
                         summary.first.scroll_into_view_if_needed()
                 if args.charts and page.get_by_test_id("stPlotlyChart").count():
                     expect(page.get_by_test_id("stPlotlyChart").first.locator(".plot-container svg").first).to_be_visible()

@@ -138,6 +138,7 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
         assert jobs.read_request(run)["overrides"] == [
             "dpo.beta=0.25", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 1.0]"]
         assert "beta: 0.25" in (run / "recipe.yaml").read_text()
+        assert any(c.value.startswith("Recipe tiny-cpu with `dpo.beta=0.25`") for c in at.caption)
         assert len((run / "data" / "sft.jsonl").read_text().splitlines()) == 3
         pairs = [json.loads(line) for line in (run / "data" / "dpo.jsonl").read_text().splitlines()]
         assert len(pairs) == 3 and all(p["provenance"]["rejected_source"].startswith("planted:") for p in pairs)
