@@ -38,6 +38,9 @@ reports, common = _rescore(tuple((m, by_id[m].evaluation_id) for m in chosen), c
 if common_only:
     st.caption(f"Scored on the {len(common)} variants the chosen models have in common.")
 
+with st.expander("Where each model comes from"):
+    st.dataframe(evaluation.model_origins([by_id[m] for m in chosen], engine=engine()), hide_index=True,
+                 width="stretch")
 st.subheader("Overall")
 st.dataframe(evaluation.summary_rows(reports), hide_index=True, width="stretch",
              column_config={k: st.column_config.NumberColumn(format="%.3f") for k in

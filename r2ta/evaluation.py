@@ -436,6 +436,29 @@ def f1_table(reports: dict[str, EvaluationReport]) -> list[dict]:
     return [{"category": c, **{label: r.per_category[c].f1 for label, r in reports.items()}} for c in CATEGORIES]
 
 
+def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = None) -> list[dict]:
+    """Where each evaluated model comes from: for a trained one its run, stage, recipe and the settings the run
+    changed (``r2ta train --set``, the Train page); what it was scored on, and when."""
+    from db.models import TrainingRunRow
+
+    rows = []
+    with Session(_engine(engine)) as session:
+        for m in models:
+            run = session.get(TrainingRunRow, m.run_id) if m.run_id is not None else None
+            config = (run.config or {}) if run is not None else {}
+            request = config.get("request") or {}
+            rows.append({
+                "model": m.model_id,
+                "trained": ("" if run is None else "SFT then DPO" if run.parent_run_id is not None else "SFT"),
+                "recipe": config.get("recipe") or "",
+                "changed settings": ", ".join(request.get("overrides") or []),
+                "run folder": config.get("run_dir") or "",
+                "variants scored": m.n_variants,
+                "evaluated": m.created_at.strftime("%Y-%m-%d %H:%M"),
+            })
+    return rows
+
+
 def variant_schemas(variant_ids: Iterable[str], *, engine: Engine | None = None) -> dict[str, str]:
     """Variant id -> the id of the base schema it was mutated from."""
     ids = list(variant_ids)

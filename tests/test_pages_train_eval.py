@@ -6,10 +6,11 @@ import json
 import time
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
 from db.loading import load_dataset
+from db.models import EvaluationRow
 from r2ta import catalog, eval_jobs, jobs, train_view
 from r2ta.config import PROJECT_ROOT
 from r2ta.evaluation import evaluate, run_model_id
@@ -41,7 +42,7 @@ def studio(tmp_path, monkeypatch):
     write_rows(export_rows("dpo", engine=engine).rows, tmp_path / "dpo.jsonl")
 
     done = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe="tiny-cpu",
-                            run_dir=jobs.runs_dir() / "20260101-100000-tiny-cpu")
+                            run_dir=jobs.runs_dir() / "20260101-100000-tiny-cpu", overrides=["dpo.beta=0.2"])
     for step, loss in enumerate([2.0, 1.5, 1.1], 1):
         jobs.append_progress(done, {"stage": "sft", "step": step, "loss": loss})
     for step, margin in enumerate([0.1, 0.4], 1):
@@ -58,6 +59,12 @@ def studio(tmp_path, monkeypatch):
     evaluate(QueuedBackend([ONLY_FK, WRONG, ONLY_FK], "base"), split="test", limit=3, engine=engine)
     evaluate(QueuedBackend([CORRECT_TRACE] * 3, run_model_id(done, "sft+dpo")), split="test", limit=3, engine=engine)
     evaluate("checker", split="test", limit=3, engine=engine)
+    with Session(engine) as session:  # what `r2ta eval --model RUN_DIR` does: the evaluation names its run
+        ids = jobs.sync_run_to_db(done, session=session)
+        row = session.exec(select(EvaluationRow).where(EvaluationRow.model_id == run_model_id(done, "sft+dpo"))).one()
+        row.run_id = ids["dpo"]
+        session.add(row)
+        session.commit()
     return engine, done, crashed
 
 
@@ -101,12 +108,17 @@ def test_evaluate_page_compares_models_and_drills_down(studio):
     at = _page("pages/evaluate.py")
     models = at.multiselect[0].value
     assert set(models) == {"base", "checker", run_model_id(done, "sft+dpo")}
-    summary = at.dataframe[0].value.set_index("model")
+    origins = at.dataframe[0].value.set_index("model")  # "Where each model comes from"
+    trained = origins.loc[run_model_id(done, "sft+dpo")]
+    assert trained["trained"] == "SFT then DPO" and trained["recipe"] == "tiny-cpu"
+    assert trained["changed settings"] == "dpo.beta=0.2" and trained["run folder"] == str(done)
+    assert origins.loc["base", "trained"] == "" and origins.loc["checker", "variants scored"] == 3
+    summary = at.dataframe[1].value.set_index("model")
     assert summary.loc[run_model_id(done, "sft+dpo"), "micro F1"] == 1.0
     assert summary.loc["base", "hallucination"] == pytest.approx(1 / 3)
     assert summary.loc["checker", "format validity"] == 1.0
     assert len(at.get("plotly_chart")) == 2
-    per_schema = at.dataframe[2].value  # the "Per base schema" expander
+    per_schema = at.dataframe[3].value  # the "Per base schema" expander
     assert set(per_schema["model"]) == set(models) and per_schema["variants"].sum() == 3 * len(models)
     assert per_schema.set_index("model").loc[run_model_id(done, "sft+dpo"), "micro F1"] == 1.0
     # Drill down: base against the trained model differ on every variant; both traces are shown.
