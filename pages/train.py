@@ -43,22 +43,25 @@ with left:
             current = train_view.recipe_settings(recipe)
         except R2taError as err:
             st.error(str(err))
-            current = {"sft_term": False}
+            current = {"sft_term": 0.0}
         chosen = {}
         shown = [s for s in train_view.SETTINGS if s.key in current]
-        cells = [cell for _ in range(0, len(shown), 2) for cell in st.columns(2)]
+        cells = [cell for _ in range(0, len(shown) + 1, 2) for cell in st.columns(2)]
         for setting, cell in zip(shown, cells):
             is_int = setting.kind is int
             chosen[setting.key] = cell.number_input(
                 setting.label, min_value=setting.kind(setting.minimum), max_value=setting.kind(setting.maximum),
                 value=current[setting.key], step=1 if is_int else current[setting.key] / 2,
-                format="%d" if is_int else ("%.1e" if "learning_rate" in setting.key else "%.3f"),
+                format="%d" if is_int else ("%.2e" if "learning_rate" in setting.key else "%.3f"),
                 help=setting.help, key=f"setting:{recipe}:{setting.key}",
             )
-        chosen["sft_term"] = st.checkbox(
-            train_view.SFT_TERM_LABEL, value=current["sft_term"], key=f"setting:{recipe}:sft_term",
-            help="TRL's loss_type [sigmoid, sft] (RPO): DPO's pairwise loss plus the chosen answer's own loss. "
-            "Plain DPO can fit its pairs by making both answers unlikely.",
+        chosen["sft_term"] = cells[len(shown)].number_input(
+            train_view.SFT_TERM_LABEL, min_value=0.0, max_value=train_view.SFT_TERM_MAX,
+            value=float(current["sft_term"]), step=1.0, format="%.1f", key=f"setting:{recipe}:sft_term",
+            help="An SFT term beside DPO keeps the chosen answer likely: TRL's loss_type [sigmoid, sft] (RPO), DPO's pairwise loss plus "
+            "the chosen answer's own loss times this weight. Plain DPO can fit its pairs by making both answers "
+            "unlikely. TRL averages the term over the answer's tokens, so at weight 1 it pulls about beta x "
+            "answer length (in tokens) times more weakly than DPO.",
         )
 with right:
     st.metric("Hardware", _hardware())

@@ -91,8 +91,11 @@ SETTINGS = (
     Setting("model.lora_r", "LoRA rank", int, 1, 1024, "rank of the LoRA adapters (with LoRA only)"),
 )
 # The SFT term beside DPO (TRL's loss_type [sigmoid, sft], RPO): keeps the chosen answer likely while DPO
-# separates the pair (run64d: plain DPO fitted its pairs by lowering both answers).
-SFT_TERM_LABEL = "Keep the chosen answer likely (an SFT term beside DPO)"
+# separates the pair (run64d: plain DPO fitted its pairs by lowering both answers). Its weight, 0 = off: TRL
+# averages the term over the chosen answer's tokens while DPO's pull is on the whole answer's log-probability,
+# so at weight 1 the term is about beta x answer length times weaker (run64r: ~20x).
+SFT_TERM_LABEL = "SFT term weight (0 = off)"
+SFT_TERM_MAX = 1000.0
 
 
 def _recipe_data(recipe: str | Path) -> dict:
@@ -115,8 +118,17 @@ def _loss_types(data: dict) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _loss_weights(data: dict) -> list[float]:
+    types = _loss_types(data)
+    weights = _lookup(data, "dpo.loss_weights")
+    if not isinstance(weights, list) or len(weights) != len(types):
+        return [1.0] * len(types)  # TRL: no weights, each loss counts once
+    return [float(w) for w in weights]
+
+
 def recipe_settings(recipe: str | Path) -> dict:
-    """The recipe's value of each tunable setting it has (``SETTINGS`` keys) and ``"sft_term"`` (bool)."""
+    """The recipe's value of each tunable setting it has (``SETTINGS`` keys) and ``"sft_term"``: the weight of
+    the SFT term beside DPO, 0.0 where the recipe has none."""
     data = _recipe_data(recipe)
     values = {}
     for setting in SETTINGS:
@@ -125,7 +137,8 @@ def recipe_settings(recipe: str | Path) -> dict:
             continue  # full fine-tuning: no adapters to size
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             values[setting.key] = setting.kind(value)
-    values["sft_term"] = "sft" in _loss_types(data)
+    types = _loss_types(data)
+    values["sft_term"] = _loss_weights(data)[types.index("sft")] if "sft" in types else 0.0
     return values
 
 
@@ -141,13 +154,7 @@ def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
     overrides = []
     for key, value in chosen.items():
         if key == "sft_term":
-            if bool(value) != current["sft_term"]:
-                types = [t for t in _loss_types(_recipe_data(recipe)) if t != "sft"] or ["sigmoid"]
-                if value:
-                    types.append("sft")
-                overrides += [f"dpo.loss_type=[{', '.join(types)}]",
-                              f"dpo.loss_weights=[{', '.join('1.0' for _ in types)}]" if len(types) > 1
-                              else "dpo.loss_weights=null"]
+            overrides += _sft_term_overrides(recipe, value, current["sft_term"])
             continue
         setting = by_key.get(key)
         if setting is None or key not in current:
@@ -161,6 +168,26 @@ def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
         if not math.isclose(float(value), float(current[key]), rel_tol=1e-9):
             overrides.append(f"{key}={setting.kind(value)!r}")
     return overrides
+
+
+def _sft_term_overrides(recipe: str | Path, weight, current: float) -> list[str]:
+    """``dpo.loss_type`` / ``dpo.loss_weights`` that give the SFT term ``weight`` (0: none), the recipe's other
+    losses and their weights kept; [] when the recipe already has that weight."""
+    import math
+
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+        raise R2taError(f"The SFT term's weight must be a number, not {weight!r}")
+    if not 0.0 <= weight <= SFT_TERM_MAX:
+        raise R2taError(f"The SFT term's weight must lie between 0 and {SFT_TERM_MAX:g}, not {weight:g}")
+    if math.isclose(float(weight), current, rel_tol=1e-9, abs_tol=1e-12):
+        return []
+    data = _recipe_data(recipe)
+    kept = [(t, w) for t, w in zip(_loss_types(data), _loss_weights(data)) if t != "sft"] or [("sigmoid", 1.0)]
+    if weight > 0:
+        kept.append(("sft", float(weight)))
+    types = ", ".join(t for t, _ in kept)
+    weights = f"[{', '.join(repr(float(w)) for _, w in kept)}]" if len(kept) > 1 else "null"
+    return [f"dpo.loss_type=[{types}]", f"dpo.loss_weights={weights}"]
 
 
 def recipe_description(recipe: str) -> str:

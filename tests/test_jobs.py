@@ -106,17 +106,34 @@ def test_train_page_settings_become_overrides_only_where_they_differ():
 
     current = train_view.recipe_settings("smollm2-135m-cpu")
     assert current == {"sft.num_train_epochs": 3, "sft.learning_rate": 2e-4, "dpo.learning_rate": 5e-5,
-                       "dpo.beta": 0.1, "model.lora_r": 16, "sft_term": False}
+                       "dpo.beta": 0.1, "model.lora_r": 16, "sft_term": 0.0}
     assert train_view.recipe_overrides("smollm2-135m-cpu", dict(current)) == []
     changed = train_view.recipe_overrides(
-        "smollm2-135m-cpu", {**current, "dpo.beta": 0.25, "model.lora_r": 32, "sft_term": True})
+        "smollm2-135m-cpu", {**current, "dpo.beta": 0.25, "model.lora_r": 32, "sft_term": 20.0})
     assert changed == ["dpo.beta=0.25", "model.lora_r=32", "dpo.loss_type=[sigmoid, sft]",
-                       "dpo.loss_weights=[1.0, 1.0]"]
+                       "dpo.loss_weights=[1.0, 20.0]"]
     for bad, message in (({"dpo.beta": 0.0}, "between"), ({"model.lora_r": 2.5}, "whole number"),
                          ({"dpo.beta": float("nan")}, "must be a number"), ({"dpo.beta": "0.2"}, "must be a number"),
-                         ({"sft.max_length": 10}, "not a setting")):
+                         ({"sft.max_length": 10}, "not a setting"), ({"sft_term": -1.0}, "between 0 and"),
+                         ({"sft_term": float("inf")}, "must be a number"), ({"sft_term": True}, "must be a number")):
         with pytest.raises(R2taError, match=message):
             train_view.recipe_overrides("smollm2-135m-cpu", bad)
+
+
+def test_the_sft_term_weight_reads_and_changes_a_recipe_that_has_one(tmp_path):
+    from r2ta import train_view
+
+    with_term = tmp_path / "with-term.yaml"
+    jobs.derive_recipe("smollm2-135m-cpu", ["dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[0.5, 20.0]"], with_term)
+    assert train_view.recipe_settings(with_term)["sft_term"] == 20.0
+    assert train_view.recipe_overrides(with_term, {"sft_term": 20.0}) == []
+    assert train_view.recipe_overrides(with_term, {"sft_term": 30}) == [
+        "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[0.5, 30.0]"]  # the pairwise loss keeps its weight
+    assert train_view.recipe_overrides(with_term, {"sft_term": 0.0}) == [
+        "dpo.loss_type=[sigmoid]", "dpo.loss_weights=null"]
+    unweighted = tmp_path / "unweighted.yaml"  # TRL: no loss_weights, each loss counts once
+    jobs.derive_recipe("smollm2-135m-cpu", ["dpo.loss_type=[sigmoid, sft]"], unweighted)
+    assert train_view.recipe_settings(unweighted)["sft_term"] == 1.0
 
 
 def test_a_relative_run_folder_is_the_callers_not_the_runners(tmp_path, monkeypatch):

@@ -140,7 +140,7 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     assert next(n for n in at.number_input if n.label == "SFT epochs").value == 2  # tiny-cpu's, not the default's
     next(r for r in at.radio if r.label == "DPO rejected traces").set_value("planted")
     next(n for n in at.number_input if n.label == "DPO beta").set_value(0.25)
-    next(c for c in at.checkbox if c.label == train_view.SFT_TERM_LABEL).check()
+    next(n for n in at.number_input if n.label == train_view.SFT_TERM_LABEL).set_value(20.0)
     next(b for b in at.button if b.label == "Export and train").click().run()
     assert not at.exception, [e.message for e in at.exception]
     started = at.query_params["run"]
@@ -148,7 +148,7 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     try:
         assert run.is_dir() and jobs.read_request(run)["recipe"] == "tiny-cpu"
         assert jobs.read_request(run)["overrides"] == [
-            "dpo.beta=0.25", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 1.0]"]
+            "dpo.beta=0.25", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 20.0]"]
         assert "beta: 0.25" in (run / "recipe.yaml").read_text()
         assert any(c.value.startswith("Recipe tiny-cpu with `dpo.beta=0.25`") for c in at.caption)
         assert len((run / "data" / "sft.jsonl").read_text().splitlines()) == 3
