@@ -93,7 +93,8 @@ SETTINGS = (
 # The SFT term beside DPO (TRL's loss_type [sigmoid, sft], RPO): keeps the chosen answer likely while DPO
 # separates the pair (run64d: plain DPO fitted its pairs by lowering both answers). Its weight, 0 = off: TRL
 # averages the term over the chosen answer's tokens while DPO's pull is on the whole answer's log-probability,
-# so at weight 1 the term is about beta x answer length times weaker (run64r: ~20x).
+# so weight beta x answer length / 2 matches the two at the start (run64r: weight 1 was ~20x weaker; run64s:
+# weight 20 held the chosen answer and DPO moved the model little).
 SFT_TERM_LABEL = "SFT term weight (0 = off)"
 SFT_TERM_MAX = 1000.0
 
