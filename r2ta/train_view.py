@@ -12,6 +12,7 @@ This module must not import streamlit; torch only inside :func:`hardware_descrip
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,8 +149,6 @@ def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
 
     A value outside its setting's bounds is an error; so is a setting the page does not offer.
     """
-    import math
-
     current = recipe_settings(recipe)
     by_key = {s.key: s for s in SETTINGS}
     overrides = []
@@ -174,8 +173,6 @@ def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
 def _sft_term_overrides(recipe: str | Path, weight, current: float) -> list[str]:
     """``dpo.loss_type`` / ``dpo.loss_weights`` that give the SFT term ``weight`` (0: none), the recipe's other
     losses and their weights kept; [] when the recipe already has that weight."""
-    import math
-
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
         raise R2taError(f"The SFT term's weight must be a number, not {weight!r}")
     if not 0.0 <= weight <= SFT_TERM_MAX:
