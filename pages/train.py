@@ -58,8 +58,8 @@ with left:
         chosen["sft_term"] = cells[len(shown)].number_input(
             train_view.SFT_TERM_LABEL, min_value=0.0, max_value=train_view.SFT_TERM_MAX,
             value=float(current["sft_term"]), step=1.0, format="%.1f", key=f"setting:{recipe}:sft_term",
-            help="An SFT term beside DPO keeps the chosen answer likely: TRL's loss_type [sigmoid, sft] (RPO), DPO's pairwise loss plus "
-            "the chosen answer's own loss times this weight. Plain DPO can fit its pairs by making both answers "
+            help="An SFT term beside DPO keeps the chosen answer likely: TRL's loss_type [sigmoid, sft] (RPO), "
+            "DPO's pairwise loss plus the chosen answer's own loss times this weight. Plain DPO can fit its pairs by making both answers "
             "unlikely. TRL averages the term over the answer's tokens: weight beta x answer length (tokens) / 2 "
             "matches DPO's pull at the start. Measured on 64 walks (~433 tokens): at 1 DPO still lowered the "
             "chosen answer (run64r); at 20 it held, and DPO changed the model little (run64s).",

@@ -111,20 +111,19 @@ def main() -> int:
                 for label in args.expand:
                     summary = page.get_by_test_id("stExpander").locator("summary").filter(has_text=label)
                     expect(summary.first).to_be_visible()  # the page may still be drawing: an unseen one is an error
-                    if summary.count():
-                        details = summary.first.locator("xpath=..")
-                        stayed = 0
-                        for _ in range(12):  # a click during a rerun can be lost, a rerun can close it again:
-                            expect(running).to_have_count(0)  # click until it is seen open twice in a row
-                            if details.get_attribute("open") is not None:
-                                stayed += 1
-                                if stayed == 2:
-                                    break
-                            else:
-                                stayed = 0
-                                summary.first.click()
-                            page.wait_for_timeout(1000)
-                        summary.first.scroll_into_view_if_needed()
+                    details = summary.first.locator("xpath=..")
+                    stayed = 0
+                    for _ in range(12):  # a click during a rerun can be lost, a rerun can close it again:
+                        expect(running).to_have_count(0)  # click until it is seen open twice in a row
+                        if details.get_attribute("open") is not None:
+                            stayed += 1
+                            if stayed == 2:
+                                break
+                        else:
+                            stayed = 0
+                            summary.first.click()
+                        page.wait_for_timeout(1000)
+                    summary.first.scroll_into_view_if_needed()
                 if args.charts and page.get_by_test_id("stPlotlyChart").count():
                     expect(page.get_by_test_id("stPlotlyChart").first.locator(".plot-container svg").first).to_be_visible()
                 if args.scroll_to:
