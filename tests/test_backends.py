@@ -312,6 +312,63 @@ def test_shared_prefix_cache_changes_nothing_but_speed(tiny_llama):
     assert [g.prompt_tokens for g in cached] == [g.prompt_tokens for g in plain]
 
 
+def test_rows_prefill_gives_the_tokens_of_the_padded_batch(tiny_llama, monkeypatch):
+    """prefill: rows (each prompt encoded alone, the shared system message once, r2ta.kv_cache) against
+    the one padded forward: the same greedy tokens, counts and finish reasons, continuations included."""
+    long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
+    users = ("VERDICT", "MISTAKE: cardinality | WORKS_FOR", "x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
+    prompts = [[long_system, {"role": "user", "content": t}] for t in users]
+    prefixes = ["", "Step 1 [EMPLOYEE]: ok\n", "VERDICT:\n", "", "Step 2"]
+    import r2ta.kv_cache
+
+    calls = []
+    real = r2ta.kv_cache.prefill_rows
+    monkeypatch.setattr(r2ta.kv_cache, "prefill_rows", lambda *a, **kw: calls.append(kw["prefix"]) or real(*a, **kw))
+    results = {}
+    for mode in ("rows", "batch"):
+        backend = _local(tiny_llama, batch_size=3, prefill=mode, stop_on_repetition=False)
+        results[mode] = [backend.generate(prompts, max_new_tokens=20), backend.generate(prompts, max_new_tokens=9, prefixes=prefixes)]
+    for rows, batch in zip(results["rows"], results["batch"]):
+        assert [(g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in rows] == [
+            (g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in batch
+        ]
+    assert any(g.completion_tokens == 20 for g in results["rows"][0])  # some rows decode to the end
+    # rows: two calls of two batches each, the system message encoded once a call (without one: the test above)
+    assert len(calls) == 4 and all(p is not None and p[0] > 32 for p in calls)
+    with pytest.raises(ValueError):
+        BackendConfig(kind="local", model="tiny", prefill="sometimes")
+
+
+def test_prefill_rows_cache_grows_past_its_reserve_and_refuses_right_padding(tiny_llama):
+    import torch
+
+    from r2ta.kv_cache import GrowingLayer, prefill_rows
+
+    model, tok = tiny_llama
+    tok.padding_side = "left"
+    tok.pad_token = tok.pad_token or tok.eos_token
+    enc = tok(["Step 1 [EMPLOYEE]: the key is Ssn", "VERDICT:"], return_tensors="pt", padding=True, add_special_tokens=False)
+    greedy = {"max_new_tokens": 15, "min_new_tokens": 15, "do_sample": False, "pad_token_id": tok.pad_token_id}
+    with torch.inference_mode():
+        plain = model.generate(**enc, **greedy)
+        cache = prefill_rows(model, enc["input_ids"], enc["attention_mask"], reserve=0)  # no room: grows as it goes
+        assert cache.get_seq_length() == enc["input_ids"].shape[1] - 1
+        grown = model.generate(**enc, past_key_values=cache, **greedy)
+    assert torch.equal(plain, grown)
+    layer = cache.layers[0]
+    assert isinstance(layer, GrowingLayer) and layer.get_seq_length() == grown.shape[1] - 1
+    assert layer._k.shape[2] >= layer.get_seq_length() and layer.keys.data_ptr() == layer._k.data_ptr()  # a view
+    kept = layer.keys[1].clone()
+    layer.batch_select_indices(torch.tensor([1]))
+    layer.crop(-3)
+    assert torch.equal(layer.keys[0], kept[:, :-3]) and layer.get_seq_length() == kept.shape[1] - 3
+    tok.padding_side = "right"
+    right = tok(["Step 1 [EMPLOYEE]: the key is Ssn", "VERDICT:"], return_tensors="pt", padding=True, add_special_tokens=False)
+    tok.padding_side = "left"
+    with pytest.raises(ValueError, match="left-padded"):
+        prefill_rows(model, right["input_ids"], right["attention_mask"], reserve=4)
+
+
 def test_cpu_threads_follow_an_explicit_omp_setting_over_the_load_heuristic(monkeypatch):
     from r2ta.backends import cpu_threads
 

@@ -1,0 +1,155 @@
+"""Batched generation on a CPU: each prompt's KV cache is computed alone, then the batch decodes together.
+
+Two costs of a left-padded batch on a CPU (measured with the embedded model, 8 real prompts of
+1,174–2,101 tokens, 2 threads; ``python -m benchmarks.bench_generation`` prints the figures):
+
+* **Prefill.** With padding, attention needs a mask, and CPU SDPA then runs its masked kernel
+  over the whole padded square: 149 prompt tokens/s for the batch of 8, against 400 for one
+  prompt alone, where the causal kernel runs on the prompt's own length. So :func:`prefill_rows`
+  encodes each prompt alone (all but its last token), reusing the KV cache of the prefix every
+  prompt shares (the system message), and lays the rows out left-padded in one cache. The
+  padded slots stay zero and are masked by the attention mask generate passes anyway.
+* **Decode.** transformers' ``DynamicCache`` grows by ``torch.cat``: every new token copies the
+  whole cache (8 rows × 2,100 tokens × 30 layers: a third of a decode step's time). A
+  :class:`GrowingLayer` writes each token into room reserved ahead and hands attention a view.
+
+Greedy outputs are the same tokens as the padded batch (tests/test_backends.py checks it on a tiny
+Llama; the benchmark counts identical outputs on the real model). ``generate`` then runs as
+usual, from the last prompt token on, so logits processors, stopping criteria and the verdict
+grammar see the same ``input_ids`` as before.
+
+On a GPU the padded batch stays the default (``prefill: auto``): its attention kernels take
+masks without the penalty, and one forward per prompt would serialise the batch (not measured).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+
+class GrowingLayer(DynamicLayer):
+    """One layer's keys and values in preallocated buffers ``[batch, heads, capacity, dim]``.
+
+    ``keys`` / ``values`` are views of the first ``length`` slots; ``update`` writes the new
+    tokens in place (doubling the room when it runs out) instead of concatenating a new tensor.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+        super().__init__()
+        if keys.shape != values.shape or not 0 <= length <= keys.shape[-2]:
+            raise ValueError(f"buffers {tuple(keys.shape)} / {tuple(values.shape)} cannot hold {length} tokens")
+        self.dtype, self.device = keys.dtype, keys.device
+        self._k, self._v, self._n = keys, values, length
+        self.is_initialized = True
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self._n + key_states.shape[-2]
+        if end > self._k.shape[-2]:
+            room = max(end, 2 * self._k.shape[-2])
+            self._k, self._v = (_widen(t, room) for t in (self._k, self._v))
+        self._k[:, :, self._n : end] = key_states
+        self._v[:, :, self._n : end] = value_states
+        self._n = end
+        self._refresh()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._n
+
+    # What generate may call on a cache besides update (beam search, assisted decoding): the same
+    # operations as DynamicLayer's, applied to the buffers so that the views stay theirs.
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative number of tokens to remove, got {tokens_to_remove}")
+        self._n = max(0, self._n + tokens_to_remove)
+        self._refresh()
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._k, self._v = (t.index_select(0, beam_idx.to(t.device)) for t in (self._k, self._v))
+        self._refresh()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._k, self._v = (t.repeat_interleave(repeats, dim=0) for t in (self._k, self._v))
+        self._refresh()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices, ...], self._v[indices, ...]
+        self._refresh()
+
+    def reset(self) -> None:
+        self._n = 0
+        self._refresh()
+
+
+def _widen(t: torch.Tensor, room: int) -> torch.Tensor:
+    out = t.new_zeros(*t.shape[:2], room, t.shape[3])
+    out[:, :, : t.shape[2]] = t
+    return out
+
+
+class RowCache(DynamicCache):
+    """A DynamicCache whose layers are :class:`GrowingLayer` (what generate is handed)."""
+
+    def __init__(self, layers: list[GrowingLayer]):
+        Cache.__init__(self, layers=layers)
+
+
+def shared_prefix_cache(model: Any, head: list[int]) -> Any:
+    """The KV cache of ``head`` (token ids every prompt starts with)."""
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return model(torch.tensor([head], device=device), use_cache=True, logits_to_keep=1).past_key_values
+
+
+def prefill_rows(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    reserve: int,
+    prefix: tuple[int, list[int], Any] | None = None,
+) -> RowCache:
+    """The KV cache of every row of a left-padded batch but its last token, each row encoded alone.
+
+    ``input_ids`` / ``attention_mask``: ``[batch, width]``, left-padded (what the tokenizer gives
+    with ``padding_side="left"``). The cache holds ``width - 1`` positions, each row's tokens
+    right-aligned as in the padded batch, plus ``reserve`` free slots for the tokens generate
+    will add. ``prefix``: ``(length, ids, cache)`` of a start many rows share, from
+    :func:`shared_prefix_cache`; a row that starts with it encodes only the rest.
+    Positions are each row's own (0 at its first real token), as generate numbers them from the
+    attention mask, so the logits match the padded batch's.
+    """
+    if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
+        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must be [batch, width]")
+    batch, width = input_ids.shape
+    lengths = attention_mask.sum(-1).tolist()
+    if any(attention_mask[i, width - n :].sum() != n for i, n in enumerate(lengths)):
+        raise ValueError("prefill_rows needs a left-padded batch (padding_side='left')")
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+    with torch.inference_mode():
+        for i, n in enumerate(lengths):
+            ids = input_ids[i, width - n : width - 1]  # the last token is generate's first step
+            if ids.numel() == 0:
+                continue
+            cache, rest = None, ids
+            if prefix is not None and prefix[0] < ids.numel() and ids[: prefix[0]].tolist() == prefix[1]:
+                cache, rest = copy.deepcopy(prefix[2]), ids[prefix[0] :]
+            cache = model(rest[None], past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+            for li, layer in enumerate(cache.layers):
+                if not layers[li:]:
+                    shape = (batch, layer.keys.shape[1], width - 1 + reserve, layer.keys.shape[3])
+                    layers.append((layer.keys.new_zeros(shape), layer.values.new_zeros(shape)))
+                k, v = layers[li]
+                k[i, :, width - n : width - 1] = layer.keys[0]
+                v[i, :, width - n : width - 1] = layer.values[0]
+    if not layers:
+        raise ValueError("every prompt is a single token: nothing to prefill (generate the batch as it is)")
+    return RowCache([GrowingLayer(k, v, width - 1) for k, v in layers])
