@@ -25,10 +25,15 @@ masks without the penalty, and one forward per prompt would serialise the batch 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+
+class RowPrefillUnsupported(ValueError):
+    """The model's cache is not plain full attention (a sliding window, linear attention...): rows cannot be laid out."""
 
 
 class GrowingLayer(DynamicLayer):
@@ -102,11 +107,16 @@ class RowCache(DynamicCache):
         Cache.__init__(self, layers=layers)
 
 
+def _last_logits_only(model: Any) -> dict:
+    """Skip the LM head on all but the last position where the model allows it (the cache is what is wanted)."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 def shared_prefix_cache(model: Any, head: list[int]) -> Any:
     """The KV cache of ``head`` (token ids every prompt starts with)."""
     device = next(model.parameters()).device
     with torch.inference_mode():
-        return model(torch.tensor([head], device=device), use_cache=True, logits_to_keep=1).past_key_values
+        return model(torch.tensor([head], device=device), use_cache=True, **_last_logits_only(model)).past_key_values
 
 
 def prefill_rows(
@@ -125,7 +135,8 @@ def prefill_rows(
     will add. ``prefix``: ``(length, ids, cache)`` of a start many rows share, from
     :func:`shared_prefix_cache`; a row that starts with it encodes only the rest.
     Positions are each row's own (0 at its first real token), as generate numbers them from the
-    attention mask, so the logits match the padded batch's.
+    attention mask, so the logits match the padded batch's. Raises :class:`RowPrefillUnsupported`
+    for a model whose cache layers are not plain full attention.
     """
     if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
         raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must be [batch, width]")
@@ -142,7 +153,10 @@ def prefill_rows(
             cache, rest = None, ids
             if prefix is not None and prefix[0] < ids.numel() and ids[: prefix[0]].tolist() == prefix[1]:
                 cache, rest = copy.deepcopy(prefix[2]), ids[prefix[0] :]
-            cache = model(rest[None], past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+            cache = model(rest[None], past_key_values=cache, use_cache=True, **_last_logits_only(model)).past_key_values
+            odd = {type(layer).__name__ for layer in getattr(cache, "layers", [None]) if type(layer) is not DynamicLayer}
+            if odd:
+                raise RowPrefillUnsupported(f"cache layers {', '.join(sorted(odd))} are not plain full attention")
             for li, layer in enumerate(cache.layers):
                 if not layers[li:]:
                     shape = (batch, layer.keys.shape[1], width - 1 + reserve, layer.keys.shape[3])

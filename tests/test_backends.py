@@ -369,6 +369,29 @@ def test_prefill_rows_cache_grows_past_its_reserve_and_refuses_right_padding(tin
         prefill_rows(model, right["input_ids"], right["attention_mask"], reserve=4)
 
 
+def test_a_model_with_a_sliding_window_keeps_the_padded_batch(tiny_llama):
+    """A cache that is not plain full attention cannot be laid out row by row: auto falls back to the padded
+    batch (same tokens as asking for it), an explicit prefill: rows says what to use instead."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    _, tok = tiny_llama
+    torch.manual_seed(0)
+    cfg = MistralConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, sliding_window=6, eos_token_id=tok.eos_token_id,
+    )
+    windowed = (MistralForCausalLM(cfg).eval(), tok)
+    prompts = [_chat("Step 1"), _chat("a much longer prompt about the WORKS_FOR relationship and EMPLOYEE keys")]
+    backend = _local(windowed, batch_size=2, stop_on_repetition=False)
+    auto = backend.generate(prompts, max_new_tokens=8)
+    assert backend._rows_unsupported  # found once, not tried again on every call
+    batch = _local(windowed, batch_size=2, stop_on_repetition=False, prefill="batch").generate(prompts, max_new_tokens=8)
+    assert [g.text for g in auto] == [g.text for g in batch]
+    with pytest.raises(BackendError, match="use prefill: batch"):
+        _local(windowed, batch_size=2, prefill="rows").generate(prompts, max_new_tokens=8)
+
+
 def test_cpu_threads_follow_an_explicit_omp_setting_over_the_load_heuristic(monkeypatch):
     from r2ta.backends import cpu_threads
 
