@@ -158,7 +158,7 @@ def prefill_rows(
             if odd:
                 raise RowPrefillUnsupported(f"cache layers {', '.join(sorted(odd))} are not plain full attention")
             for li, layer in enumerate(cache.layers):
-                if not layers[li:]:
+                if li == len(layers):  # the first row that had tokens: allocate this layer's buffers
                     shape = (batch, layer.keys.shape[1], width - 1 + reserve, layer.keys.shape[3])
                     layers.append((layer.keys.new_zeros(shape), layer.values.new_zeros(shape)))
                 k, v = layers[li]
