@@ -14,6 +14,14 @@ identical is printed (fp32 numerics may differ slightly with padding). "One at a
 time" is what ``r2ta reason --batch-size 1`` does, including the reuse of the
 shared prompt prefix's KV cache. A warm-up call runs first.
 
+Then R2tA's second call, as ``r2ta reason`` / ``r2ta eval`` make it: every answer, cut at its last
+complete line, gets ``VERDICT:`` and ``--verdict-tokens`` more to write one
+(:func:`r2ta.backends.ask_for_verdicts`), twice: on the rows backend, which kept the first call's
+rows (``keep_cache_mb``, :class:`r2ta.kv_cache.KeptRows`: each prompt starts from the cache of the
+answer it continues), and on one that keeps nothing (every prompt encoded whole, the shared
+system message once). Printed: both times, the ratio, the tokens taken from kept rows, identical
+continuations.
+
 Prints, per mode: wall time, generated tokens/s, variants/min, and the device
 (CPU model and thread count, or the GPU's name). Asserts nothing.
 """
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verdict-tokens", type=int, default=32, help="the verdict call's budget (0: skip it)")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
 
     from r2ta.backends import get_backend
@@ -117,6 +126,34 @@ def main(argv: list[str] | None = None) -> None:
     for name, _ in modes[1:]:
         same = sum(x.text == y.text for x, y in zip(results[first], results[name]))
         print(f"{name}: {seconds[name] / seconds[first]:.2f}x the time of {first}; identical outputs {same}/{len(prompts)}")
+    if args.verdict_tokens > 0:
+        _verdict_call(batched, prompts, results[first], args)
+
+
+def _verdict_call(batched, prompts, first, args) -> None:
+    """The verdict call after the rows run: from the kept rows vs every prompt encoded whole."""
+    from r2ta.backends import ask_for_verdicts, get_backend
+
+    whole = get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="rows", keep_cache_mb=0)
+    whole._model, whole._tokenizer = batched.model, batched.tokenizer
+    kept = batched._kept
+    reused_before = kept.tokens_reused
+    runs = {}
+    for name, backend in (("from kept rows", batched), ("encoded whole", whole)):
+        gens = [g.model_copy() for g in first]  # ask_for_verdicts extends them in place
+        t0 = time.perf_counter()
+        asked = ask_for_verdicts(backend, prompts, gens, args.verdict_tokens)
+        runs[name] = (time.perf_counter() - t0, gens, asked)
+    (kept_s, kept_gens, asked), (whole_s, whole_gens, _) = runs["from kept rows"], runs["encoded whole"]
+    if not asked:
+        print("verdict call: every answer wrote its own verdict, none to ask for")
+        return
+    same = sum(kept_gens[k].text == whole_gens[k].text for k in asked)
+    print(f"verdict call ({len(asked)} answers cut at their last complete line, then VERDICT: and "
+          f"{args.verdict_tokens} more tokens each):")
+    print(f"{'from kept rows':>32}: {kept_s:7.1f} s  ({kept.tokens_reused - reused_before} tokens taken from "
+          f"{len(kept)} kept rows, {kept.bytes / 2**20:.0f} MB)")
+    print(f"{'encoded whole':>32}: {whole_s:7.1f} s  ({whole_s / kept_s:.2f}x the time); identical continuations {same}/{len(asked)}")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,10 @@ class BackendConfig(BaseModel):
     # share once, then one batch decodes (r2ta.kv_cache: 1.5-1.9x faster on a CPU, the same tokens); "batch": one
     # left-padded forward. "auto": rows on a CPU (where the model's cache allows it), batch on a GPU.
     prefill: Literal["auto", "rows", "batch"] = "auto"
+    # local, rows prefill: keep the KV caches of the last generated rows up to this many MB, so that a prompt
+    # continuing one of them (R2tA asking for a verdict the answer did not reach) encodes only its new tokens
+    # (r2ta.kv_cache.KeptRows); 0 = encode every prompt whole.
+    keep_cache_mb: int = Field(default=2048, ge=0, le=1_000_000)
     # openai: the server continues a final assistant message (vLLM's continue_final_message), so a
     # verdict the model did not reach can be asked for (r2ta.prompting.verdict_prefix). Local models always can.
     assistant_prefill: bool = False
@@ -370,6 +374,7 @@ class LocalBackend(Backend):
         self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._rows_unsupported = False  # set when the model's cache cannot be prefilled row by row
+        self._kept = None  # r2ta.kv_cache.KeptRows, made on first use when keep_cache_mb > 0
 
     @property
     def id(self) -> str:
@@ -486,7 +491,8 @@ class LocalBackend(Backend):
             tok.pad_token = tok.eos_token
         temperature = self.config.temperature if temperature is None else temperature
         texts = [self.render_prompt(p) + (prefixes[i] if prefixes else "") for i, p in enumerate(prompts)]
-        lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        token_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        lengths = [len(x) for x in token_ids]
         # Batch prompts of similar length together: less padding, same results.
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         eos_ids = set(_as_list(model.generation_config.eos_token_id) or _as_list(tok.eos_token_id))
@@ -495,7 +501,10 @@ class LocalBackend(Backend):
         alone = self.config.prefill == "rows" or (
             self.config.prefill == "auto" and device.type == "cpu" and not self._rows_unsupported
         )
-        prefix = self._shared_prefix(texts) if (alone or self.config.batch_size == 1) and len(texts) > 1 else None
+        kept = self._kept_rows() if alone else None
+        if kept is not None:
+            kept.start_call([x[:-1] for x in token_ids])  # rows no prompt here continues go before this call allocates
+        prefix = self._shared_prefix(texts, kept) if (alone or self.config.batch_size == 1) and len(texts) > 1 else None
         for start in range(0, len(order), self.config.batch_size):
             idx = order[start : start + self.config.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -519,28 +528,38 @@ class LocalBackend(Backend):
             t0 = time.perf_counter()
             with torch.inference_mode():
                 if alone and enc["input_ids"].shape[1] > 1:
-                    from r2ta.kv_cache import RowPrefillUnsupported, prefill_rows
+                    from r2ta.kv_cache import RowPrefillUnsupported, prefill_rows, row_layers
 
                     try:
                         kwargs["past_key_values"] = prefill_rows(
-                            model, enc["input_ids"], enc["attention_mask"], reserve=max_new_tokens, prefix=prefix
+                            model, enc["input_ids"], enc["attention_mask"], reserve=max_new_tokens, prefix=prefix, kept=kept
                         )
                     except RowPrefillUnsupported as err:
                         if self.config.prefill == "rows":
                             raise BackendError(f"prefill: rows cannot encode this model's prompts alone ({err}); "
                                                "use prefill: batch (or auto)") from None
                         self._rows_unsupported, alone = True, False  # auto: this model keeps the padded batch
+                    if kept is not None and start + self.config.batch_size >= len(order):
+                        kept.drop_older()  # every prompt of the call is encoded
                 if not alone and len(idx) == 1 and prefix is not None and enc["input_ids"][0, : prefix[0]].tolist() == prefix[1]:
                     kwargs["past_key_values"] = copy.deepcopy(prefix[2])
                 seqs = model.generate(**enc, **kwargs)
             latency = time.perf_counter() - t0
             width = enc["input_ids"].shape[1]
+            row_cache = kwargs.get("past_key_values") if alone else None
+            # generate wrote into the cache it was handed: every position but the last token's
+            if row_cache is not None and kept is not None and row_cache.get_seq_length() != seqs.shape[1] - 1:
+                row_cache = None
             for row, i in enumerate(idx):
                 new = seqs[row, width:].tolist()
                 stop = next((k for k, t in enumerate(new) if t in eos_ids or t == tok.pad_token_id), None)
-                kept = new if stop is None else new[:stop]
+                written = new if stop is None else new[:stop]
+                if row_cache is not None and kept is not None:
+                    n = int(enc["attention_mask"][row].sum())
+                    ids = enc["input_ids"][row, width - n :].tolist() + written[: len(new) - 1]
+                    kept.add(ids, row_layers(row_cache, row, width - n, len(ids)), prompt=n)
                 looped = stopper is not None and row in stopper.stopped
-                text = tok.decode(kept, skip_special_tokens=True)
+                text = tok.decode(written, skip_special_tokens=True)
                 if grammars is not None and grammars[i] is not None:
                     from r2ta.grammar import trim_incomplete
 
@@ -548,19 +567,28 @@ class LocalBackend(Backend):
                 out[i] = Generation(
                     text=text,
                     prompt_tokens=int(enc["attention_mask"][row].sum()),
-                    completion_tokens=len(kept) + (0 if stop is None or looped else 1),
+                    completion_tokens=len(written) + (0 if stop is None or looped else 1),
                     latency_s=latency,
                     finish_reason="repetition" if looped else "stop" if stop is not None else "length",
                 )
         return out  # type: ignore[return-value]
 
-    def _shared_prefix(self, texts: list[str]):
+    def _kept_rows(self):
+        """The :class:`r2ta.kv_cache.KeptRows` of this backend (None when ``keep_cache_mb`` is 0)."""
+        if self._kept is None and self.config.keep_cache_mb > 0:
+            from r2ta.kv_cache import KeptRows
+
+            self._kept = KeptRows(self.config.keep_cache_mb * 2**20)
+        return self._kept
+
+    def _shared_prefix(self, texts: list[str], kept=None):
         """(length, token ids, KV cache) of the tokens every prompt starts with, or None.
 
         Every R2tA prompt starts with the same system message (~400 tokens, ~750
         with the worked example): when prompts are encoded one at a time (``prefill: rows``, or
         a batch of one), that prefix is encoded once and its cache copied into each, instead of
         recomputed every time. (A left-padded batch encoded in one forward cannot line it up.)
+        None as well when every prompt continues a row in ``kept`` at least that far (nothing to encode it for).
         """
         from r2ta.kv_cache import shared_prefix_cache
 
@@ -571,11 +599,15 @@ class LocalBackend(Backend):
             n += 1
         if n < 32:
             return None
+        if kept is not None and len(kept) and all(kept.match(x[:-1])[0] > n for x in ids):
+            return None
         head = ids[0][:n]
         return n, head, shared_prefix_cache(self.model, head)
 
     def close(self) -> None:
         self._model = self._tokenizer = None
+        if self._kept is not None:
+            self._kept.clear()
 
 
 def _as_list(value) -> list[int]:

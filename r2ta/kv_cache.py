@@ -18,6 +18,12 @@ Llama; the benchmark counts identical outputs on the real model). ``generate`` t
 usual, from the last prompt token on, so logits processors, stopping criteria and the verdict
 grammar see the same ``input_ids`` as before.
 
+* **Continuations.** R2tA asks for the verdict an answer did not reach by generating again from
+  the prompt plus the answer so far (:func:`r2ta.backends.ask_for_verdicts`): the same tokens
+  the previous call has just encoded and written. :class:`KeptRows` keeps the last rows' caches
+  (within a byte budget) and :func:`prefill_rows` starts a row from the longest one it
+  continues, so only what is new is encoded.
+
 On a GPU the padded batch stays the default (``prefill: auto``): its attention kernels take
 masks without the penalty, and one forward per prompt would serialise the batch (not measured).
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -107,6 +114,97 @@ class RowCache(DynamicCache):
         Cache.__init__(self, layers=layers)
 
 
+@dataclass
+class _Row:
+    ids: torch.Tensor  # prompt and answer, unpadded
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, keys and values [heads, len(ids), dim]
+    prompt: int  # how many of ids were the prompt
+    call: int  # the generate call that wrote it
+    size: int  # bytes
+
+
+def _common(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    m = min(len(a), len(b))
+    differ = (a[:m] != b[:m]).nonzero()
+    return int(differ[0, 0]) if len(differ) else m
+
+
+class KeptRows:
+    """The KV caches of the last generate call's rows, so that a prompt continuing one encodes only its new tokens.
+
+    A row is its token ids (prompt and answer, unpadded) and, per layer, keys and values
+    ``[heads, len(ids), dim]``. What a call does with it (:meth:`LocalBackend.generate
+    <r2ta.backends.LocalBackend.generate>`): :meth:`start_call` with its prompts drops every row
+    none of them continues (a new batch of variants frees the memory before it allocates its own);
+    :func:`prefill_rows` starts each prompt from the row it continues; :meth:`drop_older` once
+    every batch of the call is encoded; :meth:`add` the call's own rows. So at most one call's
+    rows are held between calls, and never more than ``budget_bytes`` (the oldest go first; a row
+    larger than the budget is not kept). ``rows_reused`` / ``tokens_reused`` count what
+    :func:`prefill_rows` took from here instead of encoding.
+
+    The reused keys and values of an answer's tokens are the ones computed while it was decoded in
+    its batch, not recomputed alone: equal up to float rounding, so a greedy continuation may in
+    principle pick another token at a near-tie (``python -m benchmarks.bench_generation`` counts
+    identical continuations on the real model).
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self._rows: list[_Row] = []
+        self._call = 0
+        self.bytes = 0
+        self.rows_reused = self.tokens_reused = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _keep(self, rows: list[_Row]) -> None:
+        self._rows = rows
+        self.bytes = sum(r.size for r in rows)
+
+    def start_call(self, prompts: list[list[int]]) -> None:
+        """A new call with these prompts (token ids): keep only the rows one of them continues (holds its whole prompt)."""
+        self._call += 1
+        wanted = [torch.tensor(p) for p in prompts]
+        self._keep([r for r in self._rows if any(_common(r.ids, w) >= min(r.prompt, len(w)) for w in wanted)])
+
+    def drop_older(self) -> None:
+        """Forget the rows of earlier calls (this call's prompts are encoded)."""
+        self._keep([r for r in self._rows if r.call == self._call])
+
+    def add(self, ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]], prompt: int | None = None) -> None:
+        """Keep a row of this call: ``ids`` and its cache; ``prompt``: how many of ``ids`` were its prompt (default all)."""
+        if any(k.shape[-2] != len(ids) or v.shape != k.shape for k, v in layers):
+            raise ValueError(f"{len(ids)} token ids and cache layers of other lengths")
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
+        if not ids or size > self.budget:
+            return
+        self._rows.append(_Row(torch.tensor(ids), layers, len(ids) if prompt is None else prompt, self._call, size))
+        self.bytes += size
+        while self.bytes > self.budget:
+            self.bytes -= self._rows.pop(0).size
+
+    def match(self, ids: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """(the most leading tokens of ``ids`` a kept row starts with, that row's layers); (0, None) if none."""
+        best: tuple[int, list | None] = (0, None)
+        want = torch.tensor(ids)
+        for row in self._rows:
+            n = _common(row.ids, want)
+            if n > best[0]:
+                best = (n, row.layers)
+        return best
+
+    def clear(self) -> None:
+        self._keep([])
+
+
+def row_layers(cache: Any, row: int, start: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Copies of one row's keys and values, ``length`` positions from ``start``, layer by layer (for :class:`KeptRows`)."""
+    return [(layer.keys[row, :, start : start + length].clone(), layer.values[row, :, start : start + length].clone())
+            for layer in cache.layers]
+
+
 def _last_logits_only(model: Any) -> dict:
     """Skip the LM head on all but the last position where the model allows it (the cache is what is wanted)."""
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
@@ -126,6 +224,7 @@ def prefill_rows(
     *,
     reserve: int,
     prefix: tuple[int, list[int], Any] | None = None,
+    kept: KeptRows | None = None,
 ) -> RowCache:
     """The KV cache of every row of a left-padded batch but its last token, each row encoded alone.
 
@@ -133,7 +232,9 @@ def prefill_rows(
     with ``padding_side="left"``). The cache holds ``width - 1`` positions, each row's tokens
     right-aligned as in the padded batch, plus ``reserve`` free slots for the tokens generate
     will add. ``prefix``: ``(length, ids, cache)`` of a start many rows share, from
-    :func:`shared_prefix_cache`; a row that starts with it encodes only the rest.
+    :func:`shared_prefix_cache`; a row that starts with it encodes only the rest. ``kept``: rows
+generated lately; a row that continues one further (more tokens in common than ``prefix``)
+starts from its cache instead, and encodes nothing at all if it adds no token before its last.
     Positions are each row's own (0 at its first real token), as generate numbers them from the
     attention mask, so the logits match the padded batch's. Raises :class:`RowPrefillUnsupported`
     for a model whose cache layers are not plain full attention.
@@ -150,10 +251,17 @@ def prefill_rows(
             ids = input_ids[i, width - n : width - 1]  # the last token is generate's first step
             if ids.numel() == 0:
                 continue
-            cache, rest = None, ids
+            cache, start = None, 0
             if prefix is not None and prefix[0] < ids.numel() and ids[: prefix[0]].tolist() == prefix[1]:
-                cache, rest = copy.deepcopy(prefix[2]), ids[prefix[0] :]
-            cache = model(rest[None], past_key_values=cache, use_cache=True, **_last_logits_only(model)).past_key_values
+                cache, start = copy.deepcopy(prefix[2]), prefix[0]
+            if kept is not None:
+                common, layers_kept = kept.match(ids.tolist())
+                if common > start and layers_kept is not None:
+                    cache, start = DynamicCache([(k[None, :, :common], v[None, :, :common]) for k, v in layers_kept]), common
+                    kept.rows_reused += 1
+                    kept.tokens_reused += common
+            if start < ids.numel():
+                cache = model(ids[None, start:], past_key_values=cache, use_cache=True, **_last_logits_only(model)).past_key_values
             odd = {type(layer).__name__ for layer in getattr(cache, "layers", [None]) if type(layer) is not DynamicLayer}
             if odd:
                 raise RowPrefillUnsupported(f"cache layers {', '.join(sorted(odd))} are not plain full attention")

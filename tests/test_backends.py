@@ -4,6 +4,7 @@ backend on a tiny Llama built in-process (no download), and the named configs.""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -312,9 +313,11 @@ def test_shared_prefix_cache_changes_nothing_but_speed(tiny_llama):
     assert [g.prompt_tokens for g in cached] == [g.prompt_tokens for g in plain]
 
 
-def test_rows_prefill_gives_the_tokens_of_the_padded_batch(tiny_llama, monkeypatch):
+@pytest.mark.parametrize("keep_cache_mb", [0, 64])
+def test_rows_prefill_gives_the_tokens_of_the_padded_batch(tiny_llama, monkeypatch, keep_cache_mb):
     """prefill: rows (each prompt encoded alone, the shared system message once, r2ta.kv_cache) against
-    the one padded forward: the same greedy tokens, counts and finish reasons, continuations included."""
+    the one padded forward: the same greedy tokens, counts and finish reasons, continuations included
+    (with the rows of the first call kept, the second call's prompts start from their caches)."""
     long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
     users = ("VERDICT", "MISTAKE: cardinality | WORKS_FOR", "x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
     prompts = [[long_system, {"role": "user", "content": t}] for t in users]
@@ -326,17 +329,94 @@ def test_rows_prefill_gives_the_tokens_of_the_padded_batch(tiny_llama, monkeypat
     monkeypatch.setattr(r2ta.kv_cache, "prefill_rows", lambda *a, **kw: calls.append(kw["prefix"]) or real(*a, **kw))
     results = {}
     for mode in ("rows", "batch"):
-        backend = _local(tiny_llama, batch_size=3, prefill=mode, stop_on_repetition=False)
+        backend = _local(tiny_llama, batch_size=3, prefill=mode, stop_on_repetition=False, keep_cache_mb=keep_cache_mb)
         results[mode] = [backend.generate(prompts, max_new_tokens=20), backend.generate(prompts, max_new_tokens=9, prefixes=prefixes)]
     for rows, batch in zip(results["rows"], results["batch"]):
         assert [(g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in rows] == [
             (g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in batch
         ]
     assert any(g.completion_tokens == 20 for g in results["rows"][0])  # some rows decode to the end
-    # rows: two calls of two batches each, the system message encoded once a call (without one: the test above)
-    assert len(calls) == 4 and all(p is not None and p[0] > 32 for p in calls)
+    # rows: two calls of two batches each, the system message encoded once a call (without one: the test above);
+    # with rows kept, every prompt of the second call continues one of the first's: no system message to encode
+    assert len(calls) == 4 and all(p is not None and p[0] > 32 for p in calls[: 4 if keep_cache_mb == 0 else 2])
+    assert keep_cache_mb == 0 or calls[2:] == [None, None]
     with pytest.raises(ValueError):
         BackendConfig(kind="local", model="tiny", prefill="sometimes")
+
+
+def test_asking_for_verdicts_starts_from_the_cache_of_the_answers_it_continues(tiny_llama):
+    """R2tA's second call (the verdict an answer did not reach) on a backend that kept the first call's rows:
+    the same text and counts as encoding every prompt whole, with each asked-for row started from its answer's cache."""
+    from r2ta.backends import ask_for_verdicts
+
+    long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
+    users = ("VERDICT", "MISTAKE: cardinality | WORKS_FOR", "x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
+    prompts = [[long_system, {"role": "user", "content": t}] for t in users]
+    runs = {}
+    for keep in (0, 64):
+        backend = _local(tiny_llama, batch_size=3, prefill="rows", keep_cache_mb=keep)
+        first = backend.generate(prompts, max_new_tokens=40)
+        asked = ask_for_verdicts(backend, prompts, first, verdict_tokens=10)
+        runs[keep] = (backend, first, asked)
+    (_, plain, plain_asked), (kept_backend, reused, reused_asked) = runs[0], runs[64]
+    assert len(reused_asked) >= 3 and reused_asked == plain_asked  # most rows asked for; same positions, same counts
+    assert [(g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in reused] == [
+        (g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in plain
+    ]
+    kept = kept_backend._kept
+    assert kept.rows_reused == len(reused_asked)
+    # each asked-for row reused its prompt and at least part of its answer (the prompts alone: the sum below)
+    prompt_tokens = sum(reused[k].prompt_tokens - 1 for k in reused_asked)
+    assert kept.tokens_reused > prompt_tokens
+    assert runs[0][0]._kept is None  # keep_cache_mb: 0 keeps nothing
+    # the cache a continuation starts from is the one encoding it whole gives (up to float rounding)
+    import torch
+
+    from r2ta.kv_cache import prefill_rows
+
+    model, tok = tiny_llama
+    tok.padding_side = "left"
+    texts = [kept_backend.render_prompt(p) + g.text[: len(g.text) // 2] + "\nVERDICT:\n" for p, g in zip(prompts, reused)]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    before = kept.rows_reused
+    started = prefill_rows(model, enc["input_ids"], enc["attention_mask"], reserve=0, kept=kept)
+    assert kept.rows_reused == before + len(prompts)
+    whole = prefill_rows(model, enc["input_ids"], enc["attention_mask"], reserve=0)
+    for a, b in zip(started.layers, whole.layers):
+        assert torch.allclose(a.keys, b.keys, atol=1e-5) and torch.allclose(a.values, b.values, atol=1e-5)
+
+
+def test_kept_rows_hold_one_call_within_their_budget_and_match_the_longest_start():
+    import torch
+
+    from r2ta.kv_cache import KeptRows
+
+    def layers(n):  # one layer, 2 heads, n positions, 4 dims: keys and values 2 * (2 * n * 4) * 4 bytes
+        return [(torch.full((2, n, 4), float(n)), torch.full((2, n, 4), -float(n)))]
+
+    kept = KeptRows(budget_bytes=2 * 2 * 10 * 4 * 4 * 2)  # two rows of 10 tokens
+    kept.start_call([[0, 1, 2]])
+    kept.add(list(range(10)), layers(10), prompt=4)
+    kept.add([0, 1, 2, 7, 7, 7, 7, 7, 7], layers(9), prompt=4)
+    assert kept.match([0, 1, 2, 3, 4, 99])[0] == 5 and kept.match([0, 1, 2, 7, 7])[0] == 5
+    assert kept.match([5, 1, 2]) == (0, None)
+    n, found = kept.match([0, 1, 2, 7, 9])
+    assert n == 4 and found[0][0][0, 0, 0] == 9.0
+    kept.add([3] * 10, layers(10))  # past the budget: the oldest goes
+    assert len(kept) == 2 and kept.match([0, 1, 2, 3])[0] == 3 and kept.match([3, 3])[0] == 2
+    kept.add(list(range(40)), layers(40))  # larger than the whole budget: not kept, nothing dropped
+    assert len(kept) == 2 and kept.bytes <= kept.budget
+    with pytest.raises(ValueError, match="other lengths"):
+        kept.add([1, 2], layers(3))
+    # the next call continues the row [0 1 2 7 ...] (holds its 4-token prompt): the [3 3 ...] row goes at once
+    kept.start_call([[0, 1, 2, 7, 7, 8], [5, 5, 5, 5, 5]])
+    assert len(kept) == 1 and kept.match([0, 1, 2, 7, 7, 8])[0] == 5
+    kept.add([5] * 6, layers(6))
+    kept.drop_older()  # the call's prompts are encoded: only its own rows stay
+    assert len(kept) == 1 and kept.match([5, 5])[0] == 2 and kept.match([0, 1, 2, 7])[0] == 0
+    assert kept.bytes == 2 * 6 * 4 * 4 * 2  # keys and values, 2 heads x 6 positions x 4 dims x 4 bytes
+    kept.clear()
+    assert len(kept) == 0 and kept.bytes == 0
 
 
 def test_prefill_rows_cache_grows_past_its_reserve_and_refuses_right_padding(tiny_llama):
@@ -402,3 +482,23 @@ def test_cpu_threads_follow_an_explicit_omp_setting_over_the_load_heuristic(monk
     assert cpu_threads() == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "lots")  # not a number: the heuristic again
     assert cpu_threads() == 1
+
+
+def test_generation_benchmark_runs_end_to_end_on_a_tiny_model(tiny_llama, monkeypatch, capsys):
+    """benchmarks/bench_generation.py's plumbing (its figures need the real model: ~5 min): every mode runs
+    and prints, and so does the verdict call from kept rows against prompts encoded whole."""
+    import benchmarks.bench_generation as bench
+    import r2ta.backends
+    import r2ta.embedded_model
+
+    monkeypatch.setattr(r2ta.embedded_model, "ensure_embedded_model", lambda: None)
+    monkeypatch.setattr(r2ta.backends, "get_backend", lambda name, **kw: _local(tiny_llama, **kw))
+    system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
+    users = ("x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
+    monkeypatch.setattr(bench, "_prompts", lambda n, seed: [[system, {"role": "user", "content": users[i % 3]}] for i in range(n)])
+    bench.main(["--variants", "3", "--batch-size", "2", "--max-new-tokens", "12", "--verdict-tokens", "6"])
+    out = capsys.readouterr().out
+    for line in ("rows prefill:", "padded prefill:", "one at a time:", "identical outputs 3/3"):
+        assert line in out, out
+    assert re.search(r"from kept rows: +[\d.]+ s +\((\d+) tokens taken", out), out
+    assert re.search(r"identical continuations (\d+)/\1", out) or "none to ask for" in out, out
