@@ -20,7 +20,9 @@ the precision :mod:`training.hardware` picks) and max_length (TRL's 1024 keeps
 the start of a 1.7-2.9k-token row, so every answer is cut and every row dropped;
 both use the recipe's). "project+decisions" (SFT only) is the recipe with
 ``decision_token_weight`` (``--decision-weight``, 5 by default; :mod:`training.weighting`):
-what weighting the answer's decision tokens costs, in the same run.
+what weighting the answer's decision tokens costs, in the same run. "project-unshared"
+(DPO only) is the recipe with ``share_prompt: false``: TRL's forward, chosen and rejected
+encoded as two full rows, against the start they share encoded once (:mod:`training.shared_prefix`).
 
 tokens/s counts the non-padding tokens the trainer consumed (prompt + answer;
 DPO counts chosen and rejected), between the end of the first step and the end
@@ -107,6 +109,8 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
     module = {"sft": sft, "dpo": dpo}[stage]
     if setting == "project":
         return module, parse_stage(module.make_parser(), recipe, stage, precision, common)
+    if setting == "project-unshared":  # DPO: the recipe with TRL's concatenated forward (training.shared_prefix off)
+        return module, parse_stage(module.make_parser(), recipe, stage, precision, [*common, "--share_prompt", "false"])
     if setting.startswith("project+decisions"):
         weight = setting.split(":", 1)[1]
         return module, parse_stage(module.make_parser(), recipe, stage, precision,
@@ -191,6 +195,16 @@ def _mfu(result: dict, device_name: str) -> float | None:
     return per_token * result["tokens_per_s"] / peak
 
 
+def _compare(results: list[dict], stage: str, setting: str, against: str, what: str) -> None:
+    """Print ``setting``'s tokens/s as a ratio of ``against``'s, both measured in this run (s/step beside;
+    tokens/s counts DPO's two rows either way, and s/step includes dataset preparation)."""
+    pair = {r["setting"]: r for r in results if r["stage"] == stage}
+    if {setting, against} <= pair.keys():
+        a, b = pair[setting], pair[against]
+        print(f"{stage}: {what} runs at {a['tokens_per_s'] / b['tokens_per_s']:.2f}x the tokens/s of {against} "
+              f"(s/step {a['s_per_step']:.2f} vs {b['s_per_step']:.2f})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="auto",
@@ -241,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
             settings = ["project", "trl-defaults"]
             if stage == "sft":
                 settings.insert(1, f"project+decisions:{args.decision_weight:g}")
+            else:
+                settings.insert(1, "project-unshared")
             for setting in settings:
                 result = _measure(stage, setting, recipe, precision, folder / f"{stage}.jsonl", steps, Path(tmp),
                                   args.defaults_batch)
@@ -263,16 +279,14 @@ def main(argv: list[str] | None = None) -> None:
             line += f" {r['gpu_mem_gb']:>7.1f}"
         print(line)
     for stage in ("sft", "dpo"):
-        pair = {r["setting"]: r for r in results if r["stage"] == stage}
-        if {"project", "trl-defaults"} <= pair.keys():
-            ratio = pair["project"]["tokens_per_s"] / pair["trl-defaults"]["tokens_per_s"]
-            print(f"{stage}: project settings run at {ratio:.2f}x TRL defaults' tokens/s")
-    weighted = {r["setting"]: r for r in results if r["stage"] == "sft"}
-    if {"project", "project+decisions"} <= weighted.keys():
-        ratio = weighted["project+decisions"]["tokens_per_s"] / weighted["project"]["tokens_per_s"]
-        print(f"sft: decision_token_weight {args.decision_weight:g} runs at {ratio:.2f}x the plain project "
-              f"settings' tokens/s (wall {weighted['project+decisions']['s_per_step']:.2f} vs "
-              f"{weighted['project']['s_per_step']:.2f} s/step, dataset preparation included)")
+        _compare(results, stage, "project", "trl-defaults", "project settings")
+    project_dpo = next((r for r in results if r["stage"] == "dpo" and r["setting"] == "project"), None)
+    if project_dpo is not None and (project_dpo["rows_per_step"] != 1 or project_dpo["act_ckpt"]):
+        print("dpo: share_prompt works on one pair a step without activation checkpointing; this recipe trains "
+              f"{project_dpo['rows_per_step']} a step, so project and project-unshared ran the same forward")
+    else:
+        _compare(results, "dpo", "project", "project-unshared", "the shared start encoded once (share_prompt)")
+    _compare(results, "sft", "project+decisions", "project", f"decision_token_weight {args.decision_weight:g}")
     if gpu and not any(k in hw.device_name for k in PEAK_BF16):
         print(f"MFU: no peak FLOP/s known for {hw.device_name}")
     print(f"longest row {max((r['longest'] for r in results), default=0)} tokens; TRL's default max_length 1024 "

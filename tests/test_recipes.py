@@ -29,13 +29,14 @@ def test_the_three_recipes_and_the_default_are_shipped():
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_recipe_parses_for_both_stages(name):
-    from trl import DPOConfig, ModelConfig
+    from trl import ModelConfig
 
+    from training.shared_prefix import R2taDPOConfig
     from training.weighting import R2taSFTConfig
 
     recipe = load_recipe(name)
     assert recipe.run.description
-    for stage, config_class in (("sft", R2taSFTConfig), ("dpo", DPOConfig)):
+    for stage, config_class in (("sft", R2taSFTConfig), ("dpo", R2taDPOConfig)):
         # GPU recipes are parsed in fp32 here: this machine has no GPU to check bf16 against.
         script_args, config, model_args = _parse(recipe, stage)
         assert type(config) is config_class and isinstance(model_args, ModelConfig)

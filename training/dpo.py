@@ -58,6 +58,13 @@ def main(script_args: DPOScriptArguments, training_args, model_args, callbacks=(
         peft_config=peft_config,
         callbacks=list(callbacks),
     )
+    if getattr(training_args, "share_prompt", False):
+        from training.shared_prefix import add_shared_prefix_forward
+
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        add_shared_prefix_forward(unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped)
+        if trainer.ref_model is not None:
+            add_shared_prefix_forward(trainer.accelerator.unwrap_model(trainer.ref_model))
     trainer.train()
     # The frozen reference copy is training machinery, not part of the result.
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
@@ -68,9 +75,11 @@ def main(script_args: DPOScriptArguments, training_args, model_args, callbacks=(
 
 
 def make_parser():
-    from trl import DPOConfig, ModelConfig, TrlParser
+    from trl import ModelConfig, TrlParser
 
-    return TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+    from training.shared_prefix import R2taDPOConfig
+
+    return TrlParser((DPOScriptArguments, R2taDPOConfig, ModelConfig))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ is an error (a misspelt ``learning_rat`` must not be silently ignored)::
     run:    # RunConfig below: what the recipe is for, precision, merged weights
     model:  # trl.ModelConfig: base model, LoRA (use_peft, lora_r, ...)
     sft:    # trl.SFTConfig (and decision_token_weight, training.weighting.R2taSFTConfig)
-    dpo:    # trl.DPOConfig
+    dpo:    # trl.DPOConfig (and share_prompt, training.shared_prefix.R2taDPOConfig)
 
 Precision is not set in the sections (``bf16``, ``fp16``, ``dtype`` and
 ``use_cpu`` are refused there): ``run.precision`` (``auto`` by default) or
@@ -81,8 +81,9 @@ def _field_names(cls) -> set[str]:
 def load_recipe(recipe: str | Path) -> Recipe:
     """Read a recipe by name or path and check every key against its config class (no model is loaded)."""
     import yaml
-    from trl import DPOConfig, ModelConfig, TrlParser
+    from trl import ModelConfig, TrlParser
 
+    from training.shared_prefix import R2taDPOConfig
     from training.weighting import R2taSFTConfig
 
     path = recipe_file(recipe)
@@ -103,7 +104,7 @@ def load_recipe(recipe: str | Path) -> Recipe:
             raise RecipeError(f"recipe {path}: section {name!r} must be a mapping of settings")
         sections[name] = value
 
-    for name, cls in (("model", ModelConfig), ("sft", R2taSFTConfig), ("dpo", DPOConfig)):
+    for name, cls in (("model", ModelConfig), ("sft", R2taSFTConfig), ("dpo", R2taDPOConfig)):
         section = sections[name]
         bad = sorted(set(section) - _field_names(cls))
         if bad:
