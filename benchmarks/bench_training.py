@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             line += f" {r['gpu_mem_gb']:>7.1f}"
         print(line)
     for stage in ("sft", "dpo"):
-        _compare(results, stage, "project", "trl-defaults", "project settings")
+        _compare(results, stage, "project", "trl-defaults", "the project's recipe")
     project_dpo = next((r for r in results if r["stage"] == "dpo" and r["setting"] == "project"), None)
     if project_dpo is not None and (project_dpo["rows_per_step"] != 1 or project_dpo["act_ckpt"]):
         print("dpo: share_prompt works on one pair a step without activation checkpointing; this recipe trains "

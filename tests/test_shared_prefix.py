@@ -129,17 +129,25 @@ def test_batches_that_cannot_share_go_to_trls_forward(lora_model, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_dpo_stage_logs_the_same_losses_with_and_without_sharing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("from_sft", [False, True], ids=["new-adapter", "sft-adapter"])
+def test_a_dpo_stage_logs_the_same_losses_with_and_without_sharing(tmp_path, monkeypatch, from_sft):
     """TRL's DPOTrainer end to end, one pair a step (where sharing applies), fp32: the logged losses, margins
-    and log-probs agree, and the shared path did run."""
+    and log-probs agree, and the shared path did run — with a new adapter (reference: adapters off) and
+    continuing an SFT adapter (reference: TRL's frozen "ref" copy of it), as the loop runs it."""
     from r2ta.pairs import write_rows
-    from training import dpo, hardware
+    from training import dpo, hardware, sft
     from training.recipe import load_recipe, parse_stage
 
-    _, rows = smoke_rows(4)
+    sft_rows, rows = smoke_rows(4)
     write_rows(rows, tmp_path / "dpo.jsonl")
     recipe = load_recipe("tiny-cpu")
     precision = hardware.resolve_precision("fp32", hardware.detect_hardware())
+    init = []
+    if from_sft:
+        write_rows(sft_rows, tmp_path / "sft.jsonl")
+        sft.main(*parse_stage(sft.make_parser(), recipe, "sft", precision, ["--train_file", str(tmp_path / "sft.jsonl"),
+                                                                            "--output_dir", str(tmp_path / "sft"), "--max_steps", "2"]))
+        init = ["--init_adapter", str(tmp_path / "sft")]
     calls = []
     real = shared_prefix.shared_prefix_log_probs
     monkeypatch.setattr(shared_prefix, "shared_prefix_log_probs", lambda *a: calls.append(1) or real(*a))
@@ -147,7 +155,7 @@ def test_a_dpo_stage_logs_the_same_losses_with_and_without_sharing(tmp_path, mon
     for share in ("true", "false"):
         args = parse_stage(dpo.make_parser(), recipe, "dpo", precision,
                            ["--train_file", str(tmp_path / "dpo.jsonl"), "--output_dir", str(tmp_path / share),
-                            "--max_steps", "3", "--per_device_train_batch_size", "1", "--share_prompt", share])
+                            "--max_steps", "3", "--per_device_train_batch_size", "1", "--share_prompt", share, *init])
         assert args[1].share_prompt is (share == "true")
         trainer = dpo.main(*args)
         logs[share] = [h for h in trainer.state.log_history if "loss" in h]
