@@ -122,6 +122,9 @@ def test_batches_that_cannot_share_go_to_trls_forward(lora_model, monkeypatch):
     assert common_start(left[0], left[1]) == 0  # left padding: the rows do not start together
     assert torch.allclose(_scores(peft, left)[0], expected["left"], atol=1e-12) and calls == []
     assert torch.allclose(_scores(peft, four)[0], expected_four, atol=1e-12) and calls == []  # two pairs
+    extra = base(input_ids=right[0], attention_mask=right[1], labels=right[2], fused_lm_head=True,
+                 position_ids=torch.arange(right[0].shape[1])[None].expand(2, -1))  # an input it does not take: TRL's
+    assert torch.allclose(extra.log_probs, expected["right"], atol=1e-5) and calls == []
     base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert torch.allclose(_scores(peft, right)[0], expected["right"], atol=1e-12) and calls == []  # cache dropped there
     base.gradient_checkpointing_disable()

@@ -12,7 +12,7 @@ negative is the chosen answer with one step changed or dropped
 ``model(..., labels=..., fused_lm_head=True)``): for a batch of one pair it runs the backbone once
 over the tokens both rows start with, repeats that KV cache for the two rows, runs each row's rest
 on it, and scores the labelled positions with the LM head. The log-probabilities, the loss and
-its gradients are the concatenated forward's up to float rounding (tests/test_training.py checks
+its gradients are the concatenated forward's up to float rounding (tests/test_shared_prefix.py checks
 them in float64 on a tiny Llama); nothing else in TRL's loss changes. A batch it cannot share —
 more than one pair, left padding, no common start, activation checkpointing on while training
 (the cache cannot be kept under it), MoE router logits, any other input — goes to TRL's own
@@ -55,8 +55,9 @@ def _shareable(model, args: tuple, kwargs: dict) -> bool:
     if args or not kwargs.get("fused_lm_head"):
         return False
     # PEFT passes inputs_embeds / output_attentions / output_hidden_states / return_dict, unset
-    if any(v not in (None, False) and not (k == "return_dict" and v is True) for k, v in kwargs.items() if k not in _SHAREABLE):
-        return False
+    for key, value in kwargs.items():  # (identity tests: a tensor compared with == would not give one bool)
+        if key not in _SHAREABLE and not (value is None or value is False or (key == "return_dict" and value is True)):
+            return False
     ids, mask, labels = kwargs.get("input_ids"), kwargs.get("attention_mask"), kwargs.get("labels")
     if ids is None or mask is None or labels is None or ids.dim() != 2 or ids.shape[0] != 2:
         return False
