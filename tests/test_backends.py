@@ -225,6 +225,15 @@ def tiny_llama():
     return model, tok
 
 
+LONG_SYSTEM = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}  # > 32 shared tokens
+FIVE_USERS = ("VERDICT", "MISTAKE: cardinality | WORKS_FOR", "x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
+
+
+def _with_system(users) -> list:
+    """One chat per user message, all starting with the same long system message."""
+    return [[LONG_SYSTEM, {"role": "user", "content": text}] for text in users]
+
+
 def _local(tiny_llama, **kw) -> LocalBackend:
     model, tok = tiny_llama
     return LocalBackend(BackendConfig(kind="local", model="tiny", device="cpu", **kw), model=model, tokenizer=tok)
@@ -303,8 +312,7 @@ def test_local_backend_stops_a_looping_row_and_says_so(tiny_llama):
 
 
 def test_shared_prefix_cache_changes_nothing_but_speed(tiny_llama):
-    long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
-    prompts = [[long_system, {"role": "user", "content": text}] for text in ("VERDICT", "MISTAKE: cardinality", "Step 2 [WORKS_FOR]")]
+    prompts = _with_system(("VERDICT", "MISTAKE: cardinality", "Step 2 [WORKS_FOR]"))
     backend = _local(tiny_llama, batch_size=1, stop_on_repetition=False)
     assert backend._shared_prefix([backend.render_prompt(p) for p in prompts])[0] > 32
     cached = backend.generate(prompts, max_new_tokens=10)
@@ -318,9 +326,7 @@ def test_rows_prefill_gives_the_tokens_of_the_padded_batch(tiny_llama, monkeypat
     """prefill: rows (each prompt encoded alone, the shared system message once, r2ta.kv_cache) against
     the one padded forward: the same greedy tokens, counts and finish reasons, continuations included
     (with the rows of the first call kept, the second call's prompts start from their caches)."""
-    long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
-    users = ("VERDICT", "MISTAKE: cardinality | WORKS_FOR", "x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
-    prompts = [[long_system, {"role": "user", "content": t}] for t in users]
+    prompts = _with_system(FIVE_USERS)
     prefixes = ["", "Step 1 [EMPLOYEE]: ok\n", "VERDICT:\n", "", "Step 2"]
     import r2ta.kv_cache
 
@@ -349,9 +355,7 @@ def test_asking_for_verdicts_starts_from_the_cache_of_the_answers_it_continues(t
     the same text and counts as encoding every prompt whole, with each asked-for row started from its answer's cache."""
     from r2ta.backends import ask_for_verdicts
 
-    long_system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
-    users = ("VERDICT", "MISTAKE: cardinality | WORKS_FOR", "x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
-    prompts = [[long_system, {"role": "user", "content": t}] for t in users]
+    prompts = _with_system(FIVE_USERS)
     runs = {}
     for keep in (0, 64):
         backend = _local(tiny_llama, batch_size=3, prefill="rows", keep_cache_mb=keep)
@@ -493,9 +497,8 @@ def test_generation_benchmark_runs_end_to_end_on_a_tiny_model(tiny_llama, monkey
 
     monkeypatch.setattr(r2ta.embedded_model, "ensure_embedded_model", lambda: None)
     monkeypatch.setattr(r2ta.backends, "get_backend", lambda name, **kw: _local(tiny_llama, **kw))
-    system = {"role": "system", "content": "Step 1 [EMPLOYEE]: the key is Ssn -> ok. " * 6}
     users = ("x", "Step 1", "a much longer prompt about the WORKS_FOR relationship")
-    monkeypatch.setattr(bench, "_prompts", lambda n, seed: [[system, {"role": "user", "content": users[i % 3]}] for i in range(n)])
+    monkeypatch.setattr(bench, "_prompts", lambda n, seed: _with_system(users[i % 3] for i in range(n)))
     bench.main(["--variants", "3", "--batch-size", "2", "--max-new-tokens", "12", "--verdict-tokens", "6"])
     out = capsys.readouterr().out
     for line in ("rows prefill:", "padded prefill:", "one at a time:", "identical outputs 3/3"):
