@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from r2ta import catalog, eval_jobs, jobs, train_view
+from r2ta import catalog, eval_jobs, jobs, timing, train_view
 from r2ta.errors import R2taError
 from r2ta.ui import engine, require_app
 
@@ -19,6 +19,22 @@ st.caption(
 @st.cache_data(show_spinner="Looking at the hardware…")
 def _hardware() -> str:
     return train_view.hardware_description()
+
+
+@st.cache_data(show_spinner=False)
+def _hardware_for(recipe: str) -> tuple[str, str] | None:
+    try:
+        return train_view.hardware_and_precision(recipe)
+    except R2taError:  # e.g. a GPU recipe's bf16 on a CPU: the run would refuse to start
+        return None
+
+
+def _run_dirs() -> list:
+    return timing.known_run_dirs(engine=engine())
+
+
+def _test_variants(limit: int) -> int:
+    return limit or len(catalog.list_variant_summaries(engine(), split="test"))
 
 
 counts = catalog.stage_counts(engine())
@@ -70,6 +86,16 @@ with right:
     cols[0].metric("Accepted or edited", counts["accepted"] + counts["edited"], help="latest review of a proposal")
     cols[1].metric("DPO pairs ready", counts["pairs_ready"])
 
+where = _hardware_for(recipe)
+try:
+    planned = train_view.recipe_overrides(recipe, chosen)
+    estimate = where and timing.estimate_for_recipe(
+        recipe, planned, {"sft": counts["accepted"] + counts["edited"], "dpo": counts["pairs_ready"]},
+        hardware=where[0], precision=where[1], eval_variants=_test_variants(limit), run_dirs=_run_dirs())
+except R2taError:  # a setting out of bounds: the button says so
+    estimate = None
+st.caption(f"Expected on this machine: {estimate.describe()}." if estimate else timing.NO_ESTIMATE)
+
 if st.button("Export and train", type="primary", icon=":material/model_training:", disabled=not counts["pairs_ready"]):
     try:
         overrides = train_view.recipe_overrides(recipe, chosen)
@@ -109,7 +135,16 @@ def live_run() -> None:
     train_view.sync_to_db(run_dir, engine=engine())
     status = progress.status
     step = f" — step {status.get('step')}/{status.get('max_steps')}" if status.get("max_steps") else ""
+    left = timing.stage_time_left(progress)
+    step += f" — {left.describe()}" if left else ""
     st.progress(min(max(progress.fraction, 0.0), 1.0), text=f"{progress.state}: {progress.stage or 'waiting'}{step}")
+    if left and (where := _hardware_for(status.get("recipe") or recipe)):
+        evaluation = eval_jobs.read_eval_status(run_dir)  # {} when this run is not evaluated afterwards
+        rest = timing.after_this_stage(
+            progress, timing.reference_run(status.get("recipe") or "", where[0], where[1], _run_dirs()),
+            eval_variants=_test_variants(evaluation.get("limit") or 0) if evaluation else 0)
+        if rest and (rest.stages or rest.evaluation_s is not None):
+            st.caption(f"After {progress.stage.upper()}: {rest.describe()}.")
     if status.get("overrides"):
         st.caption(f"Recipe {status.get('recipe', '')} with " + ", ".join(
             f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))

@@ -92,16 +92,7 @@ def derive_recipe(recipe: str | Path, overrides: list[str], out: Path, *, writte
 
     from training.recipe import load_recipe
 
-    data = yaml.safe_load(recipe_file(recipe).read_text(encoding="utf-8"))
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name.strip() or section not in data:
-            raise TrainingError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(data)}")
-        try:
-            data[section][name.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise TrainingError(f"--set {item!r}: the value is not readable as YAML ({err})") from None
+    data = apply_overrides(yaml.safe_load(recipe_file(recipe).read_text(encoding="utf-8")), overrides)
     header = f"# {Path(str(recipe)).stem} with {', '.join(overrides)} (written by {written_by})\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -111,6 +102,22 @@ def derive_recipe(recipe: str | Path, overrides: list[str], out: Path, *, writte
         out.unlink(missing_ok=True)
         raise
     return out
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """A recipe's parsed YAML with ``SECTION.KEY=VALUE`` overrides applied (values read as YAML), in place."""
+    import yaml
+
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name.strip() or section not in data:
+            raise TrainingError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(data)}")
+        try:
+            data[section][name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise TrainingError(f"--set {item!r}: the value is not readable as YAML ({err})") from None
+    return data
 
 
 def list_recipes() -> list[str]:

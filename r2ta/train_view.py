@@ -6,7 +6,7 @@
   evaluation job) for the page's table of past runs.
 * :func:`loss_figure` / :func:`margin_figure` draw a run's logged points (plotly).
 
-This module must not import streamlit; torch only inside :func:`hardware_description`.
+This module must not import streamlit; torch only inside :func:`hardware_and_precision`.
 """
 
 from __future__ import annotations
@@ -61,12 +61,20 @@ def export_for_training(*, engine: Engine | None = None, split: str = "train", n
                         sorted(set(sft.skipped) | set(dpo.skipped)))
 
 
-def hardware_description() -> str:
-    """What a run started now would train on (imports torch: cache the result)."""
+def hardware_and_precision(recipe: str | Path | None = None) -> tuple[str, str]:
+    """What a run of ``recipe`` started now would train on, and at which precision (imports torch: cache it).
+
+    The same strings a run records in its status (``hardware.description``, ``precision``)."""
     from training.hardware import detect_hardware, resolve_precision
 
     hw = detect_hardware()
-    return f"{hw.describe()}, {resolve_precision('auto', hw).name}"
+    requested = str((_recipe_data(recipe).get("run") or {}).get("precision") or "auto") if recipe else "auto"
+    return hw.describe(), resolve_precision(requested, hw).name
+
+
+def hardware_description() -> str:
+    """:func:`hardware_and_precision` in one line."""
+    return ", ".join(hardware_and_precision())
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,45 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     assert jobs.read_progress(run).state in (jobs.CANCELLED, jobs.FAILED)
     status = eval_jobs.read_eval_status(run)
     assert status["status"] == eval_jobs.SKIPPED and status["evaluations"] == {}
+
+
+def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
+    """No finished run of the recipe on this hardware: it says so. One: the estimate from its rates. A run going:
+    its stage's time a step and time left on the progress bar, and what comes after it."""
+    import datetime as dt
+    import os
+
+    from r2ta import timing
+
+    _, done, _ = studio
+    at = _page("pages/train.py")
+    assert any(c.value == timing.NO_ESTIMATE for c in at.caption)  # the default recipe has no finished run here
+
+    hardware, precision = train_view.hardware_and_precision("tiny-cpu")
+    jobs.write_status(done, hardware={"description": hardware, "processes": 1}, precision=precision, recipe="tiny-cpu",
+                      data=[{"stage": "sft", "rows": 3}, {"stage": "dpo", "rows": 3}],
+                      metrics={"sft": {"steps": 3, "train_runtime_s": 60.0, "wall_s": 70.0, "final_loss": 1.1},
+                               "dpo": {"steps": 2, "train_runtime_s": 30.0, "wall_s": 40.0, "reward_margin": 0.4}})
+    running = jobs.prepare_run(done / "data" / "sft.jsonl", done / "data" / "dpo.jsonl", recipe="tiny-cpu",
+                               run_dir=jobs.runs_dir() / "20260102-100000-tiny-cpu")
+    (running / "recipe.yaml").write_text((done / "recipe.yaml").read_text())
+    now = dt.datetime.now(dt.timezone.utc)
+    for step in (1, 2):
+        jobs.append_progress(running, {"stage": "sft", "step": step, "max_steps": 30, "loss": 2.0,
+                                       "elapsed_s": 12.0 * step, "time": now.isoformat()})
+    jobs.write_status(running, status="running", stage="sft", step=2, max_steps=30, pid=os.getpid(),
+                      pid_start=jobs.process_start_ticks(os.getpid()), hardware={"description": hardware},
+                      data=[{"stage": "sft", "rows": 30}, {"stage": "dpo", "rows": 3}])
+
+    at = _page("pages/train.py", run=running.name)
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()
+    # The reference saw 6 SFT rows (3 steps of 2) in 60 s: 10 s a row, +10 s outside its steps; 4 DPO pairs
+    # (2 steps of 2) in 30 s: 7.5 s a pair, +10 s. tiny-cpu, 3 accepted rows and 3 pairs, 2 epochs each.
+    assert any(c.value == (
+        "Expected on this machine: about 2 min: SFT 70 s (3 rows × 2 epochs), DPO 55 s (3 pairs × 2 epochs), "
+        "evaluation not estimated (the reference run has no finished evaluation); "
+        f"rates of run {done.name}.") for c in at.caption), [c.value for c in at.caption]
+    bar = next(p.proto.text for p in at.get("progress"))
+    assert "step 2/30" in bar and "12.0 s a step, about 6 min left in SFT" in bar  # 28 steps x 12 s
+    assert any(c.value == f"After SFT: about 55 s: DPO 55 s (3 pairs × 2 epochs); rates of run {done.name}."
+               for c in at.caption), [c.value for c in at.caption]

@@ -72,11 +72,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides=args.overrides,
     )
     print(f"run folder: {run_dir}", flush=True)
+    print(f"expected:   {_expected(run_dir)}", flush=True)
     if args.detach:
         print(f"follow:     r2ta train --follow {run_dir}")
         print(f"cancel:     r2ta train --cancel {run_dir}")
         return 0
     return follow(run_dir)
+
+
+def _expected(run_dir: Path) -> str:
+    """The run's time from the last finished run of its recipe on this hardware, or why there is none."""
+    from r2ta import jobs, timing
+    from r2ta.errors import R2taError
+    from r2ta.train_view import hardware_and_precision
+    from training.data import describe_file
+
+    request = jobs.read_request(run_dir)
+    try:
+        hardware, precision = hardware_and_precision(request.get("recipe_file"))
+    except R2taError as err:
+        return f"no estimate ({err})"
+    if request.get("precision") not in (None, "auto"):
+        precision = request["precision"]
+    rates = timing.reference_run(request.get("recipe") or "", hardware, precision, timing.known_run_dirs())
+    if rates is None:
+        return "no estimate: no run of this recipe has finished on this hardware yet"
+    rows = {stage: describe_file(stage, request[f"{stage}_file"]).rows for stage in timing.STAGES}
+    estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows,
+                                   max_steps=request.get("max_steps"), processes=int(request.get("num_processes") or 1))
+    return estimate.describe()
 
 
 def _line(point: dict) -> str:
@@ -94,7 +118,7 @@ def _line(point: dict) -> str:
 
 def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
     """Print the run's progress as it comes until it finishes; Ctrl-C cancels it."""
-    from r2ta import jobs
+    from r2ta import jobs, timing
 
     seen, stage = 0, None
     try:
@@ -103,8 +127,11 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
             if progress.stage != stage and progress.stage:
                 stage = progress.stage
                 print(f"[{progress.fraction:4.0%}] stage {stage}", flush=True)
-            for point in progress.points[seen:]:
-                print(_line(point), flush=True)
+            new = progress.points[seen:]
+            left = timing.stage_time_left(progress) if new else None
+            for i, point in enumerate(new):
+                tail = f"  ({left.describe()})" if left and i == len(new) - 1 else ""
+                print(_line(point) + tail, flush=True)
             seen = len(progress.points)
             if progress.finished:
                 break

@@ -1,0 +1,280 @@
+"""How long a training job will take on this machine, and how long the one going has left.
+
+On a GPU the embedded model's loop takes minutes; on a laptop's CPU the same click can take
+hours (450 SFT rows of ~2,000 tokens, one DPO pair per variant, then every model generating on
+the test split). A user should know which before clicking, and while waiting.
+
+* :func:`stage_time_left`: the running stage's seconds a step, from its own logged points (the
+  last :data:`WINDOW` of them, so a machine that slows down or speeds up is followed), and what
+  that leaves for its remaining steps.
+* :func:`estimate_run`: a whole job (SFT, DPO, the evaluation after) from the newest finished run
+  of the same recipe on the same hardware and precision: its seconds per row and epoch of each
+  stage, plus the stage's time outside its steps (loading, tokenizing, saving, merging), and its
+  evaluation's seconds per variant and model. Rows differ in length, and a model that loops
+  until its budget generates longer than one that stops, so this is an estimate and says which
+  run it comes from. No such run: no estimate, said plainly, never a guess from nothing.
+
+Nothing here imports torch or streamlit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from r2ta import jobs
+
+STAGES = ("sft", "dpo")
+WINDOW = 20  # logged points the time a step is measured over
+# TrainingArguments' defaults, for a recipe that does not set them.
+_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
+
+
+def format_duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"2 h 05 min"``: rounded to what a person plans with."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _parse_time(text: str | None) -> _dt.datetime | None:
+    try:
+        value = _dt.datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+# -- the stage going -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageTimeLeft:
+    stage: str
+    step: int  # the last logged step
+    max_steps: int
+    seconds_per_step: float
+    seconds_left: float
+
+    def describe(self) -> str:
+        left = (f"about {format_duration(self.seconds_left)} left in {self.stage.upper()}" if self.step < self.max_steps
+                else f"{self.stage.upper()}'s last step done")
+        return f"{self.seconds_per_step:,.1f} s a step, {left}"
+
+
+def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None) -> StageTimeLeft | None:
+    """The running stage's time a step and time left, or None before it has logged a step (or when finished)."""
+    stage = progress.stage
+    if progress.finished or stage not in STAGES:
+        return None
+    points = [p for p in progress.points
+              if p.get("stage") == stage and isinstance(p.get("elapsed_s"), (int, float)) and (p.get("step") or 0) > 0]
+    if not points:
+        return None
+    last = points[-1]
+    max_steps = int(last.get("max_steps") or progress.status.get("max_steps") or 0)
+    if max_steps <= 0:
+        return None
+    first = points[max(0, len(points) - 1 - WINDOW)]
+    if last["step"] > first["step"] and first is not last:
+        per_step = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
+    else:  # one point: its time includes the stage's first-step warm-up
+        per_step = last["elapsed_s"] / last["step"]
+    per_step = max(per_step, 0.0)
+    logged_at = _parse_time(last.get("time"))
+    since = max(0.0, ((now or _now()) - logged_at).total_seconds()) if logged_at else 0.0
+    left = max(0.0, (max_steps - last["step"]) * per_step - since)
+    return StageTimeLeft(stage, int(last["step"]), max_steps, per_step, left)
+
+
+# -- a whole job, from a finished one --------------------------------------------------
+
+
+def _settings(recipe_data: dict, stage: str) -> tuple[float, int]:
+    """(epochs, rows a step) of a stage in a parsed recipe."""
+    section = recipe_data.get(stage) or {}
+
+    def get(key):
+        value = section.get(key)
+        return _DEFAULTS[key] if value is None or isinstance(value, bool) else value
+
+    return float(get("num_train_epochs")), int(get("per_device_train_batch_size")) * int(get("gradient_accumulation_steps"))
+
+
+@dataclass(frozen=True)
+class StageRate:
+    """One stage of a finished run: seconds per row and epoch (an SFT example, a DPO pair) and the rest."""
+
+    seconds_per_row: float
+    overhead_s: float  # the stage's wall time outside its training steps
+
+
+@dataclass(frozen=True)
+class RunRates:
+    run_dir: Path
+    stages: dict[str, StageRate]
+    eval_seconds_per_variant: float | None  # one model on one test variant
+
+
+def read_recipe(path: Path) -> dict:
+    """A recipe file's parsed YAML; {} when it cannot be read."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def run_rates(run_dir: Path) -> RunRates | None:
+    """The rates a succeeded run measured, or None when it cannot give them (not finished, files missing)."""
+    from r2ta.eval_jobs import read_eval_status
+
+    try:
+        status = jobs.read_status(run_dir)
+    except jobs.TrainingError:
+        return None
+    if status.get("status") != jobs.SUCCEEDED:
+        return None
+    recipe = read_recipe(run_dir / "recipe.yaml")
+    rows = {d.get("stage"): d.get("rows") for d in status.get("data") or [] if isinstance(d, dict)}
+    processes = int((status.get("hardware") or {}).get("processes") or 1)
+    stages = {}
+    for stage in STAGES:
+        m = (status.get("metrics") or {}).get(stage) or {}
+        runtime, wall, steps, n = m.get("train_runtime_s"), m.get("wall_s"), m.get("steps"), rows.get(stage)
+        if not (runtime and steps and n and recipe):
+            return None
+        epochs, per_step = _settings(recipe, stage)
+        seen = min(steps * per_step * processes, math.ceil(n * epochs))  # the last step of an epoch may be short
+        stages[stage] = StageRate(runtime / seen, max(0.0, (wall or runtime) - runtime))
+    eval_rate = None
+    try:
+        ev = read_eval_status(run_dir)
+    except jobs.TrainingError:
+        ev = {}
+    started, finished = _parse_time(ev.get("started_at")), _parse_time(ev.get("finished_at"))
+    models = len(ev.get("evaluations") or {})
+    if ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
+        eval_rate = (finished - started).total_seconds() / (models * int(ev["total"]))
+    return RunRates(run_dir, stages, eval_rate)
+
+
+def known_run_dirs(*, engine=None) -> list[Path]:
+    """Every run folder on this machine the Train page lists: ``DATA/runs`` and the ones the database records."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from r2ta.train_view import recorded_run_dirs
+
+    try:
+        recorded = recorded_run_dirs(engine=engine)
+    except SQLAlchemyError:  # the database is unreachable: the runs folder still counts
+        recorded = []
+    return [*jobs.list_runs(), *recorded]
+
+
+def reference_run(recipe: str, hardware: str, precision: str, run_dirs: list[Path]) -> RunRates | None:
+    """The succeeded run of ``recipe`` on ``hardware`` (its description) at ``precision`` that finished last and
+    gives rates, among ``run_dirs`` (the page's runs: ``DATA/runs`` and the ones the database records)."""
+    found = []
+    for run_dir in dict.fromkeys(Path(p) for p in run_dirs):
+        try:
+            status = jobs.read_status(run_dir)
+        except jobs.TrainingError:
+            continue
+        same = (status.get("recipe") == Path(str(recipe)).stem
+                and (status.get("hardware") or {}).get("description") == hardware
+                and status.get("precision") == precision)
+        finished = _parse_time(status.get("finished_at"))
+        if same and finished and (rates := run_rates(run_dir)) is not None:
+            found.append((finished, rates))
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
+@dataclass
+class RunEstimate:
+    source: Path  # the finished run the rates come from
+    stages: dict[str, float] = field(default_factory=dict)  # seconds
+    rows: dict[str, int] = field(default_factory=dict)
+    epochs: dict[str, float] = field(default_factory=dict)
+    evaluation_s: float | None = None
+    eval_variants: int = 0
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.stages.values()) + (self.evaluation_s or 0.0)
+
+    def describe(self) -> str:
+        parts = [f"{stage.upper()} {format_duration(s)} ({self.rows[stage]} {'rows' if stage == 'sft' else 'pairs'}"
+                 f" × {self.epochs[stage]:g} epoch{'s' if self.epochs[stage] != 1 else ''})"
+                 for stage, s in self.stages.items()]
+        if self.evaluation_s is not None:
+            parts.append(f"evaluation {format_duration(self.evaluation_s)} ({self.eval_variants} test variants × 2 models)")
+        elif self.eval_variants:
+            parts.append("evaluation not estimated (the reference run has no finished evaluation)")
+        return f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
+
+
+def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_variants: int = 0, *,
+                 max_steps: int | None = None, processes: int = 1) -> RunEstimate:
+    """A job training ``rows`` (``{"sft": n, "dpo": m}``) under ``recipe_data`` (its overrides applied), at ``rates``.
+
+    ``max_steps``: each stage stops there (``r2ta train --max-steps``)."""
+    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants)
+    for stage in STAGES:
+        epochs, per_step = _settings(recipe_data, stage)
+        n = int(rows.get(stage) or 0)
+        seen = math.ceil(n * epochs)
+        if max_steps:
+            seen = min(seen, max_steps * per_step * max(processes, 1))
+        rate = rates.stages[stage]
+        estimate.rows[stage], estimate.epochs[stage] = n, epochs
+        estimate.stages[stage] = rate.overhead_s + rate.seconds_per_row * seen
+    if eval_variants and rates.eval_seconds_per_variant is not None:
+        estimate.evaluation_s = rates.eval_seconds_per_variant * 2 * eval_variants
+    return estimate
+
+
+def estimate_for_recipe(recipe: str, overrides: list[str], rows: dict[str, int], *, hardware: str, precision: str,
+                        eval_variants: int = 0, run_dirs: list[Path] | None = None) -> RunEstimate | None:
+    """:func:`estimate_run` from the :func:`reference_run` of ``recipe``; None when this machine has none."""
+    rates = reference_run(recipe, hardware, precision, jobs.list_runs() if run_dirs is None else run_dirs)
+    if rates is None:
+        return None
+    data = jobs.apply_overrides(read_recipe(jobs.recipe_file(recipe)), overrides)
+    return estimate_run(rates, data, rows, eval_variants)
+
+
+def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_variants: int = 0) -> RunEstimate | None:
+    """What a running job has still to do after the stage it is in (DPO after SFT, then the evaluation), at ``rates``."""
+    if rates is None or progress.finished or progress.stage not in STAGES:
+        return None
+    data = read_recipe(progress.run_dir / "recipe.yaml")
+    rows = {d.get("stage"): int(d.get("rows") or 0) for d in progress.status.get("data") or [] if isinstance(d, dict)}
+    if not data or not rows:
+        return None
+    try:
+        max_steps = jobs.read_request(progress.run_dir).get("max_steps")
+    except jobs.TrainingError:
+        max_steps = None
+    processes = int((progress.status.get("hardware") or {}).get("processes") or 1)
+    estimate = estimate_run(rates, data, rows, eval_variants, max_steps=max_steps, processes=processes)
+    for stage in STAGES[: STAGES.index(progress.stage) + 1]:
+        del estimate.stages[stage]
+    return estimate
+
+
+NO_ESTIMATE = ("No run of this recipe has finished on this hardware yet, so there is no estimate of its time; once "
+               "a run is going, its progress shows the time each stage has left.")

@@ -1,0 +1,176 @@
+"""How long a job will take (from a finished run of the same recipe on the same hardware) and has left."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from r2ta import eval_jobs, jobs, timing
+from r2ta.pairs import write_rows
+from training.tiny import smoke_rows
+
+T0 = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.timezone.utc)
+CPU = "CPU only (2 cores)"
+
+
+def test_durations_read_the_way_a_person_plans():
+    assert [timing.format_duration(s) for s in (0.2, 40, 89, 90, 3_000, 5_300, 5_400, 7_500, 40_000)] == [
+        "1 s", "40 s", "89 s", "2 min", "50 min", "88 min", "1 h 30 min", "2 h 05 min", "11 h 07 min"]
+
+
+def _progress(points, *, stage="sft", state="running", max_steps=100) -> jobs.RunProgress:
+    return jobs.RunProgress(Path("/nowhere"), {"status": state, "stage": stage, "max_steps": max_steps}, points)
+
+
+def _point(step, elapsed, stage="sft", max_steps=100):
+    return {"stage": stage, "step": step, "max_steps": max_steps, "elapsed_s": elapsed,
+            "time": (T0 + dt.timedelta(seconds=elapsed)).isoformat()}
+
+
+def test_time_left_is_the_stages_recent_time_a_step_times_the_steps_left():
+    # 10 s a step for 5 steps, then 20 s a step: the window follows the slower machine
+    points = [_point(s, 10.0 * s) for s in range(1, 6)] + [_point(s, 50 + 20.0 * (s - 5)) for s in range(6, 31)]
+    left = timing.stage_time_left(_progress(points), now=T0 + dt.timedelta(seconds=points[-1]["elapsed_s"]))
+    assert left.step == 30 and left.max_steps == 100
+    assert left.seconds_per_step == pytest.approx(20.0)  # the last WINDOW steps, all at 20 s
+    assert left.seconds_left == pytest.approx(70 * 20.0)
+    assert left.describe() == "20.0 s a step, about 23 min left in SFT"
+    # 5 minutes after the last point, that much less is left
+    later = timing.stage_time_left(_progress(points), now=T0 + dt.timedelta(seconds=points[-1]["elapsed_s"] + 300))
+    assert later.seconds_left == pytest.approx(70 * 20.0 - 300)
+    # the other stage's points do not count; one point: its time includes the warm-up
+    mixed = [_point(s, 1.0 * s, stage="sft") for s in range(1, 4)] + [_point(1, 30.0, stage="dpo", max_steps=8)]
+    one = timing.stage_time_left(_progress(mixed, stage="dpo", max_steps=8), now=T0 + dt.timedelta(seconds=30))
+    assert one.stage == "dpo" and one.seconds_per_step == 30.0 and one.seconds_left == 7 * 30.0
+    last = timing.stage_time_left(_progress([_point(1, 5.0, max_steps=2), _point(2, 9.0, max_steps=2)], max_steps=2),
+                                  now=T0 + dt.timedelta(seconds=9))
+    assert last.seconds_left == 0 and last.describe() == "4.0 s a step, SFT's last step done"
+
+
+def test_no_time_left_without_a_logged_step_of_the_stage_or_once_finished():
+    assert timing.stage_time_left(_progress([])) is None
+    assert timing.stage_time_left(_progress([_point(1, 5.0, stage="sft")], stage="dpo")) is None
+    assert timing.stage_time_left(_progress([_point(3, 5.0)], state="succeeded")) is None
+    assert timing.stage_time_left(_progress([_point(3, 5.0)], stage="merging")) is None
+    no_max = [{"stage": "sft", "step": 3, "elapsed_s": 5.0}]
+    assert timing.stage_time_left(jobs.RunProgress(Path("/x"), {"status": "running", "stage": "sft"}, no_max)) is None
+
+
+RECIPE = {"run": {"precision": "auto"}, "model": {"use_peft": True},
+          "sft": {"num_train_epochs": 2, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2},
+          "dpo": {"num_train_epochs": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4}}
+
+
+def _finished_run(folder: Path, *, recipe="smollm2-135m-cpu", hardware=CPU, precision="fp32", status="succeeded",
+                  finished="2026-12-01T10:00:00+00:00", evaluated=True) -> Path:
+    """A finished run as the runner leaves it: SFT 10 rows x 2 epochs in 10 steps (batch 2), 40 s of steps in
+    50 s of stage; DPO 8 pairs in 2 steps (batch 4), 80 s in 95 s; evaluation 2 models x 5 variants in 100 s."""
+    folder.mkdir(parents=True)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
+    jobs.write_status(folder, status=status, recipe=recipe, precision=precision, finished_at=finished,
+                      hardware={"description": hardware, "processes": 1},
+                      data=[{"stage": "sft", "rows": 10}, {"stage": "dpo", "rows": 8}],
+                      metrics={"sft": {"steps": 10, "train_runtime_s": 40.0, "wall_s": 50.0},
+                               "dpo": {"steps": 2, "train_runtime_s": 80.0, "wall_s": 95.0}})
+    if evaluated:
+        eval_jobs.eval_dir(folder).mkdir()
+        eval_jobs.write_eval_status(folder, status="succeeded", total=5, evaluations={"sft": 1, "sft+dpo": 2},
+                                    started_at="2026-12-01T10:00:00+00:00", finished_at="2026-12-01T10:01:40+00:00")
+    return folder
+
+
+def test_a_finished_run_gives_seconds_per_row_and_epoch_and_the_time_outside_its_steps(tmp_path):
+    rates = timing.run_rates(_finished_run(tmp_path / "run"))
+    assert rates.stages["sft"] == timing.StageRate(2.0, 10.0)  # 40 s / (10 rows x 2 epochs)
+    assert rates.stages["dpo"] == timing.StageRate(10.0, 15.0)  # 80 s / 8 pairs
+    assert rates.eval_seconds_per_variant == pytest.approx(10.0)  # 100 s / (2 models x 5 variants)
+    # 450 rows x 3 epochs, 450 pairs x 1 epoch, 150 test variants
+    bigger = {**RECIPE, "sft": {**RECIPE["sft"], "num_train_epochs": 3}}
+    estimate = timing.estimate_run(rates, bigger, {"sft": 450, "dpo": 450}, eval_variants=150)
+    assert estimate.stages == {"sft": 10.0 + 2.0 * 1350, "dpo": 15.0 + 10.0 * 450}
+    assert estimate.evaluation_s == pytest.approx(10.0 * 2 * 150)
+    assert estimate.total_s == pytest.approx(2710 + 4515 + 3000)
+    assert estimate.describe() == ("about 2 h 50 min: SFT 45 min (450 rows × 3 epochs), DPO 75 min (450 pairs × 1 "
+                                   "epoch), evaluation 50 min (150 test variants × 2 models); rates of run run")
+    # --max-steps caps each stage: 3 steps of 2 rows, of 4 pairs
+    capped = timing.estimate_run(rates, RECIPE, {"sft": 450, "dpo": 450}, max_steps=3)
+    assert capped.stages == {"sft": 10.0 + 2.0 * 6, "dpo": 15.0 + 10.0 * 12}
+
+
+def test_a_run_cut_short_by_max_steps_counts_the_rows_it_saw(tmp_path):
+    folder = _finished_run(tmp_path / "run", evaluated=False)
+    status = jobs.read_status(folder)
+    status["metrics"]["sft"].update(steps=3, train_runtime_s=12.0)  # 3 steps x 2 rows, not 10 x 2
+    jobs.write_status(folder, metrics=status["metrics"])
+    rates = timing.run_rates(folder)
+    assert rates.stages["sft"].seconds_per_row == pytest.approx(2.0) and rates.eval_seconds_per_variant is None
+    assert "evaluation not estimated" in timing.estimate_run(rates, RECIPE, {"sft": 1, "dpo": 1}, 10).describe()
+
+
+def test_the_reference_is_the_last_finished_run_of_the_recipe_on_this_hardware_and_precision(tmp_path):
+    older = _finished_run(tmp_path / "older", finished="2026-12-01T10:00:00+00:00")
+    newer = _finished_run(tmp_path / "newer", finished="2026-12-02T10:00:00+00:00")
+    others = [
+        _finished_run(tmp_path / "failed", status="failed", finished="2026-12-03T10:00:00+00:00"),
+        _finished_run(tmp_path / "gpu", hardware="1 x NVIDIA H100, 80 GB", finished="2026-12-03T10:00:00+00:00"),
+        _finished_run(tmp_path / "bf16", precision="bf16", finished="2026-12-03T10:00:00+00:00"),
+        _finished_run(tmp_path / "tiny", recipe="tiny-cpu", finished="2026-12-03T10:00:00+00:00"),
+    ]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / jobs.STATUS_FILE).write_text("{half")
+    dirs = [*others, tmp_path / "broken", older, newer]
+    assert timing.reference_run("smollm2-135m-cpu", CPU, "fp32", dirs).run_dir == newer
+    assert timing.reference_run("smollm2-135m-cpu", CPU, "fp32", [older]).run_dir == older
+    assert timing.reference_run("qwen2.5-0.5b-gpu", CPU, "fp32", dirs) is None
+    assert timing.estimate_for_recipe("smollm2-135m-cpu", [], {"sft": 1, "dpo": 1}, hardware="2 x A100",
+                                      precision="bf16", run_dirs=dirs) is None
+    # the shipped recipe with the page's overrides: 5 SFT epochs
+    estimate = timing.estimate_for_recipe("smollm2-135m-cpu", ["sft.num_train_epochs=5"], {"sft": 4, "dpo": 2},
+                                          hardware=CPU, precision="fp32", eval_variants=3, run_dirs=dirs)
+    assert estimate.source == newer and estimate.epochs["sft"] == 5.0
+    assert estimate.stages["sft"] == 10.0 + 2.0 * 20 and estimate.evaluation_s == pytest.approx(60.0)
+
+
+def test_what_a_running_job_has_left_after_its_stage(tmp_path):
+    rates = timing.run_rates(_finished_run(tmp_path / "ref"))
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
+    (running / jobs.REQUEST_FILE).write_text(json.dumps({"max_steps": None}))
+    status = {"status": "running", "stage": "sft", "data": [{"stage": "sft", "rows": 100}, {"stage": "dpo", "rows": 50}]}
+    rest = timing.after_this_stage(jobs.RunProgress(running, status, []), rates, eval_variants=10)
+    assert rest.stages == {"dpo": 15.0 + 10.0 * 50} and rest.evaluation_s == pytest.approx(200.0)
+    in_dpo = timing.after_this_stage(jobs.RunProgress(running, {**status, "stage": "dpo"}, []), rates, 10)
+    assert in_dpo.stages == {} and in_dpo.describe().startswith("about 3 min: evaluation 3 min")
+    assert timing.after_this_stage(jobs.RunProgress(running, status, []), None) is None
+
+
+def test_r2ta_train_prints_the_estimate_a_real_run_gives_the_next(tmp_path, monkeypatch):
+    """The rates come from what the real runner writes: a tiny run, then the estimate of the next from it."""
+    monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    sft, dpo = smoke_rows(4)
+    write_rows(sft, tmp_path / "sft.jsonl")
+    write_rows(dpo, tmp_path / "dpo.jsonl")
+    command = [sys.executable, "-m", "r2ta", "train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo",
+               str(tmp_path / "dpo.jsonl"), "--recipe", "tiny-cpu", "--no-merge", "--run-dir", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "expected:   no estimate: no run of this recipe has finished on this hardware yet" in done.stdout
+    assert "s a step, " in done.stdout  # the follower's time left
+    from r2ta.train_view import hardware_and_precision
+
+    hardware, precision = hardware_and_precision("tiny-cpu")
+    rates = timing.reference_run("tiny-cpu", hardware, precision, [tmp_path / "run"])
+    assert rates is not None and rates.run_dir == tmp_path / "run"
+    assert all(rate.seconds_per_row > 0 and rate.overhead_s >= 0 for rate in rates.stages.values())
+    # tiny-cpu: 4 rows x 2 epochs of SFT, 4 pairs x 2 epochs of DPO: the estimate of the same data is its own time
+    status = jobs.read_status(tmp_path / "run")
+    estimate = timing.estimate_run(rates, timing.read_recipe(tmp_path / "run" / "recipe.yaml"), {"sft": 4, "dpo": 4})
+    for stage in timing.STAGES:
+        assert estimate.stages[stage] == pytest.approx(status["metrics"][stage]["wall_s"], rel=1e-6)
