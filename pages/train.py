@@ -162,8 +162,10 @@ def live_run() -> None:
     b.plotly_chart(train_view.margin_figure(progress), width="stretch", key="margin")
     ev = eval_jobs.read_eval_status(run_dir)
     if ev:
+        eval_left = timing.evaluation_time_left(ev)
         st.caption(f"Evaluation: {ev.get('status')}" + (f" — {ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')}"
-                                                        if ev.get("status") == "running" and ev.get("stage") else ""))
+                                                        if ev.get("status") == "running" and ev.get("stage") else "")
+                   + (f" — about {timing.format_duration(eval_left)} left" if eval_left is not None else ""))
         if ev.get("error"):
             st.caption(ev["error"])
     elif progress.state == jobs.SUCCEEDED and st.button("Evaluate this run", icon=":material/analytics:"):

@@ -160,7 +160,7 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
                       pid_start=jobs.process_start_ticks(os.getpid()))
     try:
         for stage in (SFT, FINAL):
-            write_eval_status(run_dir, stage=stage)
+            write_eval_status(run_dir, stage=stage, stage_started_at=jobs.now_iso(), done=0, total=None)
 
             def progress(done: int, total: int, stage=stage) -> None:
                 write_eval_status(run_dir, done=done, total=total)

@@ -276,5 +276,21 @@ def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_va
     return estimate
 
 
+def evaluation_time_left(evaluation: dict, now: _dt.datetime | None = None) -> float | None:
+    """Seconds a run's evaluation job has left: its model's time a variant so far times the variants left, and
+    the same again for each model after it (:data:`r2ta.eval_jobs` scores SFT, then SFT+DPO). None before the
+    first variant is done."""
+    from r2ta.evaluation import FINAL, SFT
+
+    order = (SFT, FINAL)
+    started = _parse_time(evaluation.get("stage_started_at"))
+    done, total, stage = evaluation.get("done") or 0, evaluation.get("total") or 0, evaluation.get("stage")
+    if evaluation.get("status") != "running" or stage not in order or not started or done <= 0 or total <= 0:
+        return None
+    per_variant = max(0.0, ((now or _now()) - started).total_seconds()) / done
+    later = len(order) - 1 - order.index(stage)
+    return per_variant * ((total - done) + later * total)
+
+
 NO_ESTIMATE = ("No run of this recipe has finished on this hardware yet, so there is no estimate of its time; once "
                "a run is going, its progress shows the time each stage has left.")

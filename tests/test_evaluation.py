@@ -247,6 +247,12 @@ def test_tiny_run_is_trained_then_evaluated_out_of_process(engine, tmp_path, mon
         row = rows[run_model_id(run, stage)]
         assert row.n_variants == 2 and row.run_id is not None
         assert row.id == status["evaluations"][stage]
+    # what the job wrote is what the next run's estimate reads (r2ta.timing)
+    from r2ta import timing
+
+    assert status["stage_started_at"] and status["done"] == status["total"] == 2
+    rates = timing.run_rates(run)
+    assert rates is not None and rates.eval_seconds_per_variant is not None and rates.eval_seconds_per_variant >= 0
 
 
 def test_loop_stage_is_timed_and_a_failing_stage_names_its_log(tmp_path):

@@ -174,3 +174,14 @@ def test_r2ta_train_prints_the_estimate_a_real_run_gives_the_next(tmp_path, monk
     estimate = timing.estimate_run(rates, timing.read_recipe(tmp_path / "run" / "recipe.yaml"), {"sft": 4, "dpo": 4})
     for stage in timing.STAGES:
         assert estimate.stages[stage] == pytest.approx(status["metrics"][stage]["wall_s"], rel=1e-6)
+
+
+def test_an_evaluation_has_left_its_models_time_a_variant_times_the_variants_left():
+    running = {"status": "running", "stage": "sft", "stage_started_at": T0.isoformat(), "done": 5, "total": 50}
+    # 5 variants in 100 s: 45 more of SFT, then 50 of SFT+DPO
+    assert timing.evaluation_time_left(running, now=T0 + dt.timedelta(seconds=100)) == pytest.approx(20.0 * 95)
+    final = {**running, "stage": "sft+dpo"}
+    assert timing.evaluation_time_left(final, now=T0 + dt.timedelta(seconds=100)) == pytest.approx(20.0 * 45)
+    assert timing.evaluation_time_left({**running, "done": 0}) is None  # nothing to measure yet
+    assert timing.evaluation_time_left({**running, "status": "succeeded"}) is None
+    assert timing.evaluation_time_left({"status": "running", "stage": "sft", "done": 5, "total": 50}) is None
