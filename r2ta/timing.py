@@ -44,7 +44,8 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _parse_time(text: str | None) -> _dt.datetime | None:
+def parse_time(text: str | None) -> _dt.datetime | None:
+    """An ISO time as the run files write it (UTC when it names no zone); None when it is not one."""
     try:
         value = _dt.datetime.fromisoformat(str(text))
     except (TypeError, ValueError):
@@ -92,7 +93,7 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     else:  # one point: its time includes the stage's first-step warm-up
         per_step = last["elapsed_s"] / last["step"]
     per_step = max(per_step, 0.0)
-    logged_at = _parse_time(last.get("time"))
+    logged_at = parse_time(last.get("time"))
     since = max(0.0, ((now or _now()) - logged_at).total_seconds()) if logged_at else 0.0
     left = max(0.0, (max_steps - last["step"]) * per_step - since)
     return StageTimeLeft(stage, int(last["step"]), max_steps, per_step, left)
@@ -165,7 +166,7 @@ def run_rates(run_dir: Path) -> RunRates | None:
         ev = read_eval_status(run_dir)
     except jobs.TrainingError:
         ev = {}
-    started, finished = _parse_time(ev.get("started_at")), _parse_time(ev.get("finished_at"))
+    started, finished = parse_time(ev.get("started_at")), parse_time(ev.get("finished_at"))
     models = len(ev.get("evaluations") or {})
     if ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
         eval_rate = (finished - started).total_seconds() / (models * int(ev["total"]))
@@ -197,7 +198,7 @@ def reference_run(recipe: str, hardware: str, precision: str, run_dirs: list[Pat
         same = (status.get("recipe") == Path(str(recipe)).stem
                 and (status.get("hardware") or {}).get("description") == hardware
                 and status.get("precision") == precision)
-        finished = _parse_time(status.get("finished_at"))
+        finished = parse_time(status.get("finished_at"))
         if same and finished and (rates := run_rates(run_dir)) is not None:
             found.append((finished, rates))
     return max(found, key=lambda item: item[0])[1] if found else None
@@ -283,7 +284,7 @@ def evaluation_time_left(evaluation: dict, now: _dt.datetime | None = None) -> f
     from r2ta.evaluation import FINAL, SFT
 
     order = (SFT, FINAL)
-    started = _parse_time(evaluation.get("stage_started_at"))
+    started = parse_time(evaluation.get("stage_started_at"))
     done, total, stage = evaluation.get("done") or 0, evaluation.get("total") or 0, evaluation.get("stage")
     if evaluation.get("status") != "running" or stage not in order or not started or done <= 0 or total <= 0:
         return None

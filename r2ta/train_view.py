@@ -221,9 +221,17 @@ class RunSummary:
     evaluation: str
     error: str | None
 
+    @property
+    def took(self) -> str:
+        """Started to finished (training only; the evaluation after it is its own job), or "" while unknown."""
+        from r2ta.timing import format_duration, parse_time
+
+        start, end = parse_time(self.started_at), parse_time(self.finished_at)
+        return format_duration((end - start).total_seconds()) if start and end and end >= start else ""
+
     def row(self) -> dict:
         return {"run": self.name, "recipe": self.recipe, "status": self.state, "stage": self.stage or "",
-                "started": self.started_at or "", "finished": self.finished_at or "",
+                "started": self.started_at or "", "finished": self.finished_at or "", "took": self.took,
                 "SFT loss": self.sft_loss, "DPO margin": self.dpo_margin, "evaluation": self.evaluation}
 
 

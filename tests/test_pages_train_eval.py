@@ -92,6 +92,7 @@ def test_train_page_shows_the_newest_run_with_curves_and_past_runs(studio):
     assert margin["data"][0]["y"] == [0.1, 0.4]
     table = at.dataframe[0].value
     assert list(table["run"]) == [done.name, crashed.name] and list(table["status"]) == ["succeeded", "failed"]
+    assert list(table["took"]) == ["5 min", ""]  # 10:00 to 10:05; the crashed run never recorded its times
     assert any(b.label == "Evaluate this run" for b in at.button)  # finished, never evaluated
 
 
