@@ -166,7 +166,8 @@ def test_r2ta_train_prints_the_estimate_a_real_run_gives_the_next(tmp_path, monk
     from r2ta.train_view import hardware_and_precision
 
     hardware, precision = hardware_and_precision("tiny-cpu")
-    rates = timing.reference_run("tiny-cpu", hardware, precision, [tmp_path / "run"])
+    assert timing.known_run_dirs() == [tmp_path / "run"]  # outside DATA/runs: found through the database
+    rates = timing.reference_run("tiny-cpu", hardware, precision, timing.known_run_dirs())
     assert rates is not None and rates.run_dir == tmp_path / "run"
     assert all(rate.seconds_per_row > 0 and rate.overhead_s >= 0 for rate in rates.stages.values())
     # tiny-cpu: 4 rows x 2 epochs of SFT, 4 pairs x 2 epochs of DPO: the estimate of the same data is its own time

@@ -139,7 +139,26 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
     except KeyboardInterrupt:
         print("\ncancelling (the current step finishes first)...", file=sys.stderr, flush=True)
         progress = jobs.cancel(run_dir, wait_s=60, force=True)
+    _record(run_dir)
     return _report(progress)
+
+
+def _record(run_dir: Path) -> None:
+    """Mirror the finished run into the database, as the Train page does for its own runs: a run folder outside
+    ``DATA/runs`` (``--run-dir``, ``r2ta loop``) is then listed on the page and can give the next run's estimate."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from r2ta import jobs
+    from r2ta.catalog import open_engine
+    from r2ta.errors import R2taError
+
+    try:
+        with Session(open_engine()) as session:
+            jobs.sync_run_to_db(run_dir, session=session)
+    except (SQLAlchemyError, R2taError) as err:
+        print(f"warning: the run was not recorded in the database ({err}); the run folder holds everything",
+              file=sys.stderr, flush=True)
 
 
 def _report(progress) -> int:
