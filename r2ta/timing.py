@@ -126,6 +126,24 @@ class RunRates:
     run_dir: Path
     stages: dict[str, StageRate]
     eval_seconds_per_variant: float | None  # one model on one test variant
+    recipe: dict = field(default_factory=dict)  # the reference run's recipe, its overrides applied
+
+
+# Settings that change how long a row takes (epochs and row counts are scaled for; rates, beta, seeds change
+# nothing): an estimate from a run that differs in one says so.
+SPEED_SETTINGS = {
+    "model": ("model_name_or_path", "use_peft", "lora_r", "lora_target_modules"),
+    "sft": ("per_device_train_batch_size", "activation_checkpointing", "max_length", "packing", "padding_free",
+            "decision_token_weight"),
+    "dpo": ("per_device_train_batch_size", "activation_checkpointing", "max_length", "share_prompt", "loss_type",
+            "precompute_ref_log_probs"),
+}
+
+
+def speed_differences(reference: dict, planned: dict) -> list[str]:
+    """``section.key`` of each :data:`SPEED_SETTINGS` entry the two parsed recipes set differently."""
+    return [f"{section}.{key}" for section, keys in SPEED_SETTINGS.items() for key in keys
+            if (reference.get(section) or {}).get(key) != (planned.get(section) or {}).get(key)]
 
 
 def read_recipe(path: Path) -> dict:
@@ -170,7 +188,7 @@ def run_rates(run_dir: Path) -> RunRates | None:
     models = len(ev.get("evaluations") or {})
     if ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
         eval_rate = (finished - started).total_seconds() / (models * int(ev["total"]))
-    return RunRates(run_dir, stages, eval_rate)
+    return RunRates(run_dir, stages, eval_rate, recipe)
 
 
 def known_run_dirs(*, engine=None) -> list[Path]:
@@ -212,6 +230,7 @@ class RunEstimate:
     epochs: dict[str, float] = field(default_factory=dict)
     evaluation_s: float | None = None
     eval_variants: int = 0
+    differs: list[str] = field(default_factory=list)  # speed settings the reference run had otherwise
 
     @property
     def total_s(self) -> float:
@@ -225,7 +244,10 @@ class RunEstimate:
             parts.append(f"evaluation {format_duration(self.evaluation_s)} ({self.eval_variants} test variants × 2 models)")
         elif self.eval_variants:
             parts.append("evaluation not estimated (the reference run has no finished evaluation)")
-        return f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
+        text = f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
+        if self.differs:
+            text += f", which ran with another {', '.join(self.differs)}, so the time a row takes may differ"
+        return text
 
 
 def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_variants: int = 0, *,
@@ -233,7 +255,8 @@ def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_
     """A job training ``rows`` (``{"sft": n, "dpo": m}``) under ``recipe_data`` (its overrides applied), at ``rates``.
 
     ``max_steps``: each stage stops there (``r2ta train --max-steps``)."""
-    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants)
+    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants,
+                           differs=speed_differences(rates.recipe, recipe_data) if rates.recipe else [])
     for stage in STAGES:
         epochs, per_step = _settings(recipe_data, stage)
         n = int(rows.get(stage) or 0)

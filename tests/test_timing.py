@@ -98,6 +98,12 @@ def test_a_finished_run_gives_seconds_per_row_and_epoch_and_the_time_outside_its
     assert estimate.total_s == pytest.approx(2710 + 4515 + 3000)
     assert estimate.describe() == ("about 2 h 50 min: SFT 45 min (450 rows × 3 epochs), DPO 75 min (450 pairs × 1 "
                                    "epoch), evaluation 50 min (150 test variants × 2 models); rates of run run")
+    # a setting that changes the time a row takes is named
+    unchecked = {**bigger, "sft": {**bigger["sft"], "activation_checkpointing": False}, "model": {"use_peft": False}}
+    other = timing.estimate_run(rates, unchecked, {"sft": 450, "dpo": 450})
+    assert other.differs == ["model.use_peft", "sft.activation_checkpointing"]
+    assert other.describe().endswith("rates of run run, which ran with another model.use_peft, "
+                                     "sft.activation_checkpointing, so the time a row takes may differ")
     # --max-steps caps each stage: 3 steps of 2 rows, of 4 pairs
     capped = timing.estimate_run(rates, RECIPE, {"sft": 450, "dpo": 450}, max_steps=3)
     assert capped.stages == {"sft": 10.0 + 2.0 * 6, "dpo": 15.0 + 10.0 * 12}
