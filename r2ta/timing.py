@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from r2ta import jobs
+from r2ta.errors import R2taError
 
 STAGES = ("sft", "dpo")
 WINDOW = 20  # logged points the time a step is measured over
@@ -84,7 +85,10 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     if not points:
         return None
     last = points[-1]
-    max_steps = int(last.get("max_steps") or progress.status.get("max_steps") or 0)
+    try:
+        max_steps = int(last.get("max_steps") or progress.status.get("max_steps") or 0)
+    except (TypeError, ValueError):
+        return None
     if max_steps <= 0:
         return None
     first = points[max(0, len(points) - 1 - WINDOW)]
@@ -103,14 +107,21 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
 
 
 def _settings(recipe_data: dict, stage: str) -> tuple[float, int]:
-    """(epochs, rows a step) of a stage in a parsed recipe."""
+    """(epochs, rows a step) of a stage in a parsed recipe; R2taError when the recipe holds something else."""
     section = recipe_data.get(stage) or {}
 
     def get(key):
         value = section.get(key)
         return _DEFAULTS[key] if value is None or isinstance(value, bool) else value
 
-    return float(get("num_train_epochs")), int(get("per_device_train_batch_size")) * int(get("gradient_accumulation_steps"))
+    try:
+        epochs = float(get("num_train_epochs"))
+        per_step = int(get("per_device_train_batch_size")) * int(get("gradient_accumulation_steps"))
+    except (TypeError, ValueError) as err:
+        raise R2taError(f"the recipe's {stage} section has no usable epochs or batch size ({err})") from None
+    if not (math.isfinite(epochs) and epochs > 0 and per_step > 0):
+        raise R2taError(f"the recipe's {stage} section has no usable epochs or batch size")
+    return epochs, per_step
 
 
 @dataclass(frozen=True)
@@ -168,17 +179,20 @@ def run_rates(run_dir: Path) -> RunRates | None:
     if status.get("status") != jobs.SUCCEEDED:
         return None
     recipe = read_recipe(run_dir / "recipe.yaml")
-    rows = {d.get("stage"): d.get("rows") for d in status.get("data") or [] if isinstance(d, dict)}
-    processes = int((status.get("hardware") or {}).get("processes") or 1)
     stages = {}
-    for stage in STAGES:
-        m = (status.get("metrics") or {}).get(stage) or {}
-        runtime, wall, steps, n = m.get("train_runtime_s"), m.get("wall_s"), m.get("steps"), rows.get(stage)
-        if not (runtime and steps and n and recipe):
-            return None
-        epochs, per_step = _settings(recipe, stage)
-        seen = min(steps * per_step * processes, math.ceil(n * epochs))  # the last step of an epoch may be short
-        stages[stage] = StageRate(runtime / seen, max(0.0, (wall or runtime) - runtime))
+    try:  # a status or recipe edited by hand into something else gives no rates, not an error
+        rows = {d.get("stage"): int(d.get("rows") or 0) for d in status.get("data") or [] if isinstance(d, dict)}
+        processes = int((status.get("hardware") or {}).get("processes") or 1)
+        for stage in STAGES:
+            m = (status.get("metrics") or {}).get(stage) or {}
+            runtime, wall, steps, n = m.get("train_runtime_s"), m.get("wall_s"), m.get("steps"), rows.get(stage)
+            if not (runtime and steps and n and recipe):
+                return None
+            epochs, per_step = _settings(recipe, stage)
+            seen = min(int(steps) * per_step * processes, math.ceil(n * epochs))  # an epoch's last step may be short
+            stages[stage] = StageRate(float(runtime) / seen, max(0.0, float(wall or runtime) - float(runtime)))
+    except (TypeError, ValueError, R2taError):
+        return None
     eval_rate = None
     try:
         ev = read_eval_status(run_dir)

@@ -192,3 +192,19 @@ def test_an_evaluation_has_left_its_models_time_a_variant_times_the_variants_lef
     assert timing.evaluation_time_left({**running, "done": 0}) is None  # nothing to measure yet
     assert timing.evaluation_time_left({**running, "status": "succeeded"}) is None
     assert timing.evaluation_time_left({"status": "running", "stage": "sft", "done": 5, "total": 50}) is None
+
+
+def test_hand_edited_run_files_give_no_rates_and_a_bad_recipe_a_clear_error(tmp_path):
+    from r2ta.errors import R2taError
+
+    folder = _finished_run(tmp_path / "run", evaluated=False)
+    jobs.write_status(folder, data=[{"stage": "sft", "rows": "ten"}, {"stage": "dpo", "rows": 8}])
+    assert timing.run_rates(folder) is None
+    folder = _finished_run(tmp_path / "run2", evaluated=False)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump({**RECIPE, "sft": {"num_train_epochs": "three"}}))
+    assert timing.run_rates(folder) is None
+    with pytest.raises(R2taError, match="sft section has no usable epochs"):
+        timing.estimate_run(timing.run_rates(_finished_run(tmp_path / "ok")), {"sft": {"num_train_epochs": 0}},
+                            {"sft": 1, "dpo": 1})
+    points = [{"stage": "sft", "step": 2, "max_steps": "many", "elapsed_s": 4.0}]
+    assert timing.stage_time_left(_progress(points)) is None

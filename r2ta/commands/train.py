@@ -98,8 +98,12 @@ def _expected(run_dir: Path) -> str:
     if rates is None:
         return "no estimate: no run of this recipe has finished on this hardware yet"
     rows = {stage: describe_file(stage, request[f"{stage}_file"]).rows for stage in timing.STAGES}
-    estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows,
-                                   max_steps=request.get("max_steps"), processes=int(request.get("num_processes") or 1))
+    try:
+        estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows,
+                                       max_steps=request.get("max_steps"),
+                                       processes=int(request.get("num_processes") or 1))
+    except R2taError as err:  # the run is started: say why there is no estimate, and follow it anyway
+        return f"no estimate ({err})"
     return estimate.describe()
 
 
