@@ -81,7 +81,8 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     if progress.finished or stage not in STAGES:
         return None
     points = [p for p in progress.points
-              if p.get("stage") == stage and isinstance(p.get("elapsed_s"), (int, float)) and (p.get("step") or 0) > 0]
+              if p.get("stage") == stage and isinstance(p.get("elapsed_s"), (int, float))
+              and isinstance(p.get("step"), int) and p["step"] > 0]
     if not points:
         return None
     last = points[-1]

@@ -208,3 +208,4 @@ def test_hand_edited_run_files_give_no_rates_and_a_bad_recipe_a_clear_error(tmp_
                             {"sft": 1, "dpo": 1})
     points = [{"stage": "sft", "step": 2, "max_steps": "many", "elapsed_s": 4.0}]
     assert timing.stage_time_left(_progress(points)) is None
+    assert timing.stage_time_left(_progress([{"stage": "sft", "step": "2", "elapsed_s": 4.0}])) is None
