@@ -173,6 +173,12 @@ def test_r2ta_train_prints_the_estimate_a_real_run_gives_the_next(tmp_path, monk
 
     hardware, precision = hardware_and_precision("tiny-cpu")
     assert timing.known_run_dirs() == [tmp_path / "run"]  # outside DATA/runs: found through the database
+    detached = subprocess.run([*command[:-1], str(tmp_path / "run2"), "--detach"], capture_output=True, text=True,
+                              timeout=120)
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    assert set(timing.known_run_dirs()) == {tmp_path / "run", tmp_path / "run2"}  # listed before it ends
+    assert "rates of run run" in detached.stdout  # and its estimate is the first run's
+    jobs.cancel(tmp_path / "run2", wait_s=60, force=True)
     rates = timing.reference_run("tiny-cpu", hardware, precision, timing.known_run_dirs())
     assert rates is not None and rates.run_dir == tmp_path / "run"
     assert all(rate.seconds_per_row > 0 and rate.overhead_s >= 0 for rate in rates.stages.values())

@@ -73,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(f"run folder: {run_dir}", flush=True)
     print(f"expected:   {_expected(run_dir)}", flush=True)
+    _record(run_dir)  # listed on the Train page at once, wherever its folder is (the page keeps it current)
     if args.detach:
         print(f"follow:     r2ta train --follow {run_dir}")
         print(f"cancel:     r2ta train --cancel {run_dir}")
@@ -148,8 +149,9 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
 
 
 def _record(run_dir: Path) -> None:
-    """Mirror the finished run into the database, as the Train page does for its own runs: a run folder outside
-    ``DATA/runs`` (``--run-dir``, ``r2ta loop``) is then listed on the page and can give the next run's estimate."""
+    """Mirror the run into the database, as the Train page does for its own runs: a run folder outside
+    ``DATA/runs`` (``--run-dir``, ``r2ta loop``) is then listed on the page and, finished, can give the next
+    run's estimate."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
