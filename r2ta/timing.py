@@ -169,6 +169,11 @@ def read_recipe(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _rows(status: dict) -> dict[str, int]:
+    """Rows of each stage's data file, as the runner records them in ``status.json`` (``data``)."""
+    return {d.get("stage"): int(d.get("rows") or 0) for d in status.get("data") or [] if isinstance(d, dict)}
+
+
 def run_rates(run_dir: Path) -> RunRates | None:
     """The rates a succeeded run measured, or None when it cannot give them (not finished, files missing)."""
     from r2ta.eval_jobs import read_eval_status
@@ -182,7 +187,7 @@ def run_rates(run_dir: Path) -> RunRates | None:
     recipe = read_recipe(run_dir / "recipe.yaml")
     stages = {}
     try:  # a status or recipe edited by hand into something else gives no rates, not an error
-        rows = {d.get("stage"): int(d.get("rows") or 0) for d in status.get("data") or [] if isinstance(d, dict)}
+        rows = _rows(status)
         processes = int((status.get("hardware") or {}).get("processes") or 1)
         for stage in STAGES:
             m = (status.get("metrics") or {}).get(stage) or {}
@@ -301,7 +306,10 @@ def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_va
     if rates is None or progress.finished or progress.stage not in STAGES:
         return None
     data = read_recipe(progress.run_dir / "recipe.yaml")
-    rows = {d.get("stage"): int(d.get("rows") or 0) for d in progress.status.get("data") or [] if isinstance(d, dict)}
+    try:
+        rows = _rows(progress.status)
+    except (TypeError, ValueError):  # a status edited by hand: no estimate
+        return None
     if not data or not rows:
         return None
     try:
