@@ -1,4 +1,6 @@
-"""Train: export the reviewed data and train SFT then DPO in one click; follow, cancel and list runs."""
+"""Train: export the reviewed data and train SFT then DPO in one click; follow, cancel, resume and list runs."""
+
+from pathlib import Path
 
 import streamlit as st
 
@@ -151,10 +153,14 @@ def live_run() -> None:
     if not progress.finished and st.button("Cancel run", icon=":material/cancel:"):
         progress = jobs.cancel(run_dir, wait_s=1.0)
         st.rerun(scope="app")
+    if status.get("resumed_from"):
+        st.caption(f"Continues run {Path(status['resumed_from']).name}: {status.get('resumed_at', '')}.")
     if progress.state == jobs.FAILED:
         st.error(f"Failed: {progress.error}")
     elif progress.state == jobs.CANCELLED:
         st.warning("Cancelled.")
+    if progress.state in (jobs.FAILED, jobs.CANCELLED):
+        _resume_controls(run_dir, status)
     elif progress.state == jobs.SUCCEEDED:
         st.success("Succeeded: " + ", ".join(f"{k} → `{v}`" for k, v in (status.get("artefacts") or {}).items()))
     a, b = st.columns(2)
@@ -177,6 +183,26 @@ def live_run() -> None:
         st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
     if was_active and not _active():
         st.rerun(scope="app")  # finished: redraw once without the timer
+
+
+def _resume_controls(run_dir, status: dict) -> None:
+    """A failed or cancelled run goes on from its newest checkpoint, in a new run folder, with one click."""
+    if status.get("resumed_by"):
+        st.caption(f"Resumed as run {Path(status['resumed_by']).name}.")
+        return
+    try:
+        point = jobs.resume_point(run_dir)
+    except R2taError as err:
+        st.caption(f"Cannot be resumed: {err}")
+        return
+    if st.button(f"Resume: {point.describe()}", icon=":material/play_arrow:", key="resume"):
+        try:
+            new = eval_jobs.resume_training(run_dir)
+        except R2taError as err:
+            st.error(str(err))
+        else:
+            st.query_params["run"] = new.name
+            st.rerun(scope="app")
 
 
 live_run()

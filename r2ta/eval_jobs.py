@@ -121,11 +121,31 @@ def start_training_with_evaluation(
     ``overrides``: recipe settings changed for this run (``SECTION.KEY=VALUE``, see :func:`jobs.prepare_run`).
     """
     run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps, overrides=overrides)
-    write_eval_status(run_dir, status=WAITING, split=split, limit=limit, evaluations={}, created_at=jobs.now_iso())
+    _start_supervisor(run_dir, split, limit, max_new_tokens)
+    return run_dir
+
+
+def _start_supervisor(run_dir: Path, split: str, limit: int | None, max_new_tokens: int | None) -> None:
+    write_eval_status(run_dir, status=WAITING, split=split, limit=limit, max_new_tokens=max_new_tokens,
+                      evaluations={}, created_at=jobs.now_iso())
     child = _spawn(run_dir, ["supervise", str(run_dir), *_job_args(split, limit, max_new_tokens)])
     write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
     # The runner's pid lands in status.json once the supervisor launched it; until then the run reads as queued.
-    return run_dir
+
+
+def resume_training(run_dir: str | Path, *, new_dir: str | Path | None = None) -> Path:
+    """Continue a failed or cancelled run in a new run folder (:func:`jobs.prepare_resume`) and start it.
+
+    A run that was to be evaluated afterwards (the Train page's button) is continued the same way: the new
+    run is evaluated when it succeeds, on the same split and number of variants.
+    """
+    before = read_eval_status(run_dir)
+    new = jobs.prepare_resume(run_dir, new_dir=new_dir)
+    if before.get("split"):
+        _start_supervisor(new, before["split"], before.get("limit"), before.get("max_new_tokens"))
+    else:
+        jobs.launch(new)
+    return new
 
 
 def start_run_evaluation(

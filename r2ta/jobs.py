@@ -474,6 +474,131 @@ def start_training(
     return run_dir
 
 
+# --------------------------------------------------------------------------- resume
+
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)$")
+
+
+@dataclass
+class ResumePoint:
+    """Where a failed or cancelled run can be continued from."""
+
+    run_dir: Path
+    done: list[str]  # stages that finished there: their outputs and metrics are carried over
+    stage: str | None  # the stage that goes on (None: only merging the weights was left)
+    step: int  # the checkpoint's step (0: the stage starts from its beginning)
+    checkpoint: Path | None
+    max_steps: int | None
+
+    def describe(self) -> str:
+        if self.stage is None:
+            return "SFT and DPO finished; only merging the weights is left"
+        kept = f"{', '.join(s.upper() for s in self.done)} finished and kept; " if self.done else ""
+        if self.checkpoint is None:
+            return f"{kept}{self.stage.upper()} starts from its beginning"
+        of = f" of {self.max_steps}" if self.max_steps else ""
+        return f"{kept}{self.stage.upper()} goes on from step {self.step}{of} (its checkpoint)"
+
+
+def newest_checkpoint(stage_dir: Path) -> tuple[int, Path] | None:
+    """The newest whole ``checkpoint-<step>`` folder of a stage (whole: its trainer_state.json, written last, is there)."""
+    found = []
+    if Path(stage_dir).is_dir():
+        for entry in Path(stage_dir).iterdir():
+            match = CHECKPOINT_NAME.match(entry.name)
+            if match and (entry / "trainer_state.json").is_file():
+                found.append((int(match.group(1)), entry))
+    return max(found) if found else None
+
+
+def _stage_output_saved(stage_dir: Path) -> bool:
+    return any((stage_dir / name).is_file() for name in ("adapter_config.json", "config.json"))
+
+
+def resume_point(run_dir: str | Path) -> ResumePoint:
+    """Where ``run_dir`` (failed or cancelled) would go on from; TrainingError says why it cannot."""
+    run_dir = Path(run_dir)
+    progress = read_progress(run_dir)
+    status = progress.status
+    if progress.state not in (FAILED, CANCELLED):
+        raise TrainingError(f"{run_dir.name} is {progress.state}; only a failed or cancelled run can be resumed")
+    later = status.get("resumed_by")
+    if later and (Path(later) / STATUS_FILE).is_file():
+        raise TrainingError(f"{run_dir.name} was resumed already as {Path(later).name}; follow or resume that run")
+    done = status.get("completed_stages")
+    if done is None:  # a run from before stages were recorded: the stage it ended in says what finished
+        done = {"dpo": ["sft"], "merging": ["sft", "dpo"]}.get(status.get("stage"), [])
+    done = [stage for stage in ("sft", "dpo") if stage in done and _stage_output_saved(run_dir / stage)]
+    stage = next((s for s in ("sft", "dpo") if s not in done), None)
+    found = newest_checkpoint(run_dir / stage) if stage else None
+    if stage and found is None and not done:
+        minutes = "run.checkpoint_minutes"
+        raise TrainingError(
+            f"{run_dir.name} stopped in {stage.upper()} before its first checkpoint (the recipe's {minutes} sets "
+            "how often one is saved), so there is nothing to go on from; start a new run"
+        )
+    max_steps = None
+    if found:
+        try:
+            max_steps = int(json.loads((found[1] / "trainer_state.json").read_text(encoding="utf-8"))["max_steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            max_steps = None
+    return ResumePoint(run_dir, done, stage, found[0] if found else 0, found[1] if found else None, max_steps)
+
+
+def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) -> Path:
+    """A new run that continues ``run_dir`` (failed or cancelled) where it stopped. Starts nothing.
+
+    The new folder gets the old run's data and recipe, the outputs of its finished stages, the newest
+    checkpoint of the stage it stopped in, and its progress up to that checkpoint; ``request.json`` says
+    what to carry over (``resume``). The old run stays as it was (its log tells what happened), marked
+    ``resumed_by``. The runner then restores weights, optimizer, scheduler, RNG state and step from the
+    checkpoint, so the result is the one the uninterrupted run would have given.
+    """
+    point = resume_point(run_dir)
+    old = point.run_dir.resolve()
+    request = read_request(old)
+    old_status = read_status(old)
+    target = Path(new_dir).expanduser().resolve() if new_dir else None
+    if target and (target / STATUS_FILE).exists():
+        raise TrainingError(f"{target} already holds a training run; choose another folder")
+    target = target or new_run_dir(request.get("recipe") or "run")
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    new_request = {k: v for k, v in request.items() if k not in ("resume", "created_at")}
+    for stage in ("sft", "dpo"):
+        copy = target / "data" / f"{stage}.jsonl"
+        shutil.copyfile(request[f"{stage}_file"], copy)
+        new_request[f"{stage}_file"] = str(copy)
+    recipe_path = Path(request["recipe_file"])
+    if recipe_path.resolve().parent == old:  # a recipe changed for the old run lives in its folder
+        shutil.copyfile(recipe_path, target / "recipe.yaml")
+        new_request["recipe_file"] = str(target / "recipe.yaml")
+    ignore = shutil.ignore_patterns("checkpoint-*")
+    for stage in point.done:
+        shutil.copytree(old / stage, target / stage, ignore=ignore, dirs_exist_ok=True)
+    checkpoint = None
+    if point.checkpoint is not None:
+        checkpoint = target / point.stage / point.checkpoint.name
+        shutil.copytree(point.checkpoint, checkpoint)
+    kept = [p for p in read_points(old)
+            if p.get("stage") in point.done or (p.get("stage") == point.stage and (p.get("step") or 0) <= point.step)]
+    for record in kept:
+        append_progress(target, record)
+    new_request.update(
+        attempt=int(request.get("attempt") or 1) + 1,
+        resume={"from_run": str(old), "done": point.done, "stage": point.stage, "step": point.step,
+                "checkpoint": str(checkpoint) if checkpoint else None,
+                "metrics": {s: (old_status.get("metrics") or {}).get(s) for s in point.done}},
+        created_at=now_iso(),
+    )
+    _write_json_atomic(target / REQUEST_FILE, new_request)
+    write_status(target, status=QUEUED, stage=None, fraction=0.0, recipe=request.get("recipe"),
+                 overrides=request.get("overrides") or [], resumed_from=str(old), resumed_at=point.describe(),
+                 created_at=now_iso())
+    write_status(old, resumed_by=str(target))
+    return target
+
+
 def cancel(run_dir: str | Path, *, wait_s: float = 0.0, force: bool = False) -> RunProgress:
     """Ask a run to stop: SIGTERM, which the runner treats as a clean cancel at the next step.
 

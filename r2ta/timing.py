@@ -86,6 +86,8 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     if not points:
         return None
     last = points[-1]
+    # A resumed run holds the points of the run it continues: their clock (elapsed_s) is another process's.
+    points = [p for p in points if p.get("attempt") == last.get("attempt")]
     try:
         max_steps = int(last.get("max_steps") or progress.status.get("max_steps") or 0)
     except (TypeError, ValueError):
@@ -195,7 +197,11 @@ def run_rates(run_dir: Path) -> RunRates | None:
             if not (runtime and steps and n and recipe):
                 return None
             epochs, per_step = _settings(recipe, stage)
-            seen = min(int(steps) * per_step * processes, math.ceil(n * epochs))  # an epoch's last step may be short
+            # A resumed stage's runtime covers the steps after its checkpoint; an epoch's last step may be short.
+            before = int(m.get("resumed_from_step") or 0) * per_step * processes
+            seen = min((int(steps) * per_step * processes) - before, math.ceil(n * epochs) - before)
+            if seen <= 0:
+                return None
             stages[stage] = StageRate(float(runtime) / seen, max(0.0, float(wall or runtime) - float(runtime)))
     except (TypeError, ValueError, R2taError):
         return None
@@ -251,6 +257,7 @@ class RunEstimate:
     evaluation_s: float | None = None
     eval_variants: int = 0
     differs: list[str] = field(default_factory=list)  # speed settings the reference run had otherwise
+    resumed_at: dict[str, int] = field(default_factory=dict)  # a resumed run: the step its stage goes on from
 
     @property
     def total_s(self) -> float:
@@ -258,7 +265,8 @@ class RunEstimate:
 
     def describe(self) -> str:
         parts = [f"{stage.upper()} {format_duration(s)} ({self.rows[stage]} {'rows' if stage == 'sft' else 'pairs'}"
-                 f" × {self.epochs[stage]:g} epoch{'s' if self.epochs[stage] != 1 else ''})"
+                 f" × {self.epochs[stage]:g} epoch{'s' if self.epochs[stage] != 1 else ''}"
+                 + (f", from step {self.resumed_at[stage]}" if self.resumed_at.get(stage) else "") + ")"
                  for stage, s in self.stages.items()]
         if self.evaluation_s is not None:
             parts.append(f"evaluation {format_duration(self.evaluation_s)} ({self.eval_variants} test variants × 2 models)")
@@ -271,18 +279,25 @@ class RunEstimate:
 
 
 def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_variants: int = 0, *,
-                 max_steps: int | None = None, processes: int = 1) -> RunEstimate:
+                 max_steps: int | None = None, processes: int = 1, resume: dict | None = None) -> RunEstimate:
     """A job training ``rows`` (``{"sft": n, "dpo": m}``) under ``recipe_data`` (its overrides applied), at ``rates``.
 
-    ``max_steps``: each stage stops there (``r2ta train --max-steps``)."""
+    ``max_steps``: each stage stops there (``r2ta train --max-steps``). ``resume``: a resumed run's
+    ``request.json`` ``resume`` (stages carried over take no time; the stage it goes on with, its steps left)."""
     estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants,
                            differs=speed_differences(rates.recipe, recipe_data) if rates.recipe else [])
+    resume = resume or {}
     for stage in STAGES:
+        if stage in (resume.get("done") or []):
+            continue
         epochs, per_step = _settings(recipe_data, stage)
         n = int(rows.get(stage) or 0)
         seen = math.ceil(n * epochs)
         if max_steps:
             seen = min(seen, max_steps * per_step * max(processes, 1))
+        if resume.get("stage") == stage and resume.get("step"):
+            estimate.resumed_at[stage] = int(resume["step"])
+            seen = max(0, seen - int(resume["step"]) * per_step * max(processes, 1))
         rate = rates.stages[stage]
         estimate.rows[stage], estimate.epochs[stage] = n, epochs
         estimate.stages[stage] = rate.overhead_s + rate.seconds_per_row * seen

@@ -102,6 +102,36 @@ def test_train_page_shows_a_crashed_run_with_its_log(studio):
     assert any("out of cheese" in e.value for e in at.error)
     assert any("RuntimeError: out of cheese" in c.value for c in at.code)
     assert not any(b.label == "Cancel run" for b in at.button)
+    assert any(c.value.startswith("Cannot be resumed: ") and "before its first checkpoint" in c.value
+               for c in at.caption)
+    assert not any(b.label.startswith("Resume") for b in at.button)
+
+
+def test_train_page_resumes_a_cancelled_run_from_its_checkpoint(studio, monkeypatch):
+    _, _, crashed = studio
+    jobs.write_status(crashed, status="cancelled", stage="sft", error=None)
+    (crashed / "sft" / "checkpoint-3").mkdir(parents=True)
+    (crashed / "sft" / "checkpoint-3" / "trainer_state.json").write_text(json.dumps({"max_steps": 9}))
+    started = []
+
+    def prepare_only(run_dir, new_dir=None):  # the page's wiring; the runner's part is tests/test_resume.py's
+        started.append(jobs.prepare_resume(run_dir, new_dir=new_dir))
+        return started[-1]
+
+    monkeypatch.setattr(eval_jobs, "resume_training", prepare_only)
+    at = _page("pages/train.py", run=crashed.name)
+    button = next(b for b in at.button if b.label.startswith("Resume"))
+    assert button.label == "Resume: SFT goes on from step 3 of 9 (its checkpoint)"
+    button.click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(started) == 1 and next(s for s in at.selectbox if s.label == "Run").value == started[0].name
+    assert any(c.value == f"Continues run {crashed.name}: SFT goes on from step 3 of 9 (its checkpoint)."
+               for c in at.caption)
+    assert (started[0] / "sft" / "checkpoint-3" / "trainer_state.json").is_file()
+    # the cancelled run now points at the one that goes on with it, and offers no second resume
+    at = _page("pages/train.py", run=crashed.name)
+    assert any(c.value == f"Resumed as run {started[0].name}." for c in at.caption)
+    assert not any(b.label.startswith("Resume") for b in at.button)
 
 
 def test_evaluate_page_compares_models_and_drills_down(studio):

@@ -8,16 +8,25 @@ process writes, so the files stay whole under ``accelerate launch``.
 :data:`CANCEL` is set by the runner's SIGTERM handler; the callback then asks the
 Trainer to stop after the current step, so a cancel never interrupts an
 optimizer step halfway.
+
+:class:`CheckpointCallback` makes a run resumable: it asks the Trainer for a full
+checkpoint (``<stage>/checkpoint-<step>``: weights, optimizer, scheduler, RNG
+and trainer state) every ``run.checkpoint_minutes`` and when a cancel stops the
+stage, and keeps only the newest. :func:`r2ta.jobs.prepare_resume` continues a
+failed or cancelled run from it.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
-from r2ta.jobs import append_progress, now_iso, write_status
+from r2ta.jobs import CHECKPOINT_NAME, append_progress, now_iso, write_status
 
 
 class CancelState:
@@ -29,6 +38,7 @@ class CancelState:
 
 
 CANCEL = CancelState()
+logger = logging.getLogger("r2ta.training")
 
 # Trainer log keys -> progress.jsonl keys (the names the Train page plots).
 LOG_KEYS = {
@@ -50,12 +60,15 @@ LOG_KEYS = {
 class RunProgressCallback(TrainerCallback):
     """Report one stage (``sft`` or ``dpo``, number ``index`` of ``count``) into ``run_dir``."""
 
-    def __init__(self, run_dir, stage: str, index: int, count: int, *, write: bool = True) -> None:
+    def __init__(self, run_dir, stage: str, index: int, count: int, *, write: bool = True,
+                 attempt: int | None = None) -> None:
         self.run_dir = run_dir
         self.stage = stage
         self.index = index
         self.count = count
         self.write = write
+        self.attempt = attempt  # a resumed run's records say which attempt logged them (their clocks differ)
+        self._resumed = False
         self.summary: dict = {}
         self.last_record: dict = {}
         self._started = self._last_time = time.monotonic()
@@ -69,6 +82,7 @@ class RunProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         CANCEL.in_train_loop = True
         self._started = self._last_time = time.monotonic()
+        self._resumed = state.global_step > 0  # restored from a checkpoint: tokens counted before are unknown here
         if self.write and state.is_world_process_zero:
             write_status(
                 self.run_dir, stage=self.stage, step=0, max_steps=state.max_steps,
@@ -97,11 +111,16 @@ class RunProgressCallback(TrainerCallback):
             return
         now = time.monotonic()
         record = {"stage": self.stage, "step": state.global_step, "max_steps": state.max_steps, "time": now_iso()}
+        if self.attempt is not None:
+            record["attempt"] = self.attempt
         for key, name in LOG_KEYS.items():
             if logs.get(key) is not None:
                 record[name] = float(logs[key])
         tokens = record.get("num_tokens")
-        if tokens is not None and now > self._last_time:
+        if tokens is not None and self._resumed:  # the first log after a resume sets the count's baseline
+            self._resumed = False
+            self._last_tokens = tokens
+        elif tokens is not None and now > self._last_time:
             # Tokens (prompt + answer, no padding; DPO counts chosen and rejected) since the previous log.
             record["tokens_per_s"] = round((tokens - self._last_tokens) / (now - self._last_time), 1)
             self._last_tokens = tokens
@@ -117,3 +136,43 @@ class RunProgressCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         CANCEL.in_train_loop = False
+
+
+class CheckpointCallback(TrainerCallback):
+    """Ask for a resumable checkpoint every ``every_s`` seconds and when a cancel stops training; keep the newest.
+
+    The Trainer writes it (``checkpoint-<step>`` in the stage's output folder) right after the step, before
+    it stops; older checkpoints of the stage, and any cut off while saving, are removed once the new one is
+    whole. ``status.json`` names the newest (``checkpoint``).
+    """
+
+    def __init__(self, run_dir, stage: str, every_s: float, *, write: bool = True) -> None:
+        self.run_dir = run_dir
+        self.stage = stage
+        self.every_s = every_s
+        self.write = write
+        self._last = self._asked = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if CANCEL.requested.is_set() or time.monotonic() - self._last >= self.every_s:
+            control.should_save = True
+            self._asked = time.monotonic()
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self._last = time.monotonic()
+        took = round(self._last - self._asked, 2)  # the Trainer saves between our step-end and this call
+        if not (self.write and state.is_world_process_zero):
+            return
+        newest = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        for entry in Path(args.output_dir).iterdir():
+            if CHECKPOINT_NAME.match(entry.name) and entry != newest:
+                shutil.rmtree(entry, ignore_errors=True)
+        size_mb = round(sum(f.stat().st_size for f in newest.rglob("*") if f.is_file()) / 1e6, 1)
+        write_status(self.run_dir, checkpoint={"stage": self.stage, "step": state.global_step, "path": str(newest),
+                                               "saved_at": now_iso(), "save_s": took, "size_mb": size_mb})
+        logger.info("checkpoint: %s step %d saved to %s in %.2f s (%.1f MB)", self.stage, state.global_step, newest,
+                    took, size_mb)

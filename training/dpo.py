@@ -30,8 +30,9 @@ class DPOScriptArguments:
     )
 
 
-def main(script_args: DPOScriptArguments, training_args, model_args, callbacks=()):
-    """Train and save; returns the trainer (its ``model`` is the trained model)."""
+def main(script_args: DPOScriptArguments, training_args, model_args, callbacks=(), resume_from_checkpoint=None):
+    """Train (from ``resume_from_checkpoint``, a ``checkpoint-<step>`` folder, when given) and save; returns the
+    trainer (its ``model`` is the trained model)."""
     from trl import DPOTrainer, get_peft_config
 
     from training.common import load_model_and_tokenizer, warn_if_truncated
@@ -65,7 +66,7 @@ def main(script_args: DPOScriptArguments, training_args, model_args, callbacks=(
         add_shared_prefix_forward(unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped)
         if trainer.ref_model is not None:
             add_shared_prefix_forward(trainer.accelerator.unwrap_model(trainer.ref_model))
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     # The frozen reference copy is training machinery, not part of the result.
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     if "ref" in getattr(unwrapped, "peft_config", {}):

@@ -56,6 +56,13 @@ class RunConfig:
         default=True,
         metadata={"help": "With LoRA, also save the base with the final adapter merged in (standalone weights)."},
     )
+    checkpoint_minutes: float = field(
+        default=10.0,
+        metadata={"help": "Save a resumable checkpoint (weights, optimizer, scheduler, RNG, step) at the first step "
+                          "boundary after this many minutes, and when the run is cancelled; only the newest is kept. "
+                          "r2ta train --resume / the Train page's Resume button continue a failed or cancelled "
+                          "run from it. 0 turns checkpoints off."},
+    )
 
 
 @dataclass
@@ -128,6 +135,8 @@ def load_recipe(recipe: str | Path) -> Recipe:
     for key, choices in (("hardware", ("cpu", "gpu")), ("precision", ("auto", "fp32", "bf16", "fp16"))):
         if getattr(run, key) not in choices:
             raise RecipeError(f"recipe {path}: run.{key} is {getattr(run, key)!r}, not one of {', '.join(choices)}")
+    if not run.checkpoint_minutes >= 0:  # also refuses nan
+        raise RecipeError(f"recipe {path}: run.checkpoint_minutes is {run.checkpoint_minutes!r}; use 0 (off) or more")
     return Recipe(path.stem, path, text, run, sections["model"], sections["sft"], sections["dpo"])
 
 

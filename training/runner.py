@@ -14,9 +14,17 @@ one adapter over the base that holds SFT + DPO, and ``merged/`` (``run.save_merg
 is the base with it merged in. With full fine-tuning, DPO starts from ``sft/``.
 
 Outcomes: success writes ``status: succeeded`` and exits 0; SIGTERM (Ctrl-C,
-the page's Cancel button) stops after the current step, writes ``cancelled``
-and exits 143; any error writes ``failed`` with the error, puts the traceback
-in the log and exits 1.
+the page's Cancel button) stops after the current step, saves a checkpoint,
+writes ``cancelled`` and exits 143; any error writes ``failed`` with the error,
+puts the traceback in the log and exits 1.
+
+Resuming: every ``run.checkpoint_minutes`` (and on cancel) a stage saves a full
+checkpoint into ``<stage>/checkpoint-<step>``; a finished stage is listed in
+``completed_stages`` and its checkpoints removed. A run prepared by
+:func:`r2ta.jobs.prepare_resume` carries the finished stages of the run it
+continues (their outputs and metrics) and the newest checkpoint of the stage it
+stopped in, from which the Trainer restores weights, optimizer, scheduler, RNG
+and step, so the resumed run ends where the uninterrupted one would have.
 
 Several GPUs: a runner that sees more than one GPU (and was not told
 ``num_processes: 1``) supervises ``accelerate launch`` with one worker per GPU
@@ -32,6 +40,7 @@ import logging
 import os
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +50,7 @@ from pathlib import Path
 
 from r2ta.jobs import (
     CANCELLED,
+    CHECKPOINT_NAME,
     FAILED,
     LOG_FILE,
     RUNNING,
@@ -175,35 +185,54 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
         )
     logger.info("recipe %s on %s, precision %s", recipe.name, hw.describe(), precision.name)
 
-    metrics: dict = {}
+    resume = request.get("resume") or {}
+    carried = [stage for stage in STAGES if stage in (resume.get("done") or [])]
+    metrics: dict = {stage: (resume.get("metrics") or {}).get(stage) for stage in carried}
     artefacts: dict = {}
-    sft_trainer, model_args = _run_stage("sft", 0, run_dir, request, recipe, precision, [], metrics, main_process)
+    if carried and main_process:
+        logger.info("resuming %s: %s finished there and is carried over", resume.get("from_run"), ", ".join(carried))
+        write_status(run_dir, completed_stages=carried, metrics=metrics)
+    if "sft" in carried:
+        model_args = _stage_args("sft", run_dir, request, recipe, precision, [])[2]
+    else:
+        sft_trainer, model_args = _run_stage("sft", 0, run_dir, request, recipe, precision, [], metrics, main_process)
+        del sft_trainer
+        gc.collect()
     use_peft = bool(model_args.use_peft)
     base_model = model_args.model_name_or_path or ""
     base_model_path = resolve_model_path(base_model)  # built or found already by the SFT stage
     artefacts["sft"] = str(run_dir / "sft")
-    del sft_trainer
-    gc.collect()
     if CANCEL.requested.is_set():
         raise RunCancelled()
+    _stage_finished("sft", run_dir, main_process)
 
     start = ["--init_adapter", str(run_dir / "sft")] if use_peft else ["--model_name_or_path", str(run_dir / "sft")]
-    dpo_trainer, _ = _run_stage("dpo", 1, run_dir, request, recipe, precision, start, metrics, main_process)
+    if "dpo" in carried:  # only the merge was left to do
+        dpo_model, tokenizer, dpo_trainer = _load_adapter_model(base_model_path, run_dir / "dpo"), None, None
+    else:
+        dpo_trainer, _ = _run_stage("dpo", 1, run_dir, request, recipe, precision, start, metrics, main_process)
+        dpo_model = dpo_trainer.accelerator.unwrap_model(dpo_trainer.model)
+        tokenizer = dpo_trainer.processing_class
     artefacts["dpo"] = str(run_dir / "dpo")
     if CANCEL.requested.is_set():
         raise RunCancelled()
+    _stage_finished("dpo", run_dir, main_process)
 
     if use_peft and save_merged and main_process:
         write_status(run_dir, stage="merging")
         started = time.monotonic()
-        model = dpo_trainer.accelerator.unwrap_model(dpo_trainer.model).merge_and_unload()
+        model = dpo_model.merge_and_unload()
         model.save_pretrained(run_dir / "merged")
-        dpo_trainer.processing_class.save_pretrained(run_dir / "merged")
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(run_dir / "dpo")
+        tokenizer.save_pretrained(run_dir / "merged")
         artefacts["merged"] = str(run_dir / "merged")
         logger.info("merged weights saved to %s in %.1f s", run_dir / "merged", time.monotonic() - started)
     if hasattr(dpo_trainer, "end"):
         dpo_trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
-    del dpo_trainer
+    del dpo_trainer, dpo_model
     gc.collect()
 
     if main_process:
@@ -213,46 +242,102 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
     return None
 
 
-def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, metrics, main_process):
-    """Parse the stage's configs from the recipe, train, save; record its metrics. Returns trainer and ModelConfig."""
+def _stage_args(stage, run_dir, request, recipe, precision, extra_args) -> tuple:
+    """The stage's (script, training, model) configs: the recipe's values with this run's arguments on top."""
     from training import dpo, sft
-    from training.callbacks import RunProgressCallback
     from training.recipe import parse_stage
 
     module = {"sft": sft, "dpo": dpo}[stage]
     args = ["--train_file", request[f"{stage}_file"], "--output_dir", str(run_dir / stage), *extra_args]
     if request.get("max_steps"):
         args += ["--max_steps", str(int(request["max_steps"]))]
-    script_args, training_args, model_args = parse_stage(module.make_parser(), recipe, stage, precision, args)
+    return (*parse_stage(module.make_parser(), recipe, stage, precision, args), args)
+
+
+def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, metrics, main_process):
+    """Parse the stage's configs from the recipe, train (from the run's checkpoint when it resumes), save;
+    record its metrics. Returns trainer and ModelConfig."""
+    from training import dpo, sft
+    from training.callbacks import CheckpointCallback, RunProgressCallback
+
+    module = {"sft": sft, "dpo": dpo}[stage]
+    script_args, training_args, model_args, args = _stage_args(stage, run_dir, request, recipe, precision, extra_args)
     # A log file is no place for progress bars; the Trainer prints each log line instead.
     training_args.disable_tqdm = not sys.stderr.isatty()
+    resume = request.get("resume") or {}
+    checkpoint = resume.get("checkpoint") if resume.get("stage") == stage else None
     if main_process:
-        write_status(run_dir, stage=stage, step=0, max_steps=None, fraction=round(index / len(STAGES), 4))
+        write_status(run_dir, stage=stage, step=resume.get("step") if checkpoint else 0, max_steps=None,
+                     fraction=round(index / len(STAGES), 4))
     logger.info("stage %s: %s", stage, " ".join(shlex.quote(a) for a in args))
+    if checkpoint:
+        logger.info("stage %s resumes at step %s from %s", stage, resume.get("step"), checkpoint)
 
-    callback = RunProgressCallback(run_dir, stage, index, len(STAGES), write=main_process)
+    callback = RunProgressCallback(run_dir, stage, index, len(STAGES), write=main_process,
+                                   attempt=request.get("attempt"))
+    callbacks = [callback]
+    if recipe.run.checkpoint_minutes > 0:
+        callbacks.append(CheckpointCallback(run_dir, stage, recipe.run.checkpoint_minutes * 60, write=main_process))
     started = time.monotonic()
-    trainer = module.main(script_args, training_args, model_args, callbacks=[callback])
+    trainer = module.main(script_args, training_args, model_args, callbacks=callbacks,
+                          resume_from_checkpoint=checkpoint)
     wall = time.monotonic() - started
     summary = callback.summary
     last = callback.last_record
     runtime = summary.get("train_runtime")
+    # A resumed stage's runtime, and TRL's token count, cover this attempt only (the Trainer restores neither):
+    # tokens/s is this attempt's; timing.run_rates counts its steps from resumed_from_step.
+    tokens = last.get("num_tokens")
     metrics[stage] = {
         "steps": trainer.state.global_step,
-        "train_loss": summary.get("train_loss"),
+        "train_loss": _whole_stage_loss(run_dir, stage, trainer.state.global_step) if checkpoint
+        else summary.get("train_loss"),
         "final_loss": last.get("loss"),
         "reward_margin": last.get("reward_margin"),
         "reward_accuracy": last.get("reward_accuracy"),
-        "num_tokens": last.get("num_tokens"),
-        "tokens_per_s": round(last["num_tokens"] / runtime, 1) if runtime and last.get("num_tokens") else None,
+        "num_tokens": tokens,
+        "tokens_per_s": round(tokens / runtime, 1) if runtime and tokens else None,
         "train_runtime_s": runtime,
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
+    if checkpoint:
+        metrics[stage]["resumed_from_step"] = int(resume.get("step") or 0)
     logger.info("stage %s done: %s", stage, metrics[stage])
     if main_process:
         write_status(run_dir, metrics=metrics)
     return trainer, model_args
+
+
+def _whole_stage_loss(run_dir: Path, stage: str, steps: int) -> float | None:
+    """A resumed stage's mean training loss over all its steps, both attempts: the mean of its logged per-step
+    losses when every step was logged (the Trainer's own figure covers this attempt's steps only)."""
+    from r2ta.jobs import read_points
+
+    losses = {p["step"]: p["loss"] for p in read_points(run_dir)
+              if p.get("stage") == stage and isinstance(p.get("loss"), (int, float))}
+    if set(losses) != set(range(1, steps + 1)):
+        return None
+    return sum(losses.values()) / steps
+
+
+def _stage_finished(stage: str, run_dir: Path, main_process: bool) -> None:
+    """Record that ``stage`` finished (a resume carries it over) and drop its checkpoints: its output supersedes them."""
+    if not main_process:
+        return
+    done = list(dict.fromkeys([*(read_status(run_dir).get("completed_stages") or []), stage]))
+    write_status(run_dir, completed_stages=done, checkpoint=None)
+    for folder in (run_dir / stage).glob("checkpoint-*"):
+        if CHECKPOINT_NAME.match(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_adapter_model(base_model_path: str, adapter_dir: Path):
+    """The base model with a saved adapter on it, in fp32 (for a merge that an earlier attempt did not finish)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model_path), adapter_dir)
 
 
 def _write_cards(run_dir, request, recipe, base_model, base_model_path, data_files, metrics, hardware_info,

@@ -21,8 +21,9 @@ class SFTScriptArguments:
     train_file: str = field(metadata={"help": "SFT rows, JSONL in TRL's conversational format (`messages`)."})
 
 
-def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=()):
-    """Train and save; returns the trainer (its ``model`` is the trained model)."""
+def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=(), resume_from_checkpoint=None):
+    """Train (from ``resume_from_checkpoint``, a ``checkpoint-<step>`` folder, when given) and save; returns the
+    trainer (its ``model`` is the trained model)."""
     from trl import get_peft_config
 
     from training.common import load_model_and_tokenizer, warn_if_truncated
@@ -41,7 +42,7 @@ def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=(
         peft_config=get_peft_config(model_args),
         callbacks=list(callbacks),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer
 

@@ -5,7 +5,8 @@
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --set dpo.beta=0.2 --set 'dpo.loss_type=[sigmoid, sft]'
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --detach        # start, print the run folder, return
     r2ta train --follow RUN_DIR                                # follow a run started elsewhere
-    r2ta train --cancel RUN_DIR
+    r2ta train --cancel RUN_DIR                                # stop after this step (a checkpoint is saved)
+    r2ta train --resume RUN_DIR                                # go on with a failed or cancelled run
 
 The job is the same one the Train page starts (:mod:`r2ta.jobs`); Ctrl-C while
 following cancels it cleanly. Exit status: 0 succeeded, 2 failed (the error and
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--sft", type=Path, metavar="FILE", help="SFT examples (JSONL, TRL conversational `messages`)")
     what.add_argument("--follow", type=Path, metavar="RUN_DIR", help="follow a run that is already going")
     what.add_argument("--cancel", type=Path, metavar="RUN_DIR", help="cancel a run")
+    what.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                      help="continue a failed or cancelled run from its newest checkpoint, in a new run folder "
+                           "(--run-dir names it)")
     what.add_argument("--list-recipes", action="store_true", help="print the recipe names and exit")
     p.add_argument("--dpo", type=Path, metavar="FILE", help="DPO pairs (JSONL, `prompt`/`chosen`/`rejected`)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name or YAML path (default {DEFAULT_RECIPE})")
@@ -62,6 +66,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.follow:
         return follow(args.follow)
+    if args.resume:
+        from r2ta.eval_jobs import resume_training
+
+        point = jobs.resume_point(args.resume)
+        run_dir = resume_training(args.resume, new_dir=args.run_dir)
+        print(f"resuming:   {args.resume}: {point.describe()}", flush=True)
+        return _started(run_dir, args.detach)
     if args.dpo is None:
         raise jobs.TrainingError("--dpo FILE is required with --sft (training runs SFT, then DPO)")
     if args.max_steps is not None and args.max_steps < 1:
@@ -71,10 +82,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, save_merged=args.save_merged, num_processes=args.num_processes,
         overrides=args.overrides,
     )
+    return _started(run_dir, args.detach)
+
+
+def _started(run_dir: Path, detach: bool) -> int:
     print(f"run folder: {run_dir}", flush=True)
     print(f"expected:   {_expected(run_dir)}", flush=True)
     _record(run_dir)  # listed on the Train page at once, wherever its folder is (the page keeps it current)
-    if args.detach:
+    if detach:
         print(f"follow:     r2ta train --follow {run_dir}")
         print(f"cancel:     r2ta train --cancel {run_dir}")
         return 0
@@ -102,7 +117,7 @@ def _expected(run_dir: Path) -> str:
     try:
         estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows,
                                        max_steps=request.get("max_steps"),
-                                       processes=int(request.get("num_processes") or 1))
+                                       processes=int(request.get("num_processes") or 1), resume=request.get("resume"))
     except R2taError as err:  # the run is started: say why there is no estimate, and follow it anyway
         return f"no estimate ({err})"
     return estimate.describe()
@@ -181,7 +196,18 @@ def _report(progress) -> int:
             print(f"{name:>6}: {path}")
         print(f"model card: {progress.run_dir / 'README.md'}")
         return 0
+    resume = _resume_hint(progress.run_dir)
     if progress.state == jobs.CANCELLED:
-        print(f"cancelled; log: {progress.run_dir / jobs.LOG_FILE}", file=sys.stderr)
+        print(f"cancelled; log: {progress.run_dir / jobs.LOG_FILE}{resume}", file=sys.stderr)
         return 130
-    raise jobs.TrainingError(f"training failed: {progress.error}\nlog: {progress.run_dir / jobs.LOG_FILE}")
+    raise jobs.TrainingError(f"training failed: {progress.error}\nlog: {progress.run_dir / jobs.LOG_FILE}{resume}")
+
+
+def _resume_hint(run_dir: Path) -> str:
+    from r2ta import jobs
+
+    try:
+        point = jobs.resume_point(run_dir)
+    except jobs.TrainingError as err:
+        return f"\nnot resumable: {err}"
+    return f"\nresume:     r2ta train --resume {run_dir}  ({point.describe()})"
