@@ -569,10 +569,11 @@ def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) ->
         copy = target / "data" / f"{stage}.jsonl"
         shutil.copyfile(request[f"{stage}_file"], copy)
         new_request[f"{stage}_file"] = str(copy)
-    recipe_path = Path(request["recipe_file"])
-    if recipe_path.resolve().parent == old:  # a recipe changed for the old run lives in its folder
-        shutil.copyfile(recipe_path, target / "recipe.yaml")
-        new_request["recipe_file"] = str(target / "recipe.yaml")
+    # The recipe exactly as the old run read it (the runner keeps a copy; the file it was read from may have
+    # changed since, and the checkpoint's optimizer and schedule belong to that text).
+    ran_with = old / "recipe.yaml"
+    shutil.copyfile(ran_with if ran_with.is_file() else request["recipe_file"], target / "recipe.yaml")
+    new_request["recipe_file"] = str(target / "recipe.yaml")
     ignore = shutil.ignore_patterns("checkpoint-*")
     for stage in point.done:
         shutil.copytree(old / stage, target / stage, ignore=ignore, dirs_exist_ok=True)

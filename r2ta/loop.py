@@ -262,6 +262,38 @@ def generation_args(config: LoopConfig, *, base: bool) -> list[str]:
     return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *verdict]
 
 
+def _earlier_runs(out: Path, recipe: str, max_steps: int | None) -> tuple[Path | None, Path | None]:
+    """This loop folder's training runs on the data just exported, with the recipe and step limit asked for:
+    the newest that succeeded, and the newest that failed or was cancelled and can go on (not resumed yet)."""
+    import filecmp
+
+    from r2ta import jobs
+
+    succeeded, resumable = [], []
+    for folder in out.glob(f"{out.name}-run*"):
+        try:
+            request, status = jobs.read_request(folder), jobs.read_progress(folder).status
+            same = (all(filecmp.cmp(out / f"{s}.jsonl", request[f"{s}_file"], shallow=False) for s in ("sft", "dpo"))
+                    # the recipe's text as the runner read it (a loop's --set recipe keeps one file name)
+                    and (folder / "recipe.yaml").read_text(encoding="utf-8")
+                    == jobs.recipe_file(recipe).read_text(encoding="utf-8")
+                    and request.get("max_steps") == max_steps)
+        except (jobs.TrainingError, OSError, KeyError):
+            continue
+        if not same:
+            continue
+        created = str(request.get("created_at") or "")
+        if status.get("status") == jobs.SUCCEEDED:
+            succeeded.append((created, folder))
+            continue
+        try:
+            jobs.resume_point(folder)
+        except jobs.TrainingError:
+            continue
+        resumable.append((created, folder))
+    return (max(succeeded)[1] if succeeded else None), (max(resumable)[1] if resumable else None)
+
+
 def run_loop(config: LoopConfig, say=print) -> str:
     """Run every stage; returns the side-by-side table (also written to ``<out>/table.txt``)."""
     from r2ta.backends import GRAMMAR_SUFFIX, get_backend
@@ -301,13 +333,19 @@ def run_loop(config: LoopConfig, say=print) -> str:
     run_dir = out / f"{out.name}-run"  # its name is in the model ids (RUN:sft), so unique per loop
     from r2ta import jobs
 
-    if run_dir.exists() and jobs.read_status(run_dir).get("status") == jobs.SUCCEEDED:
-        say(f"[{_now()}] train: {run_dir} already succeeded, reusing it")
+    done, resumable = _earlier_runs(out, recipe, config.max_steps)
+    if done:
+        run_dir = done
+        say(f"[{_now()}] train: {run_dir} already succeeded on this data, reusing it")
     else:
         if run_dir.exists():
             run_dir = out / f"{out.name}-run-{_dt.datetime.now().strftime('%H%M%S')}"
-        stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"), "--recipe",
-                        recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps)])
+        if resumable:  # a crash, a kill or a Ctrl-C: go on from its checkpoint, not from step 0
+            say(f"[{_now()}] train: {resumable.name} stopped; {jobs.resume_point(resumable).describe()}")
+            stage("train", ["train", "--resume", str(resumable), "--run-dir", str(run_dir)])
+        else:
+            stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"), "--recipe",
+                            recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps)])
         # `r2ta train` only starts and follows the runner process: its own RSS is not the training's.
         config.stages[-1].note = "launcher; the runner's time and memory are the train-sft/train-dpo rows"
         _save(config)

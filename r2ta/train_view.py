@@ -220,6 +220,7 @@ class RunSummary:
     dpo_margin: float | None
     evaluation: str
     error: str | None
+    resumed: str = ""  # "from RUN" (it continues RUN), "as RUN" (RUN went on with it)
 
     @property
     def took(self) -> str:
@@ -232,7 +233,8 @@ class RunSummary:
     def row(self) -> dict:
         return {"run": self.name, "recipe": self.recipe, "status": self.state, "stage": self.stage or "",
                 "started": self.started_at or "", "finished": self.finished_at or "", "took": self.took,
-                "SFT loss": self.sft_loss, "DPO margin": self.dpo_margin, "evaluation": self.evaluation}
+                "SFT loss": self.sft_loss, "DPO margin": self.dpo_margin, "evaluation": self.evaluation,
+                "resumed": self.resumed}
 
 
 def summarize_run(run_dir: Path) -> RunSummary:
@@ -256,9 +258,11 @@ def summarize_run(run_dir: Path) -> RunSummary:
     recipe = status.get("recipe", "")
     if status.get("overrides"):
         recipe = f"{recipe} · {', '.join(status['overrides'])}"
+    resumed = " · ".join(f"{word} {Path(status[key]).name}" for key, word in
+                         (("resumed_from", "from"), ("resumed_by", "as")) if status.get(key))
     return RunSummary(run_dir, run_dir.name, recipe, progress.state, progress.stage,
                       status.get("started_at"), status.get("finished_at"), sft_loss, dpo_margin, evaluation,
-                      progress.error)
+                      progress.error, resumed)
 
 
 def recorded_run_dirs(*, engine: Engine | None = None) -> list[Path]:

@@ -132,6 +132,9 @@ def test_train_page_resumes_a_cancelled_run_from_its_checkpoint(studio, monkeypa
     at = _page("pages/train.py", run=crashed.name)
     assert any(c.value == f"Resumed as run {started[0].name}." for c in at.caption)
     assert not any(b.label.startswith("Resume") for b in at.button)
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[started[0].name, "resumed"] == f"from {crashed.name}"
+    assert table.loc[crashed.name, "resumed"] == f"as {started[0].name}"
 
 
 def test_evaluate_page_compares_models_and_drills_down(studio):

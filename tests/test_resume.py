@@ -268,3 +268,62 @@ def test_resuming_a_page_run_evaluates_the_new_run_as_the_old_one_would_have_bee
     assert spawned == [["supervise", str(new), "--split", "test", "--limit", "7", "--max-new-tokens", "99"]]
     assert eval_jobs.read_eval_status(new)["status"] in (eval_jobs.WAITING, eval_jobs.FAILED)
     assert jobs.read_request(new)["resume"]["checkpoint"] == str(new / "sft" / "checkpoint-1")
+
+
+def test_the_loop_goes_on_with_its_stopped_run_and_reuses_only_one_trained_on_the_same_data(tmp_path, monkeypatch):
+    import types
+
+    import r2ta.backends
+    import r2ta.loop as loop
+
+    out = tmp_path / "loop"
+    out.mkdir()
+    sft, dpo = _data(out)
+    other_sft, other_dpo = _data(tmp_path / "other")
+    other_sft.write_text(other_sft.read_text().splitlines()[0] + "\n")  # another export: one row
+
+    def run(name, data=(sft, dpo), state="cancelled", checkpoint=True):
+        folder = jobs.prepare_run(*data, recipe="tiny-cpu", run_dir=out / name)
+        shutil.copyfile(jobs.recipe_file("tiny-cpu"), folder / "recipe.yaml")  # what the runner keeps
+        jobs.write_status(folder, status=state, stage="sft")
+        if checkpoint:
+            (folder / "sft" / "checkpoint-5").mkdir(parents=True)
+            (folder / "sft" / "checkpoint-5" / "trainer_state.json").write_text(json.dumps({"max_steps": 9}))
+        return folder
+
+    seen = []
+
+    def fake_stage(name, argv, out, threads, say):
+        seen.append((name, argv))
+        if name == "train":
+            raise StopIteration
+
+    monkeypatch.setattr(loop, "run_stage", fake_stage)
+    monkeypatch.setattr(loop, "variant_counts", lambda engine=None: {"train": 9, "test": 9})
+    monkeypatch.setattr(loop, "bulk_accept", lambda **kw: 0)
+    monkeypatch.setattr(r2ta.backends, "get_backend", lambda name=None, **kw: types.SimpleNamespace(id="base"))
+    said = []
+    config = loop.LoopConfig(train_limit=4, recipe="tiny-cpu", out=out)
+
+    stopped = run("loop-run")
+    run("loop-run-0900", data=(other_sft, other_dpo))  # trained on other data: never resumed nor reused
+    run("loop-run-0800", checkpoint=False)  # stopped before its first checkpoint: nothing to go on from
+    with pytest.raises(StopIteration):
+        loop.run_loop(config, say=said.append)
+    name, argv = seen[-1]
+    assert argv[:3] == ["train", "--resume", str(stopped)] and argv[3] == "--run-dir"
+    assert Path(argv[4]).parent == out and Path(argv[4]) != stopped
+    assert any(f"loop-run stopped; SFT goes on from step 5 of 9 (its checkpoint)" in line for line in said)
+
+    # once resumed, the stopped run is not resumed again; a fresh run starts instead
+    jobs.prepare_resume(stopped, new_dir=out / "elsewhere")
+    with pytest.raises(StopIteration):
+        loop.run_loop(config, say=said.append)
+    assert seen[-1][1][:3] == ["train", "--sft", str(out / "sft.jsonl")]
+
+    # a run that succeeded on this data is reused, whatever its folder's name
+    run("loop-run-1000", state="succeeded", checkpoint=False)
+    monkeypatch.setattr(loop, "side_by_side", lambda model_ids, config: "table")
+    seen.clear()
+    assert loop.run_loop(config, say=said.append) == "table"
+    assert "train" not in dict(seen) and any("loop-run-1000 already succeeded on this data" in line for line in said)

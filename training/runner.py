@@ -160,8 +160,8 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
 
     hw = hardware.detect_hardware()
     recipe = load_recipe(request["recipe_file"])
-    if request.get("overrides"):  # r2ta train --set: the changed copy in the run folder keeps the recipe's name
-        recipe = dataclasses.replace(recipe, name=request.get("recipe") or recipe.name)
+    # r2ta train --set, or a resumed run: the copy in the run folder keeps the recipe's name
+    recipe = dataclasses.replace(recipe, name=request.get("recipe") or recipe.name)
     if recipe.run.hardware == "gpu" and hw.kind == "cpu":
         raise RecipeError(
             f"recipe {recipe.name} needs a GPU and this machine has none; use smollm2-135m-cpu (or tiny-cpu)"
@@ -303,7 +303,10 @@ def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, me
     }
     if checkpoint:
         metrics[stage]["resumed_from_step"] = int(resume.get("step") or 0)
-    logger.info("stage %s done: %s", stage, metrics[stage])
+    from training.callbacks import CANCEL
+
+    logger.info("stage %s %s: %s", stage, "stopped by the cancel" if CANCEL.requested.is_set() else "done",
+                metrics[stage])
     if main_process:
         write_status(run_dir, metrics=metrics)
     return trainer, model_args
