@@ -150,11 +150,11 @@ def live_run() -> None:
     if status.get("overrides"):
         st.caption(f"Recipe {status.get('recipe', '')} with " + ", ".join(
             f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))
+    if status.get("resumed_from"):
+        st.caption(f"Continues run {Path(status['resumed_from']).name}: {status.get('resumed_at', '')}.")
     if not progress.finished and st.button("Cancel run", icon=":material/cancel:"):
         progress = jobs.cancel(run_dir, wait_s=1.0)
         st.rerun(scope="app")
-    if status.get("resumed_from"):
-        st.caption(f"Continues run {Path(status['resumed_from']).name}: {status.get('resumed_at', '')}.")
     if progress.state == jobs.FAILED:
         st.error(f"Failed: {progress.error}")
     elif progress.state == jobs.CANCELLED:

@@ -490,6 +490,14 @@ class ResumePoint:
     checkpoint: Path | None
     max_steps: int | None
 
+    @property
+    def fraction(self) -> float:
+        """How far through the whole job (SFT then DPO) the run is, as the progress bar counts it."""
+        if self.stage is None:
+            return 1.0
+        within = min(1.0, self.step / self.max_steps) if self.step and self.max_steps else 0.0
+        return round((("sft", "dpo").index(self.stage) + within) / 2, 4)
+
     def describe(self) -> str:
         if self.stage is None:
             return "SFT and DPO finished; only merging the weights is left"
@@ -588,12 +596,12 @@ def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) ->
     new_request.update(
         attempt=int(request.get("attempt") or 1) + 1,
         resume={"from_run": str(old), "done": point.done, "stage": point.stage, "step": point.step,
-                "checkpoint": str(checkpoint) if checkpoint else None,
+                "max_steps": point.max_steps, "checkpoint": str(checkpoint) if checkpoint else None,
                 "metrics": {s: (old_status.get("metrics") or {}).get(s) for s in point.done}},
         created_at=now_iso(),
     )
     _write_json_atomic(target / REQUEST_FILE, new_request)
-    write_status(target, status=QUEUED, stage=None, fraction=0.0, recipe=request.get("recipe"),
+    write_status(target, status=QUEUED, stage=None, fraction=point.fraction, recipe=request.get("recipe"),
                  overrides=request.get("overrides") or [], resumed_from=str(old), resumed_at=point.describe(),
                  created_at=now_iso())
     write_status(old, resumed_by=str(target))

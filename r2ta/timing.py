@@ -86,8 +86,11 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     if not points:
         return None
     last = points[-1]
-    # A resumed run holds the points of the run it continues: their clock (elapsed_s) is another process's.
+    # A resumed run holds the points of the run it continues: their clock (elapsed_s) is another process's,
+    # and this attempt's clock started at the step it went on from.
+    carried = [p["step"] for p in points if p.get("attempt") != last.get("attempt")]
     points = [p for p in points if p.get("attempt") == last.get("attempt")]
+    started_at_step = max((step for step in carried if step < points[0]["step"]), default=0)
     try:
         max_steps = int(last.get("max_steps") or progress.status.get("max_steps") or 0)
     except (TypeError, ValueError):
@@ -97,8 +100,10 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     first = points[max(0, len(points) - 1 - WINDOW)]
     if last["step"] > first["step"] and first is not last:
         per_step = (last["elapsed_s"] - first["elapsed_s"]) / (last["step"] - first["step"])
-    else:  # one point: its time includes the stage's first-step warm-up
-        per_step = last["elapsed_s"] / last["step"]
+    elif last["step"] > started_at_step:  # one point: its time includes the stage's first-step warm-up
+        per_step = last["elapsed_s"] / (last["step"] - started_at_step)
+    else:
+        return None
     per_step = max(per_step, 0.0)
     logged_at = parse_time(last.get("time"))
     since = max(0.0, ((now or _now()) - logged_at).total_seconds()) if logged_at else 0.0

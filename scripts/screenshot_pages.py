@@ -3,6 +3,7 @@
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop- Train Evaluate
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop-schemas- --expand "Per base schema" Evaluate
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --reviewer Ana --review-status accepted Review
+    .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/resdata --prefix resume- --click Resume Train
 
 Serves the app on that data folder, opens each named page through the sidebar in
 Debian's chromium at 1440x900 (full page height with --full-page) and writes
@@ -61,6 +62,9 @@ def main() -> int:
                     help="on the Review page, the sidebar's Status filter (accepted, edited, rejected, any) before the screenshot")
     ap.add_argument("--scroll-to", metavar="TEXT",
                     help="scroll the first element showing TEXT into view before the screenshot (below the fold)")
+    ap.add_argument("--click", metavar="LABEL",
+                    help="after the screenshot, click the button whose name starts with LABEL, wait for the page, "
+                         "and take a second one (<prefix><page>-clicked.png)")
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
     args = ap.parse_args()
 
@@ -133,6 +137,14 @@ def main() -> int:
                 path = args.out / f"{args.prefix}{slug}.png"
                 page.screenshot(path=str(path), full_page=args.full_page)
                 print(path)
+                if args.click:
+                    page.get_by_role("button", name=re.compile("^" + re.escape(args.click))).first.click()
+                    page.wait_for_timeout(3000)
+                    expect(running).to_have_count(0)
+                    page.wait_for_timeout(1500)
+                    path = args.out / f"{args.prefix}{slug}-clicked.png"
+                    page.screenshot(path=str(path), full_page=args.full_page)
+                    print(path)
             browser.close()
     finally:
         proc.terminate()

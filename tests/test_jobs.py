@@ -87,10 +87,12 @@ def test_a_run_changes_recipe_settings_in_its_own_copy(tmp_path):
     assert jobs.read_status(run_dir)["overrides"] == sets
 
 
-def test_a_bad_setting_is_refused_and_leaves_nothing(tmp_path):
+def test_a_bad_setting_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
     import tempfile
 
     sft_file, dpo_file = _data(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # other workers' runs write their own there
     before = set(Path(tempfile.gettempdir()).glob(".tiny-cpu-*"))
     for bad, message in (("dpo.bta=0.2", "unknown key.*bta"), ("beta=0.2", "SECTION.KEY=VALUE"),
                          ("train.beta=0.2", "SECTION.KEY=VALUE"), ("dpo.beta=[", "not readable as YAML")):

@@ -95,6 +95,7 @@ def test_a_run_cancelled_in_sft_resumes_and_ends_as_the_uninterrupted_one(uninte
 
     c = jobs.prepare_resume(b, new_dir=root / "c")
     assert jobs.read_status(c)["status"] == "queued" and jobs.read_status(b)["resumed_by"] == str(c)
+    assert jobs.read_status(c)["fraction"] == round(step / STEPS / 2, 4)  # the bar starts where the run stopped
     request = jobs.read_request(c)
     assert request["attempt"] == 2 and request["resume"]["stage"] == "sft" and request["resume"]["step"] == step
     assert Path(request["sft_file"]).parent == c / "data" and Path(request["recipe_file"]) == c / "recipe.yaml"
@@ -116,6 +117,8 @@ def test_a_run_cancelled_in_sft_resumes_and_ends_as_the_uninterrupted_one(uninte
     assert done.status["completed_stages"] == ["sft", "dpo"] and done.status["checkpoint"] is None
     assert not list(c.glob("*/checkpoint-*"))  # a finished stage's checkpoints are dropped
     assert "resumes at step" in jobs.read_log(c)
+    assert f"- resumed: continues run b: SFT goes on from step {step} of {STEPS} (its checkpoint);" in (
+        c / "README.md").read_text()  # the model card says where the run came from
     with pytest.raises(jobs.TrainingError, match="resumed already as c"):
         jobs.prepare_resume(b)
     with pytest.raises(jobs.TrainingError, match="is succeeded; only a failed or cancelled run"):
@@ -135,6 +138,7 @@ def test_a_run_killed_in_dpo_keeps_sft_and_goes_on_from_the_dpo_checkpoint(unint
     assert point.describe().startswith("SFT finished and kept; DPO goes on from step ")
 
     e = jobs.prepare_resume(d, new_dir=root / "e")
+    assert jobs.read_status(e)["fraction"] == round((1 + point.step / STEPS) / 2, 4)
     assert (e / "sft" / "adapter_model.safetensors").is_file() and not list((e / "sft").glob("checkpoint-*"))
     jobs.launch(e)
     done = jobs.wait_for(e, timeout_s=600)
@@ -227,6 +231,9 @@ def test_a_resumed_runs_rates_count_only_its_own_steps_and_its_estimate_only_wha
     progress = jobs.RunProgress(folder, {"status": "running", "stage": "sft", "max_steps": 100}, carried + own)
     left = timing.stage_time_left(progress, now=timing.parse_time("2026-12-05T12:00:00+00:00"))
     assert left.seconds_per_step == pytest.approx(10.0) and left.seconds_left == pytest.approx(57 * 10.0)
+    # one point of this attempt: its 30 s went on the 3 steps since step 40, not on 43 steps
+    one = jobs.RunProgress(folder, progress.status, carried + [{**own[-1], "step": 43, "elapsed_s": 30.0}])
+    assert timing.stage_time_left(one, now=timing.parse_time("2026-12-05T12:00:00+00:00")).seconds_per_step == 10.0
 
 
 def test_r2ta_train_resume_continues_a_cancelled_run_and_says_how(tmp_path):

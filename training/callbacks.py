@@ -83,10 +83,10 @@ class RunProgressCallback(TrainerCallback):
         CANCEL.in_train_loop = True
         self._started = self._last_time = time.monotonic()
         self._resumed = state.global_step > 0  # restored from a checkpoint: tokens counted before are unknown here
-        if self.write and state.is_world_process_zero:
+        if self.write and state.is_world_process_zero:  # a resumed stage begins at its checkpoint's step
             write_status(
-                self.run_dir, stage=self.stage, step=0, max_steps=state.max_steps,
-                fraction=self._fraction(0, state.max_steps),
+                self.run_dir, stage=self.stage, step=state.global_step, max_steps=state.max_steps,
+                fraction=self._fraction(state.global_step, state.max_steps),
             )
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -30,6 +30,7 @@ def render_model_card(
     use_peft: bool,
     reproduce: str,
     created_at: str,
+    resumed: str | None = None,
 ) -> str:
     """The card for one artefact (``sft``, ``dpo``, ``merged`` or the run as a whole)."""
     library = "peft" if use_peft and artefact in ("sft", "dpo") else "transformers"
@@ -70,6 +71,10 @@ def render_model_card(
         f"- recipe: `{recipe_name}` (below, as used)",
         f"- hardware: {hardware.get('description', '')}; precision {precision}",
         f"- created: {created_at}",
+        *([f"- resumed: {resumed}; the Trainer restored weights, optimizer, scheduler, random state and step "
+           "from the checkpoint, so the result is the uninterrupted run's. A resumed stage's wall time and "
+           "tokens/s are this run's own steps; a stage carried over shows the earlier run's figures."]
+          if resumed else []),
         "",
         "| stage | steps | final loss | mean loss | reward margin | reward accuracy | tokens/s | wall s | peak RSS MB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -267,8 +267,10 @@ def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, me
     resume = request.get("resume") or {}
     checkpoint = resume.get("checkpoint") if resume.get("stage") == stage else None
     if main_process:
-        write_status(run_dir, stage=stage, step=resume.get("step") if checkpoint else 0, max_steps=None,
-                     fraction=round(index / len(STAGES), 4))
+        step, max_steps = (resume.get("step"), resume.get("max_steps")) if checkpoint else (0, None)
+        within = min(1.0, step / max_steps) if step and max_steps else 0.0
+        write_status(run_dir, stage=stage, step=step, max_steps=max_steps,
+                     fraction=round((index + within) / len(STAGES), 4))
     logger.info("stage %s: %s", stage, " ".join(shlex.quote(a) for a in args))
     if checkpoint:
         logger.info("stage %s resumes at step %s from %s", stage, resume.get("step"), checkpoint)
@@ -354,10 +356,13 @@ def _write_cards(run_dir, request, recipe, base_model, base_model_path, data_fil
         + (f" --max-steps {request['max_steps']}" if request.get("max_steps") else "")
         + "".join(f" --set {shlex.quote(item)}" for item in request.get("overrides") or [])
     )
+    status = read_status(run_dir)
+    resumed = (f"continues run {Path(status['resumed_from']).name}: {status.get('resumed_at')}"
+               if status.get("resumed_from") else None)
     common = dict(
         base_model=base_model, base_model_path=base_model_path, recipe_name=recipe.name, recipe_text=recipe.text,
         data_files=[d.as_dict() for d in data_files], metrics=metrics, hardware=hardware_info,
-        precision=precision, use_peft=use_peft, reproduce=reproduce, created_at=now_iso(),
+        precision=precision, use_peft=use_peft, reproduce=reproduce, created_at=now_iso(), resumed=resumed,
     )
     titles = {
         "run": f"R2tA run {run_dir.name}",
