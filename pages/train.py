@@ -152,7 +152,10 @@ def live_run() -> None:
             f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))
     if status.get("resumed_from"):
         st.caption(f"Continues run {Path(status['resumed_from']).name}: {status.get('resumed_at', '')}.")
-    if not progress.finished and st.button("Cancel run", icon=":material/cancel:"):
+    if not progress.finished and st.button("Cancel run", icon=":material/cancel:",
+                                           help="Stops after the current step and saves a checkpoint there (when "
+                                                "the recipe's run.checkpoint_minutes is not 0): Resume goes on "
+                                                "from it."):
         progress = jobs.cancel(run_dir, wait_s=1.0)
         st.rerun(scope="app")
     if progress.state == jobs.FAILED:
@@ -174,6 +177,12 @@ def live_run() -> None:
                    + (f" — about {timing.format_duration(eval_left)} left" if eval_left is not None else ""))
         if ev.get("error"):
             st.caption(ev["error"])
+        if (ev.get("status") == eval_jobs.FAILED and progress.state == jobs.SUCCEEDED
+                and st.button("Evaluate again", icon=":material/refresh:",
+                              help="The test variants the models have answered already are kept; it goes on with "
+                                   "the rest.")):
+            eval_jobs.start_run_evaluation(run_dir, split=ev.get("split") or "test", limit=ev.get("limit"))
+            st.rerun(scope="fragment")
     elif progress.state == jobs.SUCCEEDED and st.button("Evaluate this run", icon=":material/analytics:"):
         eval_jobs.start_run_evaluation(run_dir, limit=limit or None)
         st.rerun(scope="fragment")

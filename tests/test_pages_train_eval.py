@@ -107,6 +107,19 @@ def test_train_page_shows_a_crashed_run_with_its_log(studio):
     assert not any(b.label.startswith("Resume") for b in at.button)
 
 
+def test_train_page_evaluates_a_run_again_after_its_evaluation_failed(studio, monkeypatch):
+    _, done, _ = studio
+    eval_jobs.write_eval_status(done, status=eval_jobs.FAILED, split="test", limit=3, evaluations={},
+                                error="the evaluation process (pid 1) ended without a result")
+    asked = []
+    monkeypatch.setattr(eval_jobs, "start_run_evaluation", lambda run_dir, **kw: asked.append((run_dir, kw)))
+    at = _page("pages/train.py", run=done.name)
+    assert any("ended without a result" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Evaluate again").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert asked == [(done, {"split": "test", "limit": 3})]  # the same variants; the answered ones are kept
+
+
 def test_train_page_resumes_a_cancelled_run_from_its_checkpoint(studio, monkeypatch):
     _, _, crashed = studio
     jobs.write_status(crashed, status="cancelled", stage="sft", error=None)
