@@ -182,10 +182,10 @@ def live_run() -> None:
                               help="The test variants the models have answered already are kept; it goes on with "
                                    "the rest.")):
             eval_jobs.start_run_evaluation(run_dir, split=ev.get("split") or "test", limit=ev.get("limit"))
-            st.rerun(scope="fragment")
+            st.rerun(scope="app")  # the page sets its refresh timer from whether a job is going
     elif progress.state == jobs.SUCCEEDED and st.button("Evaluate this run", icon=":material/analytics:"):
         eval_jobs.start_run_evaluation(run_dir, limit=limit or None)
-        st.rerun(scope="fragment")
+        st.rerun(scope="app")  # the page sets its refresh timer from whether a job is going
     if ev.get("status") == eval_jobs.SUCCEEDED:
         st.page_link("pages/evaluate.py", label="Compare on the Evaluate page", icon=":material/analytics:")
     if progress.state in (jobs.FAILED, jobs.CANCELLED) or st.toggle("Show the log", key="show_log"):
