@@ -208,7 +208,9 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
 
     start = ["--init_adapter", str(run_dir / "sft")] if use_peft else ["--model_name_or_path", str(run_dir / "sft")]
     if "dpo" in carried:  # only the merge was left to do
-        dpo_model, tokenizer, dpo_trainer = _load_adapter_model(base_model_path, run_dir / "dpo"), None, None
+        merge = use_peft and save_merged and main_process
+        dpo_model = _load_adapter_model(base_model_path, run_dir / "dpo") if merge else None
+        tokenizer, dpo_trainer = None, None
     else:
         dpo_trainer, _ = _run_stage("dpo", 1, run_dir, request, recipe, precision, start, metrics, main_process)
         dpo_model = dpo_trainer.accelerator.unwrap_model(dpo_trainer.model)
