@@ -477,6 +477,7 @@ def start_training(
 # --------------------------------------------------------------------------- resume
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)$")
+RESUME_LOCK = "resume.lock"
 
 
 @dataclass
@@ -563,14 +564,42 @@ def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) ->
     ``resumed_by``. The runner then restores weights, optimizer, scheduler, RNG state and step from the
     checkpoint, so the result is the one the uninterrupted run would have given.
     """
-    point = resume_point(run_dir)
+    old = Path(run_dir).resolve()
+    resume_point(old)  # refuses before taking the lock: a running or finished run says so
+    lock = old / RESUME_LOCK
+    try:  # two reviewers clicking Resume at once: one resume, and the other is told
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        raise TrainingError(f"{old.name} is being resumed right now (by someone else); reload to see the new run, "
+                            f"or remove {lock} if that resume crashed") from None
+    target, ours = None, False
+    try:
+        point = resume_point(old)  # again, under the lock: a resume that finished meanwhile has marked it
+        if new_dir:
+            target = Path(new_dir).expanduser().resolve()
+            if (target / STATUS_FILE).exists():
+                raise TrainingError(f"{target} already holds a training run; choose another folder")
+            ours = not target.exists()
+        else:
+            target, ours = new_run_dir(read_request(old).get("recipe") or "run"), True
+        try:
+            _copy_for_resume(point, target)
+        except OSError as err:  # a file of the old run is gone, or the disk is full
+            raise TrainingError(f"cannot resume {old.name}: {err}") from None
+        write_status(old, resumed_by=str(target))
+    except BaseException:
+        if ours and not (target / STATUS_FILE).exists():
+            shutil.rmtree(target, ignore_errors=True)  # a half-made run folder would only mislead
+        raise
+    finally:
+        lock.unlink(missing_ok=True)
+    return target
+
+
+def _copy_for_resume(point: ResumePoint, target: Path) -> None:
     old = point.run_dir.resolve()
     request = read_request(old)
     old_status = read_status(old)
-    target = Path(new_dir).expanduser().resolve() if new_dir else None
-    if target and (target / STATUS_FILE).exists():
-        raise TrainingError(f"{target} already holds a training run; choose another folder")
-    target = target or new_run_dir(request.get("recipe") or "run")
     (target / "data").mkdir(parents=True, exist_ok=True)
     new_request = {k: v for k, v in request.items() if k not in ("resume", "created_at")}
     for stage in ("sft", "dpo"):
@@ -601,11 +630,10 @@ def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) ->
         created_at=now_iso(),
     )
     _write_json_atomic(target / REQUEST_FILE, new_request)
+    # status.json last: a folder without it is not a run (and is removed if the resume fails before this)
     write_status(target, status=QUEUED, stage=None, fraction=point.fraction, recipe=request.get("recipe"),
                  overrides=request.get("overrides") or [], resumed_from=str(old), resumed_at=point.describe(),
                  created_at=now_iso())
-    write_status(old, resumed_by=str(target))
-    return target
 
 
 def cancel(run_dir: str | Path, *, wait_s: float = 0.0, force: bool = False) -> RunProgress:

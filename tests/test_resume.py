@@ -187,6 +187,22 @@ def test_what_cannot_be_resumed_says_why(tmp_path):
     assert jobs.resume_point(older).describe() == "SFT finished and kept; DPO starts from its beginning"
     with pytest.raises(jobs.TrainingError, match="already holds a training run"):
         jobs.prepare_resume(older, new_dir=early)
+    # Two reviewers at once: the second is told, and nothing of a second run is left behind.
+    (older / jobs.RESUME_LOCK).write_text("")
+    with pytest.raises(jobs.TrainingError, match="is being resumed right now"):
+        jobs.prepare_resume(older, new_dir=tmp_path / "second")
+    assert not (tmp_path / "second").exists()
+    (older / jobs.RESUME_LOCK).unlink()
+    # A resume that fails half-way (the data copy is gone) leaves no half-made run folder, and no lock.
+    data_copy = Path(jobs.read_request(older)["sft_file"])
+    saved = data_copy.read_bytes()
+    data_copy.unlink()
+    with pytest.raises(jobs.TrainingError, match="cannot resume older: .*No such file"):
+        jobs.prepare_resume(older, new_dir=tmp_path / "half")
+    assert not (tmp_path / "half").exists() and not (older / jobs.RESUME_LOCK).exists()
+    data_copy.write_bytes(saved)
+    assert jobs.prepare_resume(older, new_dir=tmp_path / "whole").name == "whole"
+    assert not (older / jobs.RESUME_LOCK).exists() and jobs.read_status(older)["resumed_by"] == str(tmp_path / "whole")
 
 
 def test_a_recipe_refuses_a_negative_checkpoint_interval(tmp_path):
