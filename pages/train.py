@@ -162,10 +162,10 @@ def live_run() -> None:
         st.error(f"Failed: {progress.error}")
     elif progress.state == jobs.CANCELLED:
         st.warning("Cancelled.")
-    if progress.state in (jobs.FAILED, jobs.CANCELLED):
-        _resume_controls(run_dir, status)
     elif progress.state == jobs.SUCCEEDED:
         st.success("Succeeded: " + ", ".join(f"{k} → `{v}`" for k, v in (status.get("artefacts") or {}).items()))
+    if progress.state in (jobs.FAILED, jobs.CANCELLED):
+        _resume_controls(run_dir, status)
     a, b = st.columns(2)
     a.plotly_chart(train_view.loss_figure(progress), width="stretch", key="loss")
     b.plotly_chart(train_view.margin_figure(progress), width="stretch", key="margin")
