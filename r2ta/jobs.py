@@ -520,6 +520,15 @@ def newest_checkpoint(stage_dir: Path) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
+def remove_checkpoints(stage_dir: Path, *, keep: Path | None = None) -> None:
+    """Remove a stage's ``checkpoint-<step>`` folders (whole or cut off while saving), all but ``keep``."""
+    if not Path(stage_dir).is_dir():
+        return
+    for entry in Path(stage_dir).iterdir():
+        if CHECKPOINT_NAME.match(entry.name) and entry != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _stage_output_saved(stage_dir: Path) -> bool:
     return any((stage_dir / name).is_file() for name in ("adapter_config.json", "config.json"))
 

@@ -19,14 +19,13 @@ failed or cancelled run from it.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from r2ta.jobs import CHECKPOINT_NAME, append_progress, now_iso, write_status
+from r2ta.jobs import append_progress, now_iso, remove_checkpoints, write_status
 
 
 class CancelState:
@@ -168,9 +167,7 @@ class CheckpointCallback(TrainerCallback):
         if not (self.write and state.is_world_process_zero):
             return
         newest = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        for entry in Path(args.output_dir).iterdir():
-            if CHECKPOINT_NAME.match(entry.name) and entry != newest:
-                shutil.rmtree(entry, ignore_errors=True)
+        remove_checkpoints(Path(args.output_dir), keep=newest)
         size_mb = round(sum(f.stat().st_size for f in newest.rglob("*") if f.is_file()) / 1e6, 1)
         write_status(self.run_dir, checkpoint={"stage": self.stage, "step": state.global_step, "path": str(newest),
                                                "saved_at": now_iso(), "save_s": took, "size_mb": size_mb})

@@ -40,7 +40,6 @@ import logging
 import os
 import resource
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +49,6 @@ from pathlib import Path
 
 from r2ta.jobs import (
     CANCELLED,
-    CHECKPOINT_NAME,
     FAILED,
     LOG_FILE,
     RUNNING,
@@ -60,6 +58,7 @@ from r2ta.jobs import (
     process_start_ticks,
     read_request,
     read_status,
+    remove_checkpoints,
     write_status,
 )
 
@@ -334,9 +333,7 @@ def _stage_finished(stage: str, run_dir: Path, main_process: bool) -> None:
         return
     done = list(dict.fromkeys([*(read_status(run_dir).get("completed_stages") or []), stage]))
     write_status(run_dir, completed_stages=done, checkpoint=None)
-    for folder in (run_dir / stage).glob("checkpoint-*"):
-        if CHECKPOINT_NAME.match(folder.name):
-            shutil.rmtree(folder, ignore_errors=True)
+    remove_checkpoints(run_dir / stage)
 
 
 def _load_adapter_model(base_model_path: str, adapter_dir: Path):
