@@ -22,6 +22,11 @@ answer it continues), and on one that keeps nothing (every prompt encoded whole,
 system message once). Printed: both times, the ratio, the tokens taken from kept rows, identical
 continuations.
 
+``--bf16``: then the rows-prefill batch again on a second copy of the weights in bfloat16
+(``r2ta eval --dtype bfloat16``): its time as a ratio of the first copy's (float32 on a CPU)
+and how many outputs are identical. On a CPU it pays only where the CPU computes bf16
+natively (Intel AMX or AVX512-BF16).
+
 Prints, per mode: wall time, generated tokens/s, variants/min, and the device
 (CPU model and thread count, or the GPU's name). Asserts nothing.
 """
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verdict-tokens", type=int, default=32, help="the verdict call's budget (0: skip it)")
+    parser.add_argument("--bf16", action="store_true", help="also the rows batch with the weights in bfloat16")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
 
     from r2ta.backends import get_backend
@@ -128,6 +134,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {seconds[name] / seconds[first]:.2f}x the time of {first}; identical outputs {same}/{len(prompts)}")
     if args.verdict_tokens > 0:
         _verdict_call(batched, prompts, results[first], args)
+    if args.bf16:
+        _bf16_run(batched, prompts, results[first], seconds[first], args)
+
+
+def _bf16_run(batched, prompts, first, first_s, args) -> None:
+    """The rows-prefill batch on a bfloat16 copy of the weights, against the first copy's run."""
+    from r2ta.backends import get_backend
+
+    half = get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="rows",
+                       dtype="bfloat16")
+    half.load()
+    _run(half, prompts[:1], 8)  # warm-up
+    gens, s = _run(half, prompts, args.max_new_tokens)
+    tokens = sum(g.completion_tokens or 0 for g in gens)
+    same = sum(x.text == y.text for x, y in zip(first, gens))
+    dtype = str(next(batched.model.parameters()).dtype).removeprefix("torch.")
+    print(f"{'rows prefill, bfloat16 weights':>32}: {s:7.1f} s  {tokens / s:7.1f} generated tokens/s  "
+          f"({tokens} tokens)")
+    print(f"bfloat16: {s / first_s:.2f}x the time of {dtype} ({first_s / s:.2f}x as fast); identical outputs "
+          f"{same}/{len(prompts)}")
 
 
 def _verdict_call(batched, prompts, first, args) -> None:

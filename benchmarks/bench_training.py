@@ -23,6 +23,10 @@ both use the recipe's). "project+decisions" (SFT only) is the recipe with
 what weighting the answer's decision tokens costs, in the same run. "project-unshared"
 (DPO only) is the recipe with ``share_prompt: false``: TRL's forward, chosen and rejected
 encoded as two full rows, against the start they share encoded once (:mod:`training.shared_prefix`).
+"project-bf16" (on a CPU that computes bf16 natively: Intel AMX or AVX512-BF16) is the recipe
+in bf16 autocast with the frozen base held in bf16, against its fp32 default on a CPU.
+``--settings project,project-bf16`` measures only those (the embedded model's trl-defaults
+alone is most of an hour on a CPU).
 
 tokens/s counts the non-padding tokens the trainer consumed (prompt + answer;
 DPO counts chosen and rejected), between the end of the first step and the end
@@ -107,7 +111,7 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
     from training.recipe import parse_stage
 
     module = {"sft": sft, "dpo": dpo}[stage]
-    if setting == "project":
+    if setting in ("project", "project-bf16"):  # the same recipe; the precision passed in differs
         return module, parse_stage(module.make_parser(), recipe, stage, precision, common)
     if setting == "project-unshared":  # DPO: the recipe with TRL's concatenated forward (training.shared_prefix off)
         return module, parse_stage(module.make_parser(), recipe, stage, precision, [*common, "--share_prompt", "false"])
@@ -217,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=("sft", "dpo"), default=None, help="measure one stage only")
     parser.add_argument("--decision-weight", type=float, default=5.0,
                         help="decision_token_weight of the project+decisions SFT setting")
+    parser.add_argument("--settings", default=None,
+                        help="comma-separated settings to measure (default: all that apply), e.g. project,project-bf16")
     parser.add_argument("--write-rows", type=Path, default=None, help="also keep the generated sft/dpo JSONL here")
     args = parser.parse_args(argv)
 
@@ -257,8 +263,14 @@ def main(argv: list[str] | None = None) -> None:
                 settings.insert(1, f"project+decisions:{args.decision_weight:g}")
             else:
                 settings.insert(1, "project-unshared")
+            if hw.kind == "cpu" and hw.bf16_supported and precision.name == "fp32":
+                settings.insert(1, "project-bf16")
+            if args.settings:
+                wanted = {name.strip() for name in args.settings.split(",")}
+                settings = [s for s in settings if s.split(":", 1)[0] in wanted]
             for setting in settings:
-                result = _measure(stage, setting, recipe, precision, folder / f"{stage}.jsonl", steps, Path(tmp),
+                used = hardware.resolve_precision("bf16", hw) if setting == "project-bf16" else precision
+                result = _measure(stage, setting, recipe, used, folder / f"{stage}.jsonl", steps, Path(tmp),
                                   args.defaults_batch)
                 results.append(result)
                 print(f"  measured {stage} {result['setting']}: {result['tokens_per_s']:,.0f} tok/s", flush=True)
@@ -280,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     for stage in ("sft", "dpo"):
         _compare(results, stage, "project", "trl-defaults", "the project's recipe")
+        _compare(results, stage, "project-bf16", "project", "the recipe in bf16 on this CPU")
     project_dpo = next((r for r in results if r["stage"] == "dpo" and r["setting"] == "project"), None)
     if project_dpo is not None and (project_dpo["rows_per_step"] != 1 or project_dpo["act_ckpt"]):
         print("dpo: share_prompt works on one pair a step without activation checkpointing; this recipe trains "

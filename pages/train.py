@@ -31,6 +31,11 @@ def _hardware_for(recipe: str) -> tuple[str, str] | None:
         return None
 
 
+@st.cache_data(show_spinner=False)
+def _precision_choices() -> list[str]:
+    return train_view.precision_choices()
+
+
 def _run_dirs() -> list:
     return timing.known_run_dirs(engine=engine())
 
@@ -82,6 +87,16 @@ with left:
             "matches DPO's pull at the start. Measured on 64 walks (~433 tokens): at 1 DPO still lowered the "
             "chosen answer (run64r); at 20 it held, and DPO changed the model little (run64s).",
         )
+        recipe_where = _hardware_for(recipe)
+        choices = _precision_choices()
+        picked = recipe_where[1] if recipe_where and recipe_where[1] in choices else choices[0]
+        precision = st.selectbox(
+            "Precision", choices, index=choices.index(picked), key=f"precision:{recipe}", disabled=len(choices) == 1,
+            help="What this machine can train in; the recipe's choice is selected. bf16 on a CPU needs one that "
+            "computes it natively (Intel AMX or AVX512-BF16): on a 2-core AMX Xeon the default recipe's SFT ran "
+            "at 1.39x and DPO at 1.77x the tokens/s of fp32 (benchmarks/bench_training.py); the result differs "
+            "from fp32's in rounding.",
+        )
 with right:
     st.metric("Hardware", _hardware())
     cols = st.columns(2)
@@ -89,6 +104,7 @@ with right:
     cols[1].metric("DPO pairs ready", counts["pairs_ready"])
 
 where = _hardware_for(recipe)
+where = where and (where[0], precision)  # a run of another precision is no reference for this one
 try:
     planned = train_view.recipe_overrides(recipe, chosen)
     estimate = where and timing.estimate_for_recipe(
@@ -103,7 +119,9 @@ if st.button("Export and train", type="primary", icon=":material/model_training:
         overrides = train_view.recipe_overrides(recipe, chosen)
         data = train_view.export_for_training(engine=engine(), negatives=negatives)
         run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe,
-                                                           limit=limit or None, overrides=overrides)
+                                                           limit=limit or None, overrides=overrides,
+                                                           precision="auto" if recipe_where and precision == recipe_where[1]
+                                                           else precision)
     except R2taError as err:
         st.error(str(err))
     else:

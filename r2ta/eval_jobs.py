@@ -114,13 +114,15 @@ def _job_args(split: str, limit: int | None, max_new_tokens: int | None) -> list
 def start_training_with_evaluation(
     sft_file: str | Path, dpo_file: str | Path, *, recipe: str | Path = jobs.DEFAULT_RECIPE, split: str = "test",
     limit: int | None = None, max_new_tokens: int | None = None, max_steps: int | None = None,
-    overrides: list[str] | None = None,
+    overrides: list[str] | None = None, precision: str = "auto",
 ) -> Path:
     """Prepare a run and start the supervisor (training, then its evaluation); returns the run folder at once.
 
-    ``overrides``: recipe settings changed for this run (``SECTION.KEY=VALUE``, see :func:`jobs.prepare_run`).
+    ``overrides``: recipe settings changed for this run (``SECTION.KEY=VALUE``, see :func:`jobs.prepare_run`);
+    ``precision``: auto (the recipe's) or one the hardware has (:func:`training.hardware.precision_choices`).
     """
-    run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps, overrides=overrides)
+    run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps, overrides=overrides,
+                               precision=precision)
     _start_supervisor(run_dir, split, limit, max_new_tokens)
     return run_dir
 

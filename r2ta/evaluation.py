@@ -264,6 +264,7 @@ def evaluate(
     spread: bool = False,
     verdict_grammar: bool = False,
     reuse_answers: bool = False,
+    dtype: str | None = None,
 ) -> EvalOutcome:
     """Generate the missing traces of ``model`` on the first ``limit`` variants of ``split``, score and store them.
 
@@ -277,7 +278,10 @@ def evaluate(
     ``reuse_answers`` (with ``verdict_grammar``): take the answers from the model's stored plain
     traces and decode only their verdicts again (:func:`r2ta.pipeline.reason`) — minutes
     instead of a whole generation, the same result: a stored answer that could not have come from
-    this budget (cut at another one, or longer than it) is generated again.
+    this budget (cut at another one, or longer than it) is generated again. ``dtype``: a local
+    model's weights (``bfloat16`` on a GPU, or on a CPU that computes it natively, is faster
+    than ``float32`` and decodes slightly different tokens); the traces are stored under the same
+    model id whatever the dtype.
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
@@ -302,7 +306,10 @@ def evaluate(
         seconds = time.perf_counter() - t0
         model_id = CHECKER_MODEL_ID
     else:
-        gen = given or make_backend_for(spec, backend, batch_size=batch_size, verdict_grammar=verdict_grammar or None)
+        if dtype is not None and (given is not None or spec.kind == "served"):
+            raise EvaluationError("--dtype is the setting of a model loaded here; a server or a given backend has its own")
+        gen = given or make_backend_for(spec, backend, batch_size=batch_size, verdict_grammar=verdict_grammar or None,
+                                        dtype=dtype)
         model_id = gen.id
         try:
             rep = reason(

@@ -72,6 +72,13 @@ def hardware_and_precision(recipe: str | Path | None = None) -> tuple[str, str]:
     return hw.describe(), resolve_precision(requested, hw).name
 
 
+def precision_choices() -> list[str]:
+    """The precisions a run can ask for on this machine (imports torch: cache it)."""
+    from training.hardware import detect_hardware, precision_choices
+
+    return precision_choices(detect_hardware())
+
+
 def hardware_description() -> str:
     """:func:`hardware_and_precision` in one line."""
     return ", ".join(hardware_and_precision())

@@ -434,6 +434,20 @@ def test_loop_knows_an_empty_store_and_reproduces_its_negatives(engine, tmp_path
     assert "--negatives" not in reproduce_command(LoopConfig(out=tmp_path))
 
 
+def test_dtype_reaches_a_local_model_and_is_refused_for_a_server():
+    from pathlib import Path
+
+    from r2ta.evaluation import EvaluationError, ModelSpec, evaluate, make_backend_for
+
+    spec = ModelSpec("run", "run7:sft", model_path=Path("/nowhere"), run_dir=Path("/nowhere"), stage="sft")
+    assert make_backend_for(spec, dtype="bfloat16").config.dtype == "bfloat16"  # loaded lazily: nothing read
+    assert make_backend_for(spec, dtype=None).config.dtype == "auto"
+    with pytest.raises(EvaluationError, match="--dtype is the setting of a model loaded here"):
+        evaluate("some-served-model", backend="vllm", dtype="bfloat16")
+    with pytest.raises(EvaluationError, match="--dtype"):
+        evaluate(QueuedBackend([ONLY_FK], "base"), dtype="bfloat16")
+
+
 def test_verdict_grammar_gives_the_models_their_own_ids_and_reaches_the_loops_eval_stages(tmp_path, monkeypatch):
     import types
     from pathlib import Path

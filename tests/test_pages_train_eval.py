@@ -218,6 +218,43 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     assert status["status"] == eval_jobs.SKIPPED and status["evaluations"] == {}
 
 
+def test_train_page_trains_in_a_precision_the_machine_has(studio, monkeypatch):
+    """On a CPU that computes bf16 natively the page offers bf16 beside fp32; the run asks for the one picked,
+    and a run in the other precision is no reference for the estimate."""
+    import streamlit as st
+
+    from r2ta import timing
+
+    _, done, _ = studio
+    hardware, _ = train_view.hardware_and_precision("tiny-cpu")
+    jobs.write_status(done, hardware={"description": hardware, "processes": 1}, precision="fp32", recipe="tiny-cpu",
+                      data=[{"stage": "sft", "rows": 3}, {"stage": "dpo", "rows": 3}],
+                      metrics={"sft": {"steps": 3, "train_runtime_s": 60.0, "wall_s": 70.0},
+                               "dpo": {"steps": 2, "train_runtime_s": 30.0, "wall_s": 40.0}})
+    monkeypatch.setattr(train_view, "precision_choices", lambda: ["fp32", "bf16"])
+    monkeypatch.setattr(train_view, "hardware_and_precision", lambda recipe=None: (hardware, "fp32"))
+    started = []
+    monkeypatch.setattr(eval_jobs, "start_training_with_evaluation",
+                        lambda sft, dpo, **kw: started.append(kw) or done)
+    st.cache_data.clear()
+    try:
+        at = _page("pages/train.py")
+        next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()
+        box = next(s for s in at.selectbox if s.label == "Precision")
+        assert box.options == ["fp32", "bf16"] and box.value == "fp32" and not box.disabled
+        assert any(c.value.startswith("Expected on this machine") for c in at.caption)  # the fp32 run's rates
+        next(b for b in at.button if b.label == "Export and train").click().run()
+        assert started[-1]["precision"] == "auto"  # the recipe's own choice
+        box = next(s for s in at.selectbox if s.label == "Precision")
+        box.set_value("bf16").run()
+        assert any(c.value == timing.NO_ESTIMATE for c in at.caption)  # no bf16 run to take rates from
+        next(b for b in at.button if b.label == "Export and train").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert started[-1]["precision"] == "bf16" and started[-1]["recipe"] == "tiny-cpu"
+    finally:
+        st.cache_data.clear()
+
+
 def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
     """No finished run of the recipe on this hardware: it says so. One: the estimate from its rates. A run going:
     its stage's time a step and time left on the progress bar, and what comes after it."""

@@ -12,6 +12,7 @@ from training.recipe import RecipeError, load_recipe, parse_stage
 
 RECIPES = jobs.list_recipes()
 CPU = hardware.Hardware("cpu", 0, "cpu", False, 2, None)
+AMX_CPU = hardware.Hardware("cpu", 0, "cpu", True, 2, None)  # computes bf16 natively
 GPU = hardware.Hardware("gpu", 1, "NVIDIA H100", True, 16, 80.0)
 OLD_GPU = hardware.Hardware("gpu", 1, "Tesla T4", False, 8, 16.0)
 RUN_ARGS = ["--train_file", "rows.jsonl", "--output_dir", "out"]
@@ -101,12 +102,37 @@ def test_precision_follows_the_hardware():
     assert (bf16.bf16, bf16.fp16, bf16.dtype) == (True, False, "bfloat16")
     fp16 = hardware.resolve_precision("auto", OLD_GPU)
     assert (fp16.bf16, fp16.fp16, fp16.dtype) == (False, True, "float32")
-    with pytest.raises(jobs.TrainingError, match="needs a GPU"):
+    with pytest.raises(jobs.TrainingError, match="natively"):
         hardware.resolve_precision("bf16", CPU)
+    for cpu in (CPU, AMX_CPU):
+        with pytest.raises(jobs.TrainingError, match="fp16 needs a GPU"):
+            hardware.resolve_precision("fp16", cpu)
     with pytest.raises(jobs.TrainingError, match="no bf16"):
         hardware.resolve_precision("bf16", OLD_GPU)
     assert load_recipe("qwen2.5-0.5b-gpu").run.precision == "bf16"
     assert load_recipe("qwen2.5-0.5b-gpu").run.hardware == "gpu"
+
+
+def test_a_cpu_that_computes_bf16_natively_trains_in_bf16_only_when_asked():
+    assert hardware.resolve_precision("auto", AMX_CPU).name == "fp32"
+    bf16 = hardware.resolve_precision("bf16", AMX_CPU)
+    assert (bf16.bf16, bf16.fp16, bf16.dtype) == (True, False, "bfloat16")
+    # transformers refuses bf16 without a GPU unless use_cpu is said; a GPU run must not get it
+    assert bf16.config_overrides() == {"bf16": True, "fp16": False, "use_cpu": True}
+    assert "use_cpu" not in hardware.resolve_precision("bf16", GPU).config_overrides()
+    for stage in ("sft", "dpo"):  # TrainingArguments accepts it (it refuses bf16 without a GPU unless use_cpu)
+        module = {"sft": sft, "dpo": dpo}[stage]
+        args = parse_stage(module.make_parser(), load_recipe("smollm2-135m-cpu"), stage, bf16, list(RUN_ARGS))
+        assert args[1].bf16 and args[1].use_cpu and args[2].dtype == "bfloat16"
+    assert "native bf16" in AMX_CPU.describe() and "native bf16" not in CPU.describe()
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    sapphire = "processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    zen4 = "flags\t\t: fpu sse2 avx512f avx512_bf16\n"
+    older = "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    assert hardware.cpu_has_native_bf16(sapphire) and hardware.cpu_has_native_bf16(zen4)
+    assert not hardware.cpu_has_native_bf16(older) and not hardware.cpu_has_native_bf16("")
 
 
 def test_several_gpus_launch_through_accelerate():

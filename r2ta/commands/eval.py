@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --limit: the N variants round-robin across base schemas instead of the first N by id")
     p.add_argument("--backend", default=None, help="named backend settings to generate with")
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="weights of a local model (auto: float32 on a CPU, bf16 or fp16 on a GPU); bfloat16 on a CPU "
+                        "with AMX or AVX512-BF16 generated 1.6x as fast as float32 (different tokens: a trace is "
+                        "stored under the model id whatever its dtype)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         outcome = evaluate(args.model, split=args.split, limit=args.limit, backend=args.backend,
                            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=progress,
                            verdict_tokens=args.verdict_tokens, spread=args.spread,
-                           verdict_grammar=args.verdict_grammar, reuse_answers=args.reuse_answers)
+                           verdict_grammar=args.verdict_grammar, reuse_answers=args.reuse_answers,
+                           dtype=args.dtype)
     finally:
         if bar is not None:
             bar.close()
