@@ -103,8 +103,7 @@ with right:
     cols[0].metric("Accepted or edited", counts["accepted"] + counts["edited"], help="latest review of a proposal")
     cols[1].metric("DPO pairs ready", counts["pairs_ready"])
 
-where = _hardware_for(recipe)
-where = where and (where[0], precision)  # a run of another precision is no reference for this one
+where = recipe_where and (recipe_where[0], precision)  # a run of another precision is no reference for this one
 try:
     planned = train_view.recipe_overrides(recipe, chosen)
     estimate = where and timing.estimate_for_recipe(

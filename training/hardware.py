@@ -5,8 +5,9 @@
   computes bf16 natively (Intel AMX or AVX512-BF16: Sapphire Rapids and newer Xeons,
   AMD Zen 4 and newer) may train in bf16 when asked (``run.precision: bf16``,
   ``--precision bf16``): autocast on the CPU, the frozen base held in bf16, LoRA
-  weights in fp32. Measured on a 2-core AMX Xeon: a 2048² matmul 7x as fast as fp32,
-  a default-recipe SFT step ~2x (benchmarks/bench_training.py --precision).
+  weights in fp32. Measured on a 2-core AMX Xeon: a 2048² matmul 6.8x as fast as fp32,
+  the default recipe's SFT 1.39x and DPO 1.77x the tokens/s (benchmarks/bench_training.py
+  --settings project,project-bf16).
   A CPU without it would emulate bf16, slower than fp32: refused.
 * One GPU: bf16 where the GPU has it (Ampere and newer), else fp16 mixed precision.
 * Several GPUs: the same precision, one process per GPU through
