@@ -25,9 +25,14 @@ what weighting the answer's decision tokens costs, in the same run. "project-uns
 encoded as two full rows, against the start they share encoded once (:mod:`training.shared_prefix`).
 "project-bf16" (on a CPU that computes bf16 natively: Intel AMX or AVX512-BF16) is the recipe
 in bf16 autocast with the frozen base held in bf16, against its fp32 default on a CPU.
+"project-all-positions" (SFT, on a CPU; "project-bf16-all-positions" beside "project-bf16") is the
+recipe with TRL's own fused LM head, which on a CPU projects every position of the row instead of
+the answer's labelled ones (:mod:`training.lm_head`).
 ``--settings project,project-bf16`` measures only those (the embedded model's trl-defaults
 alone is most of an hour on a CPU).
 
+"loss 1" is the first step's logged loss (the same rows in every setting of a stage: a setting that
+changes only speed gives the same figure, up to float rounding).
 tokens/s counts the non-padding tokens the trainer consumed (prompt + answer;
 DPO counts chosen and rejected), between the end of the first step and the end
 of the last one (the first step pays for warm-up). Gradient accumulation is 1 in
@@ -92,16 +97,19 @@ def realistic_rows(n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
 
 
 def _clock():
-    """A TrainerCallback that records (time, tokens consumed) at every log."""
+    """A TrainerCallback that records (time, tokens consumed) and the loss at every log."""
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
         def __init__(self):
             self.marks: list[tuple[float, float]] = []
+            self.losses: list[float] = []
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "num_tokens" in logs:
                 self.marks.append((time.perf_counter(), float(logs["num_tokens"])))
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
 
     return Clock()
 
@@ -111,7 +119,8 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
     from training.recipe import parse_stage
 
     module = {"sft": sft, "dpo": dpo}[stage]
-    if setting in ("project", "project-bf16"):  # the same recipe; the precision passed in differs
+    if setting in ("project", "project-bf16", "project-all-positions", "project-bf16-all-positions"):
+        # the same recipe; the precision passed in, or the LM head (_lm_head), differs
         return module, parse_stage(module.make_parser(), recipe, stage, precision, common)
     if setting == "project-unshared":  # DPO: the recipe with TRL's concatenated forward (training.shared_prefix off)
         return module, parse_stage(module.make_parser(), recipe, stage, precision, [*common, "--share_prompt", "false"])
@@ -128,6 +137,24 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
     if defaults_batch:
         args += ["--per_device_train_batch_size", str(defaults_batch)]
     return module, tuple(parser.parse_args_into_dataclasses(args))
+
+
+@contextlib.contextmanager
+def _lm_head(setting: str):
+    """"project[-bf16]-all-positions": the stage runs with TRL's own LM head on a CPU (every position projected)
+    instead of the labelled positions only (training.lm_head), which the stage scripts switch on."""
+    if not setting.endswith("all-positions"):
+        yield
+        return
+    from training import lm_head
+
+    switch = lm_head.score_labelled_positions_only
+    lm_head.score_all_positions()
+    lm_head.score_labelled_positions_only = lambda: False
+    try:
+        yield
+    finally:
+        lm_head.score_labelled_positions_only = switch
 
 
 def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defaults_batch=None) -> dict:
@@ -154,7 +181,7 @@ def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defau
         torch.cuda.reset_peak_memory_stats()
     clock = _clock()
     started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # the Trainer prints every log line
+    with contextlib.redirect_stdout(io.StringIO()), _lm_head(setting):  # the Trainer prints every log line
         trainer = module.main(script_args, training_args, model_args, callbacks=[clock])
     wall = time.perf_counter() - started
     (t0, n0), (t1, n1) = clock.marks[0], clock.marks[-1]
@@ -171,6 +198,7 @@ def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defau
         "lr": training_args.learning_rate,
         "tokens_per_s": (n1 - n0) / (t1 - t0) if len(clock.marks) > 1 and t1 > t0 else n1 / wall,
         "s_per_step": wall / max(1, trainer.state.global_step),
+        "first_loss": clock.losses[0] if clock.losses else None,
         "truncated_rows": over,
         "cut_at_default": cut_at_default,
         "rows": len(dataset),
@@ -265,26 +293,31 @@ def main(argv: list[str] | None = None) -> None:
                 settings.insert(1, "project-unshared")
             if hw.kind == "cpu" and hw.bf16_supported and precision.name == "fp32":
                 settings.insert(1, "project-bf16")
+            if hw.kind == "cpu" and stage == "sft":
+                settings.insert(1, "project-all-positions")
+                if "project-bf16" in settings:
+                    settings.insert(settings.index("project-bf16") + 1, "project-bf16-all-positions")
             if args.settings:
                 wanted = {name.strip() for name in args.settings.split(",")}
                 settings = [s for s in settings if s.split(":", 1)[0] in wanted]
             for setting in settings:
-                used = hardware.resolve_precision("bf16", hw) if setting == "project-bf16" else precision
+                used = hardware.resolve_precision("bf16", hw) if setting.startswith("project-bf16") else precision
                 result = _measure(stage, setting, recipe, used, folder / f"{stage}.jsonl", steps, Path(tmp),
                                   args.defaults_batch)
                 results.append(result)
                 print(f"  measured {stage} {result['setting']}: {result['tokens_per_s']:,.0f} tok/s", flush=True)
 
-    header = (f"{'stage':5} {'setting':17} {'batch':>9} {'max_len':>7} {'LoRA':>5} {'ckpt':>5} "
-              f"{'trainable':>11} {'tok/s':>9} {'s/step':>8} {'cut rows':>8}")
+    header = (f"{'stage':5} {'setting':26} {'batch':>9} {'max_len':>7} {'LoRA':>5} {'ckpt':>5} "
+              f"{'trainable':>11} {'tok/s':>9} {'s/step':>8} {'cut rows':>8} {'loss 1':>8}")
     gpu = hw.kind != "cpu"
     if gpu:
         header += f" {'MFU':>6} {'mem GB':>7}"
     print(header)
     for r in results:
-        line = (f"{r['stage']:5} {r['setting']:17} {r['rows_per_step']:>9} {r['max_length']:>7} "
+        line = (f"{r['stage']:5} {r['setting']:26} {r['rows_per_step']:>9} {r['max_length']:>7} "
                 f"{'yes' if r['lora'] else 'no':>5} {'yes' if r['act_ckpt'] else 'no':>5} {r['trainable']:>11,} "
-                f"{r['tokens_per_s']:>9,.0f} {r['s_per_step']:>8.2f} {r['truncated_rows']:>8}")
+                f"{r['tokens_per_s']:>9,.0f} {r['s_per_step']:>8.2f} {r['truncated_rows']:>8} "
+                f"{'n/a' if r['first_loss'] is None else format(r['first_loss'], '.5f'):>8}")
         if gpu:
             mfu = _mfu(r, hw.device_name)
             line += f" {mfu:>6.1%}" if mfu is not None else f" {'n/a':>6}"
@@ -293,6 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     for stage in ("sft", "dpo"):
         _compare(results, stage, "project", "trl-defaults", "the project's recipe")
         _compare(results, stage, "project-bf16", "project", "the recipe in bf16 on this CPU")
+        _compare(results, stage, "project", "project-all-positions",
+                 "the recipe (LM head on the labelled positions only)")
+        _compare(results, stage, "project-bf16", "project-bf16-all-positions",
+                 "the recipe in bf16 (LM head on the labelled positions only)")
     project_dpo = next((r for r in results if r["stage"] == "dpo" and r["setting"] == "project"), None)
     if project_dpo is not None and (project_dpo["rows_per_step"] != 1 or project_dpo["act_ckpt"]):
         print("dpo: share_prompt works on one pair a step without activation checkpointing; this recipe trains "

@@ -37,8 +37,10 @@ def main(script_args: DPOScriptArguments, training_args, model_args, callbacks=(
 
     from training.common import load_model_and_tokenizer, warn_if_truncated
     from training.data import load_dataset_for
+    from training.lm_head import score_labelled_positions_only
     from training.recipe import RecipeError
 
+    score_labelled_positions_only()  # on a CPU, the LM head projects the answers' positions only
     model, tokenizer = load_model_and_tokenizer(model_args, training_args)
     peft_config = get_peft_config(model_args)
     if script_args.init_adapter:

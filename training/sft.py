@@ -28,8 +28,10 @@ def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=(
 
     from training.common import load_model_and_tokenizer, warn_if_truncated
     from training.data import load_dataset_for
+    from training.lm_head import score_labelled_positions_only
     from training.weighting import trainer_class
 
+    score_labelled_positions_only()  # on a CPU, the LM head projects the answer's positions only
     model, tokenizer = load_model_and_tokenizer(model_args, training_args)
     dataset = load_dataset_for("sft", script_args.train_file)
     warn_if_truncated("sft", dataset, tokenizer, training_args.max_length)
