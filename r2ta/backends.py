@@ -50,6 +50,9 @@ from r2ta.prompting import VERDICT_HEADER, own_verdict_prefix, verdict_prefix
 
 Messages = list[dict[str, str]]
 GRAMMAR_SUFFIX = "+grammar"  # model ids of traces whose verdicts were decoded under the verdict grammar
+# a local model run in a dtype other than this machine's default for it (bfloat16 on a CPU): "<id>@bfloat16",
+# so that its traces (slightly different tokens) are neither reused for nor mixed with the default's
+DTYPE_MARK = "@"
 
 
 class BackendError(R2taError):
@@ -194,6 +197,8 @@ def make_backend(config: BackendConfig) -> "Backend":
 
 class Backend(ABC):
     """Chat in, text out. ``id`` is the model id traces are stored under; ``version`` refines it."""
+
+    dtype_suffix = ""  # a local model in another dtype than its default (LocalBackend.dtype_suffix)
 
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -378,8 +383,19 @@ class LocalBackend(Backend):
 
     @property
     def id(self) -> str:
-        """The model id traces are stored under; ``+grammar`` when verdicts are grammar-constrained."""
-        return self._model_id() + (GRAMMAR_SUFFIX if self.config.verdict_grammar else "")
+        """The model id traces are stored under; ``@<dtype>`` when the weights are not in this machine's default
+        dtype for the model (see :attr:`dtype_suffix`), ``+grammar`` when verdicts are grammar-constrained."""
+        return self._model_id() + self.dtype_suffix + (GRAMMAR_SUFFIX if self.config.verdict_grammar else "")
+
+    @property
+    def dtype_suffix(self) -> str:
+        """``@bfloat16`` (etc.) when ``dtype`` asks for other weights than ``auto`` would load on this machine
+        (float32 on a CPU; bf16, else fp16, on a GPU); "" otherwise."""
+        if self.config.dtype == "auto":
+            return ""
+        device = self._resolve_device()
+        chosen, default = self._resolve_dtype(device), self._resolve_dtype(device, "auto")
+        return "" if chosen == default else f"{DTYPE_MARK}{self.config.dtype}"
 
     def _model_id(self) -> str:
         if self.config.model_id:
@@ -407,11 +423,12 @@ class LocalBackend(Backend):
             raise BackendError(f"backend {self.config.name!r} asks for device cuda, but torch sees no GPU; use device: auto")
         return self.config.device
 
-    def _resolve_dtype(self, device: str):
+    def _resolve_dtype(self, device: str, dtype: str | None = None):
         import torch
 
-        if self.config.dtype != "auto":
-            return getattr(torch, self.config.dtype)
+        dtype = dtype or self.config.dtype
+        if dtype != "auto":
+            return getattr(torch, dtype)
         if device == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32

@@ -280,8 +280,9 @@ def evaluate(
     instead of a whole generation, the same result: a stored answer that could not have come from
     this budget (cut at another one, or longer than it) is generated again. ``dtype``: a local
     model's weights (``bfloat16`` on a GPU, or on a CPU that computes it natively, is faster
-    than ``float32`` and decodes slightly different tokens); the traces are stored under the same
-    model id whatever the dtype.
+    than ``float32`` and decodes slightly different tokens); a dtype other than the machine's default
+    for the model stores its traces and evaluation as ``<model id>@<dtype>`` (``@bfloat16`` on a CPU),
+    apart from the default's and not linked to a run.
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
@@ -296,6 +297,7 @@ def evaluate(
     else:
         spec = model if isinstance(model, ModelSpec) else spec_with_backend(model, backend)
     outcome_notes: list[str] = []
+    dtype_suffix = ""
     generated = tokens = 0
     seconds = 0.0
     if spec.kind == "checker" and verdict_grammar:
@@ -311,6 +313,7 @@ def evaluate(
         gen = given or make_backend_for(spec, backend, batch_size=batch_size, verdict_grammar=verdict_grammar or None,
                                         dtype=dtype)
         model_id = gen.id
+        dtype_suffix = getattr(gen, "dtype_suffix", "")
         try:
             rep = reason(
                 gen, split=split, limit=limit, batch_size=batch_size,
@@ -326,7 +329,9 @@ def evaluate(
     report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True)
     if report.n == 0:
         raise EvaluationError(f"{model_id} has no traces on the {split} split to score")
-    run_id = None if verdict_grammar else _link_run(engine, spec, evaluation_id)
+    # A run's stage is linked to its evaluation in the default decoding only: under the grammar or in another
+    # dtype (model ids "+grammar", "@bfloat16") the evaluation stands beside it under its own id.
+    run_id = _link_run(engine, spec, evaluation_id) if not (verdict_grammar or dtype_suffix) else None
     return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes)
 
 

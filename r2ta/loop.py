@@ -90,6 +90,10 @@ class LoopConfig:
     # each model is also scored with its verdicts decoded under r2ta.grammar, from the same
     # answers (r2ta eval --verdict-grammar --reuse-answers): extra columns <model>+grammar.
     verdict_grammar: bool = False
+    # the generating stages' weights (r2ta reason/eval --dtype; None: the backend's). With another dtype than
+    # auto's on this machine (bfloat16 on a CPU) the models' ids carry "@bfloat16". Training's precision is
+    # the recipe's (--set run.precision=bf16).
+    dtype: str | None = None
     overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
     stages: list[StageResult] = field(default_factory=list)
 
@@ -245,6 +249,7 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--auditor", None if config.auditor == "deterministic" else config.auditor),
                         ("--verdict-tokens", config.verdict_tokens),
                         ("--verdict-grammar", True if config.verdict_grammar else None),
+                        ("--dtype", config.dtype),
                         ("--out", config.out)):
         if value is True:
             parts.append(flag)
@@ -259,7 +264,8 @@ def generation_args(config: LoopConfig, *, base: bool) -> list[str]:
     """``--max-new-tokens``/``--batch-size`` (and ``--verdict-tokens``) of a generating stage; the base model's budget may differ."""
     budget = (config.base_max_new_tokens or config.max_new_tokens) if base else config.max_new_tokens
     verdict = [] if config.verdict_tokens is None else ["--verdict-tokens", str(config.verdict_tokens)]
-    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *verdict]
+    dtype = [] if config.dtype is None else ["--dtype", config.dtype]
+    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *verdict, *dtype]
 
 
 def _earlier_runs(out: Path, recipe: str, max_steps: int | None) -> tuple[Path | None, Path | None]:
@@ -303,7 +309,13 @@ def run_loop(config: LoopConfig, say=print) -> str:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     config.out = out
-    base_id = get_backend(config.base_backend).id
+    base = get_backend(config.base_backend, dtype=config.dtype)
+    if config.dtype and base.config.kind != "local":
+        raise LoopError(f"--dtype sets the weights of a model loaded here; the base backend {config.base_backend!r} "
+                        "is a server")
+    base_id = base.id
+    # the trained models are evaluated on the local "embedded" settings with their own weights (make_backend_for)
+    run_suffix = get_backend("embedded", dtype=config.dtype).dtype_suffix if config.dtype else ""
     lim = lambda flag, n: [flag, str(n)] if n else []  # noqa: E731
     gen, base_gen = generation_args(config, base=False), generation_args(config, base=True)
 
@@ -370,8 +382,8 @@ def run_loop(config: LoopConfig, say=print) -> str:
                                             *lim("--limit", config.test_limit), *(base_gen if label == "base" else gen),
                                             "--verdict-grammar", "--reuse-answers"])
 
-    ids = {"base": base_id, "sft": run_model_id(run_dir, SFT), "sft+dpo": run_model_id(run_dir, FINAL),
-           "checker": CHECKER_MODEL_ID}
+    ids = {"base": base_id, "sft": run_model_id(run_dir, SFT) + run_suffix,
+           "sft+dpo": run_model_id(run_dir, FINAL) + run_suffix, "checker": CHECKER_MODEL_ID}
     if config.verdict_grammar:
         ids.update({f"{label}+grammar": ids[label] + GRAMMAR_SUFFIX for label in models})
     table = side_by_side(ids, config)

@@ -442,10 +442,52 @@ def test_dtype_reaches_a_local_model_and_is_refused_for_a_server():
     spec = ModelSpec("run", "run7:sft", model_path=Path("/nowhere"), run_dir=Path("/nowhere"), stage="sft")
     assert make_backend_for(spec, dtype="bfloat16").config.dtype == "bfloat16"  # loaded lazily: nothing read
     assert make_backend_for(spec, dtype=None).config.dtype == "auto"
+    # traces of another dtype than the default (float32 on this CPU) are kept apart; the default's are not
+    assert make_backend_for(spec, dtype="bfloat16", device="cpu").id == "run7:sft@bfloat16"
+    assert make_backend_for(spec, dtype="bfloat16", device="cpu", verdict_grammar=True).id == "run7:sft@bfloat16+grammar"
+    assert make_backend_for(spec, dtype="float32", device="cpu").id == "run7:sft"
+    assert make_backend_for(spec, dtype="auto", device="cpu").id == "run7:sft"
     with pytest.raises(EvaluationError, match="--dtype is the setting of a model loaded here"):
         evaluate("some-served-model", backend="vllm", dtype="bfloat16")
     with pytest.raises(EvaluationError, match="--dtype"):
         evaluate(QueuedBackend([ONLY_FK], "base"), dtype="bfloat16")
+
+
+def test_another_dtype_is_stored_under_its_own_id_and_not_linked_to_the_run(engine, tmp_path, monkeypatch):
+    """A run evaluated in bfloat16 on a CPU neither reuses the float32 traces nor replaces the run's evaluation."""
+    import r2ta.evaluation as evaluation
+
+    run = _fake_run(tmp_path / "runs")
+    for stage in ("sft", "dpo"):  # the run's training files (empty) for syncing it into the database
+        (tmp_path / f"{stage}.jsonl").write_text("")
+    request = json.loads((run / "request.json").read_text())
+    (run / "request.json").write_text(json.dumps({**request, "sft_file": str(tmp_path / "sft.jsonl"),
+                                                  "dpo_file": str(tmp_path / "dpo.jsonl")}))
+    made = []
+
+    class Local(QueuedBackend):
+        def __init__(self, model_id, dtype):
+            super().__init__([CORRECT_TRACE] * 2, model_id)
+            self.dtype_suffix = "" if dtype in (None, "auto", "float32") else f"@{dtype}"
+            self._id = model_id + self.dtype_suffix
+
+        def close(self):
+            pass
+
+    def fake_backend(spec, backend=None, **overrides):
+        made.append(Local(spec.model_id, overrides.get("dtype")))
+        return made[-1]
+
+    monkeypatch.setattr(evaluation, "make_backend_for", fake_backend)
+    plain = evaluate(str(run), split="test", limit=2, engine=engine)
+    bf16 = evaluate(str(run), split="test", limit=2, engine=engine, dtype="bfloat16")
+    assert plain.run_id is not None and bf16.run_id is None
+    assert bf16.model_id == plain.model_id + "@bfloat16"
+    assert plain.generated == 2 and bf16.generated == 2  # its own traces, not the float32 ones again
+    with Session(engine) as session:
+        linked = session.get(EvaluationRow, plain.evaluation_id).run_id
+        assert linked == plain.run_id and session.get(EvaluationRow, bf16.evaluation_id).run_id is None
+        assert {t.model_id for t in session.exec(select(TraceRow))} == {plain.model_id, bf16.model_id}
 
 
 def test_verdict_grammar_gives_the_models_their_own_ids_and_reaches_the_loops_eval_stages(tmp_path, monkeypatch):
@@ -489,3 +531,38 @@ def test_verdict_grammar_gives_the_models_their_own_ids_and_reaches_the_loops_ev
     assert ids["base+grammar"] == "base+grammar" and ids["sft+grammar"] == ids["sft"] + "+grammar"
     assert ids["checker"] == "checker" and len(ids) == 7
     assert "--verdict-grammar" in loop.reproduce_command(config)
+
+
+def test_loop_generates_in_the_dtype_asked_and_compares_the_ids_it_stores(tmp_path, monkeypatch):
+    import types
+
+    import r2ta.backends
+    import r2ta.loop as loop
+    from r2ta import jobs
+
+    seen, ids = [], {}
+    monkeypatch.setattr(loop, "run_stage", lambda name, argv, out, threads, say: seen.append((name, argv))
+                        or loop.StageResult(name, " ".join(argv), 0.0, None, 0, ""))
+    monkeypatch.setattr(loop, "variant_counts", lambda engine=None: {"train": 9, "test": 9})
+    monkeypatch.setattr(loop, "bulk_accept", lambda **kw: 0)
+    monkeypatch.setattr(loop, "side_by_side", lambda model_ids, config: ids.update(model_ids) or "table")
+    monkeypatch.setattr(jobs, "read_status", lambda run_dir: {"status": jobs.SUCCEEDED, "metrics": {}})
+    real_get_backend = r2ta.backends.get_backend
+    monkeypatch.setattr(r2ta.backends, "get_backend",
+                        lambda name=None, **kw: real_get_backend(name, device="cpu", **kw))  # this CPU's default
+    config = loop.LoopConfig(train_limit=4, dtype="bfloat16", verdict_grammar=True, out=tmp_path / "loop")
+    assert loop.run_loop(config, say=lambda line: None) == "table"
+    stages = dict(seen)
+    for name in ("reason-train", "eval-base", "eval-sft", "eval-sft+dpo", "eval-sft+grammar"):
+        assert stages[name][stages[name].index("--dtype") + 1] == "bfloat16", name
+    assert "--dtype" not in stages["eval-checker"] and "--dtype" not in stages["train"]
+    assert stages["refine"][stages["refine"].index("--model-id") + 1] == ids["base"]
+    assert ids["base"] == "smollm2-135m-instruct@bfloat16" and ids["sft"].endswith(":sft@bfloat16")
+    assert ids["sft+grammar"] == ids["sft"] + "+grammar" and ids["checker"] == "checker"
+    assert "--dtype bfloat16" in loop.reproduce_command(config)
+
+    cfg = tmp_path / "backends.yaml"
+    cfg.write_text("server:\n  kind: openai\n  base_url: http://127.0.0.1:9/v1\n  model: m\n")
+    monkeypatch.setenv("R2TA_BACKENDS_FILE", str(cfg))
+    with pytest.raises(loop.LoopError, match="base backend 'server' is a server"):
+        loop.run_loop(loop.LoopConfig(dtype="bfloat16", base_backend="server", out=tmp_path / "l2"), say=print)

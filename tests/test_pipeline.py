@@ -338,6 +338,9 @@ def test_commands_reason_refine_export(engine, tmp_path, monkeypatch, capsys):
         assert len(rows) == 1 and rows[0]["chosen"][0]["content"] == CORRECT_TRACE
         assert rows[0]["provenance"]["auditor_id"] == "llm:served-model"
         assert main(["reason", "--split", "test", "--backend", "nope"]) == 2
+        capsys.readouterr()
+        assert main(["reason", "--split", "test", "--backend", "local-chat", "--dtype", "bfloat16"]) == 2
+        assert "--dtype is the setting of a model loaded here" in capsys.readouterr().err
     finally:
         server.shutdown()
         server.server_close()

@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                    help="weights of a local model (auto: float32 on a CPU, bf16 or fp16 on a GPU); bfloat16 on a CPU "
-                        "with AMX or AVX512-BF16 generated 1.6x as fast as float32 (different tokens: a trace is "
-                        "stored under the model id whatever its dtype)")
+                        "with AMX or AVX512-BF16 generated 1.6x as fast as float32; another dtype than "
+                        "auto's gives other tokens, so its traces and evaluation are stored as MODEL@DTYPE")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")

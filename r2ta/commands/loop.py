@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-grammar", action="store_true",
                    help="also score each model with its verdicts decoded under the verdict grammar, "
                         "from the same answers (r2ta eval --verdict-grammar --reuse-answers): columns MODEL+grammar")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="weights of the models while they generate (reason, eval; default: the backend's). bfloat16 on a "
+                        "CPU with AMX or AVX512-BF16 is faster; ids then carry @bfloat16. Train in bf16 with "
+                        "--set run.precision=bf16")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help="training recipe name or YAML path (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="cap each training stage (smoke runs)")
@@ -67,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
                         negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread,
-                        verdict_grammar=args.verdict_grammar, auditor=args.auditor)
+                        verdict_grammar=args.verdict_grammar, auditor=args.auditor, dtype=args.dtype)
     print(run_loop(config, say=lambda line: print(line, flush=True)))
     return 0

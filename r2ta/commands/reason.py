@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-grammar", action="store_true",
                    help="decode every verdict (asked for, or started by the model) under the verdict grammar: known categories and the "
                         "diagram's own elements only (local backends, or a vLLM server with assistant_prefill; traces stored as MODEL+grammar)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+                   help="weights of a local model (default: the backend's; auto: float32 on a CPU, bf16 or fp16 on "
+                        "a GPU); another dtype than auto's stores the traces as MODEL@DTYPE")
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N parts of the split (for N parallel workers)")
     p.add_argument("--evaluate", action="store_true", help="afterwards, score the model's traces on the split and store the evaluation")
     p.set_defaults(func=run)
@@ -60,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= i < n:
             raise R2taError(f"--shard {args.shard}: I must be between 0 and N-1")
         shard = (i, n)
-    backend = get_backend(args.backend, batch_size=args.batch_size, verdict_grammar=args.verdict_grammar or None)
+    backend = get_backend(args.backend, batch_size=args.batch_size, verdict_grammar=args.verdict_grammar or None,
+                          dtype=args.dtype)
+    if args.dtype is not None and backend.config.kind != "local":
+        raise R2taError(f"--dtype is the setting of a model loaded here; backend {backend.config.name!r} is a server")
     bar = None
 
     def progress(done: int, total: int) -> None:
