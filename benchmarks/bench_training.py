@@ -157,7 +157,8 @@ def _lm_head(setting: str):
         lm_head.score_labelled_positions_only = switch
 
 
-def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defaults_batch=None) -> dict:
+def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defaults_batch=None,
+             extra: tuple[str, ...] = ()) -> dict:
     import torch
 
     from transformers import AutoTokenizer
@@ -169,7 +170,7 @@ def _measure(stage, setting, recipe, precision, data_file, steps, out_dir, defau
     # 1 in both settings, so that a measurement is a few micro-batches of the setting's own batch size.
     common = ["--train_file", str(data_file), "--output_dir", str(out_dir / f"{stage}-{setting}"),
               "--max_steps", str(steps), "--gradient_accumulation_steps", "1",
-              "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none"]
+              "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", *extra]
     module, (script_args, training_args, model_args) = _configs(stage, setting, recipe, precision, common,
                                                                 defaults_batch)
     training_args.disable_tqdm = True
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="decision_token_weight of the project+decisions SFT setting")
     parser.add_argument("--settings", default=None,
                         help="comma-separated settings to measure (default: all that apply), e.g. project,project-bf16")
+    parser.add_argument("--trl-arg", action="append", default=[], metavar="--FLAG=VALUE",
+                        help="a TRL config flag for every setting, e.g. --trl-arg=--activation_checkpointing=false "
+                             "(repeatable); the peak RSS printed is the whole process's, so measure one setting a run")
     parser.add_argument("--write-rows", type=Path, default=None, help="also keep the generated sft/dpo JSONL here")
     args = parser.parse_args(argv)
 
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             for setting in settings:
                 used = hardware.resolve_precision("bf16", hw) if setting.startswith("project-bf16") else precision
                 result = _measure(stage, setting, recipe, used, folder / f"{stage}.jsonl", steps, Path(tmp),
-                                  args.defaults_batch)
+                                  args.defaults_batch, tuple(args.trl_arg))
                 results.append(result)
                 print(f"  measured {stage} {result['setting']}: {result['tokens_per_s']:,.0f} tok/s", flush=True)
 
