@@ -576,11 +576,7 @@ def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) ->
     old = Path(run_dir).resolve()
     resume_point(old)  # refuses before taking the lock: a running or finished run says so
     lock = old / RESUME_LOCK
-    try:  # two reviewers clicking Resume at once: one resume, and the other is told
-        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        raise TrainingError(f"{old.name} is being resumed right now (by someone else); reload to see the new run, "
-                            f"or remove {lock} if that resume crashed") from None
+    held = _take_resume_lock(lock)  # two reviewers clicking Resume at once: one resume, and the other is told
     target, ours = None, False
     try:
         point = resume_point(old)  # again, under the lock: a resume that finished meanwhile has marked it
@@ -602,7 +598,44 @@ def prepare_resume(run_dir: str | Path, *, new_dir: str | Path | None = None) ->
         raise
     finally:
         lock.unlink(missing_ok=True)
+        if held is not None:
+            os.close(held)
     return target
+
+
+def _take_resume_lock(lock: Path) -> int | None:
+    """Hold ``lock`` for one resume, or raise TrainingError when another holds it. Returns the descriptor to close.
+
+    An OS lock (``flock``) on the file: the kernel drops it when its holder exits, so a resume killed half-way
+    (the app's process killed, the machine off) leaves no lock that would refuse every later Resume. The file is
+    removed on the way out; a descriptor that locked a file already removed meanwhile tries again. Where
+    ``fcntl`` is missing (Windows) the file's existence is the lock (``O_EXCL``), which a crash can leave behind.
+    """
+    busy = TrainingError(f"{lock.parent.name} is being resumed right now (by someone else); reload to see the new run")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        try:
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise TrainingError(f"{busy}, or remove {lock} if that resume crashed") from None
+        return None
+    for _ in range(10):
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise busy from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.write(fd, f"{os.getpid()} {now_iso()}\n".encode())
+            return fd
+        os.close(fd)  # the holder before us removed the file after we opened it: lock the new one
+    raise busy
 
 
 def _copy_for_resume(point: ResumePoint, target: Path) -> None:

@@ -187,12 +187,18 @@ def test_what_cannot_be_resumed_says_why(tmp_path):
     assert jobs.resume_point(older).describe() == "SFT finished and kept; DPO starts from its beginning"
     with pytest.raises(jobs.TrainingError, match="already holds a training run"):
         jobs.prepare_resume(older, new_dir=early)
-    # Two reviewers at once: the second is told, and nothing of a second run is left behind.
-    (older / jobs.RESUME_LOCK).write_text("")
-    with pytest.raises(jobs.TrainingError, match="is being resumed right now"):
-        jobs.prepare_resume(older, new_dir=tmp_path / "second")
-    assert not (tmp_path / "second").exists()
-    (older / jobs.RESUME_LOCK).unlink()
+    # Two reviewers at once: the second is told, and nothing of a second run is left behind. The first one here
+    # is another process holding the lock; killed (a crashed resume), it leaves no lock that refuses the next one.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(older / jobs.RESUME_LOCK)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(jobs.TrainingError, match="is being resumed right now"):
+            jobs.prepare_resume(older, new_dir=tmp_path / "second")
+        assert not (tmp_path / "second").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (older / jobs.RESUME_LOCK).exists()  # what a killed resume leaves behind
     # A resume that fails half-way (the data copy is gone) leaves no half-made run folder, and no lock.
     data_copy = Path(jobs.read_request(older)["sft_file"])
     saved = data_copy.read_bytes()
@@ -203,6 +209,15 @@ def test_what_cannot_be_resumed_says_why(tmp_path):
     data_copy.write_bytes(saved)
     assert jobs.prepare_resume(older, new_dir=tmp_path / "whole").name == "whole"
     assert not (older / jobs.RESUME_LOCK).exists() and jobs.read_status(older)["resumed_by"] == str(tmp_path / "whole")
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
 
 
 def test_a_recipe_refuses_a_negative_checkpoint_interval(tmp_path):
