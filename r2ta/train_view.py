@@ -112,6 +112,11 @@ SETTINGS = (
 # so weight beta x answer length / 2 matches the two at the start (run64r: weight 1 was ~20x weaker; run64s:
 # weight 20 held the chosen answer and DPO moved the model little).
 SFT_TERM_LABEL = "SFT term weight (0 = off)"
+# SFT's activation checkpointing (TRL's activation_checkpointing): recompute each layer's activations in the
+# backward pass instead of holding them, less memory for more time. DPO's stays as the recipe has it (the CPU
+# recipe trains DPO without, for share_prompt).
+CHECKPOINTING = "sft.activation_checkpointing"
+CHECKPOINTING_LABEL = "SFT activation checkpointing"
 SFT_TERM_MAX = 1000.0
 
 
@@ -144,8 +149,8 @@ def _loss_weights(data: dict) -> list[float]:
 
 
 def recipe_settings(recipe: str | Path) -> dict:
-    """The recipe's value of each tunable setting it has (``SETTINGS`` keys) and ``"sft_term"``: the weight of
-    the SFT term beside DPO, 0.0 where the recipe has none."""
+    """The recipe's value of each tunable setting it has (``SETTINGS`` keys), ``"sft_term"``: the weight of
+    the SFT term beside DPO, 0.0 where the recipe has none, and :data:`CHECKPOINTING` (a bool)."""
     data = _recipe_data(recipe)
     values = {}
     for setting in SETTINGS:
@@ -156,6 +161,7 @@ def recipe_settings(recipe: str | Path) -> dict:
             values[setting.key] = setting.kind(value)
     types = _loss_types(data)
     values["sft_term"] = _loss_weights(data)[types.index("sft")] if "sft" in types else 0.0
+    values[CHECKPOINTING] = bool(_lookup(data, CHECKPOINTING))  # TRL's default: off
     return values
 
 
@@ -170,6 +176,12 @@ def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
     for key, value in chosen.items():
         if key == "sft_term":
             overrides += _sft_term_overrides(recipe, value, current["sft_term"])
+            continue
+        if key == CHECKPOINTING:
+            if not isinstance(value, bool):
+                raise R2taError(f"{CHECKPOINTING_LABEL} is on or off, not {value!r}")
+            if value != current[key]:
+                overrides.append(f"{key}={'true' if value else 'false'}")
             continue
         setting = by_key.get(key)
         if setting is None or key not in current:

@@ -108,8 +108,13 @@ def test_train_page_settings_become_overrides_only_where_they_differ():
 
     current = train_view.recipe_settings("smollm2-135m-cpu")
     assert current == {"sft.num_train_epochs": 3, "sft.learning_rate": 2e-4, "dpo.learning_rate": 5e-5,
-                       "dpo.beta": 0.1, "model.lora_r": 16, "sft_term": 0.0}
+                       "dpo.beta": 0.1, "model.lora_r": 16, "sft_term": 0.0, "sft.activation_checkpointing": True}
     assert train_view.recipe_overrides("smollm2-135m-cpu", dict(current)) == []
+    assert train_view.recipe_overrides("smollm2-135m-cpu", {"sft.activation_checkpointing": False}) == [
+        "sft.activation_checkpointing=false"]
+    assert train_view.recipe_settings("tiny-cpu")["sft.activation_checkpointing"] is False  # TRL's default
+    assert train_view.recipe_overrides("tiny-cpu", {"sft.activation_checkpointing": True}) == [
+        "sft.activation_checkpointing=true"]
     changed = train_view.recipe_overrides(
         "smollm2-135m-cpu", {**current, "dpo.beta": 0.25, "model.lora_r": 32, "sft_term": 20.0})
     assert changed == ["dpo.beta=0.25", "model.lora_r=32", "dpo.loss_type=[sigmoid, sft]",
@@ -117,7 +122,8 @@ def test_train_page_settings_become_overrides_only_where_they_differ():
     for bad, message in (({"dpo.beta": 0.0}, "between"), ({"model.lora_r": 2.5}, "whole number"),
                          ({"dpo.beta": float("nan")}, "must be a number"), ({"dpo.beta": "0.2"}, "must be a number"),
                          ({"sft.max_length": 10}, "not a setting"), ({"sft_term": -1.0}, "between 0 and"),
-                         ({"sft_term": float("inf")}, "must be a number"), ({"sft_term": True}, "must be a number")):
+                         ({"sft_term": float("inf")}, "must be a number"), ({"sft_term": True}, "must be a number"),
+                         ({"sft.activation_checkpointing": 1}, "on or off")):
         with pytest.raises(R2taError, match=message):
             train_view.recipe_overrides("smollm2-135m-cpu", bad)
 

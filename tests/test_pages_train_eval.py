@@ -188,6 +188,9 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     next(r for r in at.radio if r.label == "DPO rejected traces").set_value("planted")
     next(n for n in at.number_input if n.label == "DPO beta").set_value(0.25)
     next(n for n in at.number_input if n.label == train_view.SFT_TERM_LABEL).set_value(20.0)
+    box = next(c for c in at.checkbox if c.label == train_view.CHECKPOINTING_LABEL)
+    assert box.value is False  # tiny-cpu's (TRL's default)
+    box.check()
     next(b for b in at.button if b.label == "Export and train").click().run()
     assert not at.exception, [e.message for e in at.exception]
     started = at.query_params["run"]
@@ -195,7 +198,8 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     try:
         assert run.is_dir() and jobs.read_request(run)["recipe"] == "tiny-cpu"
         assert jobs.read_request(run)["overrides"] == [
-            "dpo.beta=0.25", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 20.0]"]
+            "dpo.beta=0.25", "dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0, 20.0]",
+            "sft.activation_checkpointing=true"]
         assert "beta: 0.25" in (run / "recipe.yaml").read_text()
         assert any(c.value.startswith("Recipe tiny-cpu with `dpo.beta=0.25`") for c in at.caption)
         assert len((run / "data" / "sft.jsonl").read_text().splitlines()) == 3
