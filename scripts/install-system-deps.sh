@@ -8,10 +8,25 @@ command -v dot >/dev/null 2>&1 || need+=(graphviz)
 if [ "${R2TA_SKIP_BROWSER:-0}" != "1" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing Debian packages: ${need[*]}"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+# Optional: tcmalloc keeps a long training run's memory from growing step after step, and ran faster than
+# glibc's malloc (r2ta/jobs.py, allocator_env). Where apt-get is: with the packages above when there are any,
+# else alone without asking for a password (sudo -n); without it a run uses glibc's malloc, so that failure
+# only says so.
+if command -v apt-get >/dev/null 2>&1 \
+    && [ -z "$(ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4 2>/dev/null)" ]; then
+  if [ ${#need[@]} -gt 0 ]; then
+    need+=(libtcmalloc-minimal4)
+  else
+    echo "installing Debian package libtcmalloc-minimal4 (optional)"
+    { ${SUDO:+sudo -n} apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive ${SUDO:+sudo -n} apt-get install -y -qq libtcmalloc-minimal4 >/dev/null; } \
+      || echo "could not install libtcmalloc-minimal4: training runs on glibc's malloc (r2ta/jobs.py)" >&2
+  fi
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "apt-get not found: install ${need[*]} with your system's package manager" >&2
   exit 1

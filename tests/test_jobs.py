@@ -343,3 +343,44 @@ def test_train_page_lists_runs_the_database_records_outside_the_runs_folder(tmp_
     shutil.rmtree(gone)
     assert recorded_run_dirs(engine=engine) == [elsewhere]  # once, though it has a row per stage
     assert sorted(s.run_dir for s in list_run_summaries(engine=engine)) == sorted([inside, elsewhere])
+
+
+def test_a_training_process_runs_on_tcmalloc_where_the_system_has_it(tmp_path, monkeypatch):
+    """glibc's malloc let a long CPU run's memory grow step after step; a run preloads tcmalloc when it is there,
+    jemalloc when asked, glibc's when asked or when nothing is installed, and never stacks a second allocator."""
+    libs = tmp_path / "lib"
+    libs.mkdir()
+    (libs / "libtcmalloc_minimal.so.4").write_bytes(b"")
+    dirs = (str(tmp_path / "missing"), str(libs))
+    tcmalloc = str(libs / "libtcmalloc_minimal.so.4")
+    assert jobs.allocator_env({}, dirs) == {"LD_PRELOAD": tcmalloc}
+    assert jobs.allocator_env({"LD_PRELOAD": "/x/libasan.so"}, dirs) == {"LD_PRELOAD": f"{tcmalloc} /x/libasan.so"}
+    assert jobs.allocator_env({"R2TA_ALLOCATOR": "system"}, dirs) == {}
+    assert jobs.allocator_env({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, dirs) == {}  # one already
+    assert jobs.allocator_env({"R2TA_ALLOCATOR": "jemalloc"}, dirs) == {}  # not installed: glibc's
+    (libs / "libjemalloc.so.2").write_bytes(b"")
+    assert jobs.allocator_env({"R2TA_ALLOCATOR": "JEMalloc"}, dirs) == {"LD_PRELOAD": str(libs / "libjemalloc.so.2")}
+    with pytest.raises(jobs.TrainingError, match="R2TA_ALLOCATOR='mimalloc': use tcmalloc, jemalloc or system"):
+        jobs.allocator_env({"R2TA_ALLOCATOR": "mimalloc"}, dirs)
+    assert jobs.allocator_in_use({"LD_PRELOAD": tcmalloc}) == "tcmalloc"
+    assert jobs.allocator_in_use({"LD_PRELOAD": str(libs / "libjemalloc.so.2")}) == "jemalloc"
+    assert jobs.allocator_in_use({}) == "glibc malloc"
+
+    # launch() starts the runner with it
+    seen = {}
+
+    class Child:
+        pid = 4242
+
+    def popen(command, **kwargs):
+        seen.update(kwargs["env"])
+        return Child()
+
+    monkeypatch.setattr(jobs, "allocator_env", lambda: {"LD_PRELOAD": "/lib/libtcmalloc_minimal.so.4"})
+    monkeypatch.setattr(jobs.subprocess, "Popen", popen)
+    monkeypatch.setattr(jobs, "process_start_ticks", lambda pid: 1)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    jobs.launch(run_dir, ["true"])
+    jobs._CHILDREN.pop(4242, None)
+    assert seen["LD_PRELOAD"] == "/lib/libtcmalloc_minimal.so.4" and seen["PYTHONUNBUFFERED"] == "1"

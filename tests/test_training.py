@@ -96,6 +96,8 @@ def test_training_job_trains_lora_and_leaves_the_base_untouched(tmp_path, data_f
     status = progress.status
     assert status["metrics"]["dpo"]["steps"] == 6 and status["metrics"]["sft"]["final_loss"] > 0
     assert status["hardware"]["kind"] == "cpu" and status["precision"] == "fp32"
+    # the runner ran on tcmalloc where the system has it (launch preloads it), else on glibc's malloc
+    assert status["allocator"] == ("tcmalloc" if jobs.allocator_env() else "glibc malloc")
     assert set(status["artefacts"]) == {"sft", "dpo", "merged"}
     assert "run" in jobs.read_log(run_dir) and "succeeded" in jobs.read_log(run_dir)
 

@@ -54,6 +54,7 @@ from r2ta.jobs import (
     RUNNING,
     SUCCEEDED,
     TERMINAL,
+    allocator_in_use,
     now_iso,
     process_start_ticks,
     read_request,
@@ -180,9 +181,10 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
         write_status(
             run_dir, recipe=recipe.name, hardware=hardware_info, precision=precision.name,
             data=[d.as_dict() for d in data_files], stages=list(STAGES),
-            base_model=recipe.model.get("model_name_or_path"),
+            base_model=recipe.model.get("model_name_or_path"), allocator=allocator_in_use(),
         )
-    logger.info("recipe %s on %s, precision %s", recipe.name, hw.describe(), precision.name)
+    logger.info("recipe %s on %s, precision %s, allocator %s", recipe.name, hw.describe(), precision.name,
+                allocator_in_use())
 
     resume = request.get("resume") or {}
     carried = [stage for stage in STAGES if stage in (resume.get("done") or [])]
