@@ -463,7 +463,11 @@ def launch(run_dir: str | Path, command: list[str] | None = None) -> subprocess.
     """Start the runner for a prepared run as its own process (own session, output into ``train.log``)."""
     run_dir = Path(run_dir).resolve()  # the process starts in PROJECT_ROOT
     command = command or runner_command(run_dir)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **allocator_env())
+    try:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **allocator_env())
+    except TrainingError as err:  # a misspelt R2TA_ALLOCATOR: the run is marked, not left queued forever
+        write_status(run_dir, status=FAILED, error=str(err), finished_at=now_iso())
+        raise
     with open(run_dir / LOG_FILE, "ab") as log:
         try:
             child = subprocess.Popen(

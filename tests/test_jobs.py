@@ -384,3 +384,13 @@ def test_a_training_process_runs_on_tcmalloc_where_the_system_has_it(tmp_path, m
     jobs.launch(run_dir, ["true"])
     jobs._CHILDREN.pop(4242, None)
     assert seen["LD_PRELOAD"] == "/lib/libtcmalloc_minimal.so.4" and seen["PYTHONUNBUFFERED"] == "1"
+    # a misspelt allocator: the run is marked failed with the reason, not left queued
+    monkeypatch.undo()
+    monkeypatch.setenv("R2TA_ALLOCATOR", "mimalloc")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    jobs.write_status(bad, status=jobs.QUEUED)
+    with pytest.raises(jobs.TrainingError, match="R2TA_ALLOCATOR"):
+        jobs.launch(bad, ["true"])
+    status = jobs.read_status(bad)
+    assert status["status"] == jobs.FAILED and "R2TA_ALLOCATOR='mimalloc'" in status["error"]
