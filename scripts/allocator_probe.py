@@ -49,16 +49,13 @@ def main(steps: int, label: str) -> None:
     after = After()
     stage_main = sft.main
     sft.main = lambda *a, callbacks=(), **k: stage_main(*a, callbacks=[*callbacks, after], **k)
-    configs = bench._configs
-    bench._configs = lambda stage, s, recipe, precision, common, defaults_batch=None: configs(
-        stage, s, recipe, precision, [*common, "--activation_checkpointing", "false"], defaults_batch)
     precision = hardware.resolve_precision("bf16", hardware.detect_hardware())
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         rows = Path(tmp) / "sft.jsonl"
         write_rows(bench.realistic_rows(64)[0], rows)
         result = bench._measure("sft", "project-bf16", load_recipe("smollm2-135m-cpu"), precision, rows, steps,
-                                Path(tmp))
+                                Path(tmp), extra=("--activation_checkpointing", "false"))
     shown = ", ".join(f"{i + 1}:{after.rss[i]:.0f}" for i in range(len(after.rss))
                       if i in SHOWN or i == len(after.rss) - 1)
     print(f"{label}: {steps} steps in {time.time() - started:.0f} s, {result['tokens_per_s']:.0f} tok/s; "
