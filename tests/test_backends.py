@@ -505,3 +505,19 @@ def test_generation_benchmark_runs_end_to_end_on_a_tiny_model(tiny_llama, monkey
         assert line in out, out
     assert re.search(r"from kept rows: +[\d.]+ s +\((\d+) tokens taken", out), out
     assert re.search(r"identical continuations (\d+)/\1", out) or "none to ask for" in out, out
+
+
+def test_the_cli_dtype_choices_are_the_backend_settings():
+    """reason, eval and loop offer --dtype from one tuple, which must be what BackendConfig accepts."""
+    import argparse
+    import typing
+
+    from r2ta.commands import DTYPES, eval as eval_cmd, loop as loop_cmd, reason as reason_cmd
+
+    assert typing.get_args(BackendConfig.model_fields["dtype"].annotation) == DTYPES
+    for module in (eval_cmd, loop_cmd, reason_cmd):
+        sub = argparse.ArgumentParser().add_subparsers()
+        module.register(sub)
+        parser = next(iter(sub.choices.values()))
+        dtype = next(a for a in parser._actions if a.dest == "dtype")
+        assert tuple(dtype.choices) == DTYPES

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from r2ta.commands import DTYPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a model (or the checker) on a split; compare evaluations",
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --limit: the N variants round-robin across base schemas instead of the first N by id")
     p.add_argument("--backend", default=None, help="named backend settings to generate with")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+    p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="weights of a local model (auto: float32 on a CPU, bf16 or fp16 on a GPU); bfloat16 on a CPU "
                         "with AMX or AVX512-BF16 generated 1.6x as fast as float32; another dtype than "
                         "auto's gives other tokens, so its traces and evaluation are stored as MODEL@DTYPE")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from r2ta.commands import DTYPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from r2ta.jobs import DEFAULT_RECIPE
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-grammar", action="store_true",
                    help="also score each model with its verdicts decoded under the verdict grammar, "
                         "from the same answers (r2ta eval --verdict-grammar --reuse-answers): columns MODEL+grammar")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+    p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="weights of the models while they generate (reason, eval; default: the backend's). bfloat16 on a "
                         "CPU with AMX or AVX512-BF16 is faster; ids then carry @bfloat16. Train in bf16 with "
                         "--set run.precision=bf16")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from r2ta.commands import DTYPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict-grammar", action="store_true",
                    help="decode every verdict (asked for, or started by the model) under the verdict grammar: known categories and the "
                         "diagram's own elements only (local backends, or a vLLM server with assistant_prefill; traces stored as MODEL+grammar)")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
+    p.add_argument("--dtype", choices=DTYPES, default=None,
                    help="weights of a local model (default: the backend's; auto: float32 on a CPU, bf16 or fp16 on "
                         "a GPU); another dtype than auto's stores the traces as MODEL@DTYPE")
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N parts of the split (for N parallel workers)")

@@ -117,7 +117,8 @@ def _expected(run_dir: Path) -> str:
     try:
         estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows,
                                        max_steps=request.get("max_steps"),
-                                       processes=int(request.get("num_processes") or 1), resume=request.get("resume"))
+                                       processes=int(request.get("num_processes") or 1), resume=request.get("resume"),
+                                       allocator=jobs.planned_allocator())
     except R2taError as err:  # the run is started: say why there is no estimate, and follow it anyway
         return f"no estimate ({err})"
     return estimate.describe()
