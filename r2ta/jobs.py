@@ -448,6 +448,16 @@ def allocator_env(environ: dict | None = None, lib_dirs: tuple[str, ...] = LIB_D
     return {"LD_PRELOAD": f"{lib} {preload}".strip()}
 
 
+def planned_allocator(environ: dict | None = None, lib_dirs: tuple[str, ...] = LIB_DIRS) -> str | None:
+    """The allocator a run launched now would record (:func:`allocator_in_use` of its environment); None when
+    ``R2TA_ALLOCATOR`` names none (the launch will refuse it)."""
+    environ = dict(os.environ if environ is None else environ)
+    try:
+        return allocator_in_use({**environ, **allocator_env(environ, lib_dirs)})
+    except TrainingError:
+        return None
+
+
 def allocator_in_use(environ: dict | None = None) -> str:
     """The allocator this process was started on (what a run records)."""
     preload = (os.environ if environ is None else environ).get("LD_PRELOAD", "")

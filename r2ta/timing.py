@@ -28,6 +28,15 @@ from r2ta import jobs
 from r2ta.errors import R2taError
 
 STAGES = ("sft", "dpo")
+# The training code's speed revision, which the runner records in a run's status (``speed_revision``; a run
+# without it is revision 1). It goes up with a change that makes the same recipe's steps take another time on the
+# same machine, so that an estimate from a run made before the change says so instead of overstating the time.
+SPEED_REVISION = 2
+SPEED_CHANGES = {
+    # revision: (what changed, the hardware kind it changed the speed on, or None for every kind)
+    2: ("a CPU run's LM head scores only the labelled positions (SFT 1.3-1.45x the tokens/s) and training runs "
+        "on tcmalloc where the system has it", "cpu"),
+}
 WINDOW = 20  # logged points the time a step is measured over
 # TrainingArguments' defaults, for a recipe that does not set them.
 _DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
@@ -146,6 +155,9 @@ class RunRates:
     stages: dict[str, StageRate]
     eval_seconds_per_variant: float | None  # one model on one test variant
     recipe: dict = field(default_factory=dict)  # the reference run's recipe, its overrides applied
+    speed_revision: int = SPEED_REVISION  # of the training code that made it (:data:`SPEED_REVISION`)
+    hardware_kind: str | None = None  # "cpu", "cuda", ...
+    allocator: str | None = None  # the memory allocator it trained on, when it recorded one
 
 
 # Settings that change how long a row takes (epochs and row counts are scaled for; rates, beta, seeds change
@@ -219,7 +231,19 @@ def run_rates(run_dir: Path) -> RunRates | None:
     models = len(ev.get("evaluations") or {})
     if ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
         eval_rate = (finished - started).total_seconds() / (models * int(ev["total"]))
-    return RunRates(run_dir, stages, eval_rate, recipe)
+    try:
+        revision = int(status.get("speed_revision") or 1)
+    except (TypeError, ValueError):
+        revision = 1
+    allocator = status.get("allocator") if isinstance(status.get("allocator"), str) else None
+    return RunRates(run_dir, stages, eval_rate, recipe, speed_revision=revision,
+                    hardware_kind=(status.get("hardware") or {}).get("kind"), allocator=allocator)
+
+
+def changes_since(rates: RunRates) -> list[str]:
+    """What made training faster or slower on the reference run's hardware since its code's speed revision."""
+    return [what for revision, (what, kind) in sorted(SPEED_CHANGES.items())
+            if revision > rates.speed_revision and kind in (None, rates.hardware_kind)]
 
 
 def known_run_dirs(*, engine=None) -> list[Path]:
@@ -263,6 +287,7 @@ class RunEstimate:
     eval_variants: int = 0
     differs: list[str] = field(default_factory=list)  # speed settings the reference run had otherwise
     resumed_at: dict[str, int] = field(default_factory=dict)  # a resumed run: the step its stage goes on from
+    changes_since: list[str] = field(default_factory=list)  # speed changes made after the reference run
 
     @property
     def total_s(self) -> float:
@@ -280,17 +305,26 @@ class RunEstimate:
         text = f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
         if self.differs:
             text += f", which ran with another {', '.join(self.differs)}, so the time a row takes may differ"
+        if self.changes_since:
+            text += (f"; that run trained on an earlier version of the training code, before {'; '.join(self.changes_since)}"
+                     ", so this run will likely take less")
         return text
 
 
 def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_variants: int = 0, *,
-                 max_steps: int | None = None, processes: int = 1, resume: dict | None = None) -> RunEstimate:
+                 max_steps: int | None = None, processes: int = 1, resume: dict | None = None,
+                 allocator: str | None = None) -> RunEstimate:
     """A job training ``rows`` (``{"sft": n, "dpo": m}``) under ``recipe_data`` (its overrides applied), at ``rates``.
 
     ``max_steps``: each stage stops there (``r2ta train --max-steps``). ``resume``: a resumed run's
-    ``request.json`` ``resume`` (stages carried over take no time; the stage it goes on with, its steps left)."""
-    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants,
-                           differs=speed_differences(rates.recipe, recipe_data) if rates.recipe else [])
+    ``request.json`` ``resume`` (stages carried over take no time; the stage it goes on with, its steps left).
+    ``allocator``: the one this run will train on (:func:`r2ta.jobs.planned_allocator`); named when the reference
+    run recorded another."""
+    differs = speed_differences(rates.recipe, recipe_data) if rates.recipe else []
+    if allocator and rates.allocator and allocator != rates.allocator:
+        differs.append(f"memory allocator ({rates.allocator}; this run: {allocator})")
+    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants, differs=differs,
+                           changes_since=changes_since(rates))
     resume = resume or {}
     for stage in STAGES:
         if stage in (resume.get("done") or []):
@@ -318,7 +352,7 @@ def estimate_for_recipe(recipe: str, overrides: list[str], rows: dict[str, int],
     if rates is None:
         return None
     data = jobs.apply_overrides(read_recipe(jobs.recipe_file(recipe)), overrides)
-    return estimate_run(rates, data, rows, eval_variants)
+    return estimate_run(rates, data, rows, eval_variants, allocator=jobs.planned_allocator())
 
 
 def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_variants: int = 0) -> RunEstimate | None:
@@ -337,7 +371,8 @@ def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_va
     except jobs.TrainingError:
         max_steps = None
     processes = int((progress.status.get("hardware") or {}).get("processes") or 1)
-    estimate = estimate_run(rates, data, rows, eval_variants, max_steps=max_steps, processes=processes)
+    estimate = estimate_run(rates, data, rows, eval_variants, max_steps=max_steps, processes=processes,
+                            allocator=progress.status.get("allocator"))
     for stage in STAGES[: STAGES.index(progress.stage) + 1]:
         del estimate.stages[stage]
     return estimate

@@ -363,6 +363,10 @@ def test_a_training_process_runs_on_tcmalloc_where_the_system_has_it(tmp_path, m
     with pytest.raises(jobs.TrainingError, match="R2TA_ALLOCATOR='mimalloc': use tcmalloc, jemalloc or system"):
         jobs.allocator_env({"R2TA_ALLOCATOR": "mimalloc"}, dirs)
     assert jobs.allocator_in_use({"LD_PRELOAD": tcmalloc}) == "tcmalloc"
+    # what a run launched now would record (the time estimate compares it with its reference run's)
+    assert jobs.planned_allocator({}, dirs) == "tcmalloc"
+    assert jobs.planned_allocator({"R2TA_ALLOCATOR": "system"}, dirs) == "glibc malloc"
+    assert jobs.planned_allocator({"R2TA_ALLOCATOR": "mimalloc"}, dirs) is None
     assert jobs.allocator_in_use({"LD_PRELOAD": str(libs / "libjemalloc.so.2")}) == "jemalloc"
     assert jobs.allocator_in_use({}) == "glibc malloc"
 

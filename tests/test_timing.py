@@ -215,3 +215,35 @@ def test_hand_edited_run_files_give_no_rates_and_a_bad_recipe_a_clear_error(tmp_
     points = [{"stage": "sft", "step": 2, "max_steps": "many", "elapsed_s": 4.0}]
     assert timing.stage_time_left(_progress(points)) is None
     assert timing.stage_time_left(_progress([{"stage": "sft", "step": "2", "elapsed_s": 4.0}])) is None
+
+
+def test_an_estimate_from_a_run_before_a_speed_change_or_on_another_allocator_says_so(tmp_path):
+    """A reference run trained by slower code (no speed_revision: before the CPU LM head scored only labelled
+    positions) overstates a new run's time on a CPU: the estimate says so. Not on a GPU, which that change
+    left alone; and a run that trained on another memory allocator than the new one is named like a setting."""
+    old_cpu = _finished_run(tmp_path / "old-cpu")
+    jobs.write_status(old_cpu, hardware={"description": CPU, "kind": "cpu", "processes": 1})
+    rates = timing.run_rates(old_cpu)
+    assert rates.speed_revision == 1 and rates.hardware_kind == "cpu" and rates.allocator is None
+    assert timing.changes_since(rates) == [timing.SPEED_CHANGES[2][0]]
+    text = timing.estimate_run(rates, RECIPE, {"sft": 4, "dpo": 2}).describe()
+    assert text.endswith("; that run trained on an earlier version of the training code, before a CPU run's LM head "
+                         "scores only the labelled positions (SFT 1.3-1.45x the tokens/s) and training runs on "
+                         "tcmalloc where the system has it, so this run will likely take less")
+    # the same run on a GPU: that change made no difference there
+    jobs.write_status(old_cpu, hardware={"description": "1 x NVIDIA H100, 80 GB", "kind": "cuda", "processes": 1})
+    assert timing.changes_since(timing.run_rates(old_cpu)) == []
+    # a run of this revision: no note; on glibc's malloc while the next runs on tcmalloc: named
+    current = _finished_run(tmp_path / "current")
+    jobs.write_status(current, hardware={"description": CPU, "kind": "cpu", "processes": 1},
+                      speed_revision=timing.SPEED_REVISION, allocator="glibc malloc")
+    rates = timing.run_rates(current)
+    same = timing.estimate_run(rates, RECIPE, {"sft": 4, "dpo": 2}, allocator="glibc malloc")
+    assert same.changes_since == [] and same.differs == [] and same.describe().endswith("rates of run current")
+    other = timing.estimate_run(rates, RECIPE, {"sft": 4, "dpo": 2}, allocator="tcmalloc")
+    assert other.differs == ["memory allocator (glibc malloc; this run: tcmalloc)"]
+    assert other.describe().endswith("which ran with another memory allocator (glibc malloc; this run: tcmalloc), "
+                                     "so the time a row takes may differ")
+    # a status edited by hand into nonsense reads as the oldest revision, not an error
+    jobs.write_status(current, speed_revision="fast", allocator=7)
+    assert timing.run_rates(current).speed_revision == 1 and timing.run_rates(current).allocator is None

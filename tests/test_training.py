@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from r2ta import jobs
+from r2ta import jobs, timing
 from r2ta.config import models_dir
 from r2ta.pairs import write_rows
 from training.tiny import smoke_rows
@@ -98,6 +98,7 @@ def test_training_job_trains_lora_and_leaves_the_base_untouched(tmp_path, data_f
     assert status["hardware"]["kind"] == "cpu" and status["precision"] == "fp32"
     # the runner ran on tcmalloc where the system has it (launch preloads it), else on glibc's malloc
     assert status["allocator"] == ("tcmalloc" if jobs.allocator_env() else "glibc malloc")
+    assert status["speed_revision"] == timing.SPEED_REVISION  # an estimate from this run knows its code's speed
     assert set(status["artefacts"]) == {"sft", "dpo", "merged"}
     assert "run" in jobs.read_log(run_dir) and "succeeded" in jobs.read_log(run_dir)
 

@@ -62,6 +62,7 @@ from r2ta.jobs import (
     remove_checkpoints,
     write_status,
 )
+from r2ta.timing import SPEED_REVISION
 
 logger = logging.getLogger("r2ta.training")
 STAGES = ("sft", "dpo")
@@ -182,6 +183,7 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
             run_dir, recipe=recipe.name, hardware=hardware_info, precision=precision.name,
             data=[d.as_dict() for d in data_files], stages=list(STAGES),
             base_model=recipe.model.get("model_name_or_path"), allocator=allocator_in_use(),
+            speed_revision=SPEED_REVISION,
         )
     logger.info("recipe %s on %s, precision %s, allocator %s", recipe.name, hw.describe(), precision.name,
                 allocator_in_use())
