@@ -44,7 +44,10 @@ diagram: one step per construct, in the order of the prompt's diagram lines
 step per mistake (its category, the explanation) where one is. The choice of
 *which* construct is wrong becomes a local ok-or-not decision at each line; run64
 measured that the free choice of a first construct kept probability 0.002 after
-SFT (docs/measured/loop-run64-more-data-2026-12-03.txt).
+SFT (docs/measured/loop-run64-more-data-2026-12-03.txt). The **evidence** walk
+(auditor ``deterministic-evidence-v1``, ``r2ta refine --auditor evidence``) writes
+each construct's structural facts (:func:`construct_evidence`: ``key none``,
+``identified by none``, ``2 ends``) before its decision.
 
 This module must not import streamlit, torch or the database layer.
 """
@@ -79,6 +82,7 @@ StepVerdict = Literal["correct", "hallucinated", "inconsistent", "irrelevant"]
 STEP_VERDICTS: tuple[str, ...] = ("correct", "hallucinated", "inconsistent", "irrelevant")
 DETERMINISTIC_AUDITOR = "deterministic-v1"
 WALK_AUDITOR = "deterministic-walk-v1"
+EVIDENCE_AUDITOR = "deterministic-evidence-v1"
 
 
 class StepAudit(BaseModel):
@@ -396,7 +400,76 @@ def walk_reference(diagram: EERD, element_id: str, index: ElementIndex | None = 
     return element_id
 
 
-def walk_steps(diagram: EERD, verdict: list[Mistake]) -> list[Step]:
+def _evidence_name(diagram: EERD, element_id: str) -> str:
+    """An element's name as an evidence phrase writes it: one line, no ``->`` (which would end the step)."""
+    return " ".join((diagram.element_name(element_id) or element_id).split()).replace("->", "- >")
+
+
+def construct_evidence(diagram: EERD, construct: Construct) -> str:
+    """The structural facts of one construct that the checker's rules read, stated the same way on every line.
+
+    An evidence walk (:func:`walk_steps` with ``evidence=True``) writes them before each construct's
+    decision, so the decision follows from a fact the model copied out of the diagram one step earlier
+    (``key none`` before ``-> missing_key``) instead of being made in one token:
+
+    * a strong entity: ``key Ssn`` (a multivalued or derived key says so), ``key none``;
+    * a weak entity: ``weak; partial key X`` or ``partial key none``; ``identified by R`` or ``identified by none``;
+    * a subclass (of a specialization or a category): ``subclass of A``; ``own key K`` or ``no own key``;
+    * a relationship: ``2 ends``; a recursive one ``recursive on E, roles a, b`` or ``..., no roles``;
+      an end that is not an entity ``end X is no entity``;
+    * a specialization: ``superclass E`` or ``no superclass``; ``n subclasses``; disjointness and completeness
+      as drawn, or ``... not stated``;
+    * a category: ``n superclasses``.
+
+    Mistakes that only the requirements reveal (a cardinality, an attribute's kind) have no fact here.
+    """
+    name = lambda i: _evidence_name(diagram, i)  # noqa: E731
+    if construct.kind == "entity":
+        e = diagram.entity(construct.id)
+        parents = [sp.superclass for sp in diagram.specializations if e.id in sp.subclasses and sp.superclass]
+        parents += [s for c in diagram.categories if c.subclass == e.id for s in c.superclasses]
+        own = [a for a in e.attributes if a.key or a.partial_key]
+        if parents:
+            keys = f"own key {', '.join(name(a.id) for a in own)}" if own else "no own key"
+            return f"subclass of {', '.join(dict.fromkeys(name(p) for p in parents))}; {keys}"
+        if e.weak:
+            partial = [a for a in e.attributes if a.partial_key]
+            idents = [r for r in diagram.relationships if r.identifying and any(p.entity == e.id for p in r.participants)]
+            return (f"weak; partial key {', '.join(name(a.id) for a in partial) or 'none'}; "
+                    f"identified by {', '.join(name(r.id) for r in idents) or 'none'}")
+        keys = [a for a in e.attributes if a.key]
+        if not keys:
+            return "key none"
+
+        def key(a) -> str:
+            kinds = [k for k, on in (("multivalued", a.multivalued), ("derived", a.derived)) if on]
+            return name(a.id) + (f" ({', '.join(kinds)})" if kinds else "")
+
+        return "key " + ", ".join(key(a) for a in keys)
+    if construct.kind == "relationship":
+        r = next(r for r in diagram.relationships if r.id == construct.id)
+        ends = [p.entity for p in r.participants]
+        facts = [f"{len(ends)} end" + ("" if len(ends) == 1 else "s")]
+        for x in dict.fromkeys(ends):
+            if diagram.entity(x) is None:
+                facts.append(f"end {name(x)} is no entity")
+            elif ends.count(x) > 1:
+                roles = [" ".join(p.role.split()) for p in r.participants if p.entity == x and p.role and p.role.strip()]
+                facts.append(f"recursive on {name(x)}, " + (f"roles {', '.join(roles)}".replace("->", "- >") if roles else "no roles"))
+        return "; ".join(facts)
+    if construct.kind == "specialization":
+        sp = next(s for s in diagram.specializations if s.id == construct.id)
+        d = {"d": "disjoint", "o": "overlapping", None: "disjointness not stated"}[sp.disjointness]
+        t = sp.completeness or "completeness not stated"
+        sup = f"superclass {name(sp.superclass)}" if sp.superclass else "no superclass"
+        n = len(sp.subclasses)
+        return f"{sup}; {n} subclass{'' if n == 1 else 'es'}; {d}; {t}"
+    c = next(c for c in diagram.categories if c.id == construct.id)
+    n = len(set(c.superclasses))
+    return f"{n} superclass{'' if n == 1 else 'es'}"
+
+
+def walk_steps(diagram: EERD, verdict: list[Mistake], *, evidence: bool = False) -> list[Step]:
     """One step per construct, ``-> ok`` or one step per mistake of ``verdict`` anchored there.
 
     A construct is named as :func:`r2ta.compact.construct_reference` writes it (the way the prompt
@@ -404,6 +477,9 @@ def walk_steps(diagram: EERD, verdict: list[Mistake]) -> list[Step]:
     diagram's 18 constructs would spend ~100 more tokens on a constant phrase); a mistake step names
     the construct, then the mistake's other elements, and its text is the mistake's explanation. A
     mistake that names no construct of the diagram is a last step.
+
+    With ``evidence``, every construct's step first states :func:`construct_evidence` (``Step 3
+    [PROJECT]: key none. PROJECT has no key ... -> missing_key``; ``Step 1 [EMPLOYEE]: key Ssn -> ok``).
     """
     walk = constructs(diagram)
     index = ElementIndex(diagram)
@@ -411,33 +487,34 @@ def walk_steps(diagram: EERD, verdict: list[Mistake]) -> list[Step]:
     for m in verdict:
         at.setdefault(anchor(m, walk), []).append(m)
 
-    def step(first: str | None, m: Mistake | None) -> Step:
-        ids = list(dict.fromkeys(([first] if first else []) + (m.elements if m else [])))
+    def step(c: Construct | None, m: Mistake | None) -> Step:
+        ids = list(dict.fromkeys(([c.id] if c else []) + (m.elements if m else [])))
         refs = [walk_reference(diagram, e, index) for e in ids]
+        facts = construct_evidence(diagram, c) if evidence and c else ""
         if m is None:
-            return Step(number=0, elements=refs, element_ids=ids, text="", finding=OK)
-        text = m.explanation or f"{m.category} mistake on {_names(diagram, m.elements)}"
-        return Step(number=0, elements=refs, element_ids=ids, text=" ".join(text.split()), finding=m.category)
+            return Step(number=0, elements=refs, element_ids=ids, text=facts, finding=OK)
+        text = " ".join((m.explanation or f"{m.category} mistake on {_names(diagram, m.elements)}").split())
+        return Step(number=0, elements=refs, element_ids=ids, text=f"{facts}. {text}" if facts else text, finding=m.category)
 
     steps: list[Step] = []
     for i, c in enumerate(walk):
-        steps += [step(c.id, m) for m in at.get(i, [])] or [step(c.id, None)]
+        steps += [step(c, m) for m in at.get(i, [])] or [step(c, None)]
     steps += [step(None, m) for m in at.get(None, [])]
     return [st.model_copy(update={"number": n}) for n, st in enumerate(steps, 1)]
 
 
-def audit_walk(parsed: ParsedOutput, diagram: EERD, truth: list[Mistake]) -> AuditResult:
+def audit_walk(parsed: ParsedOutput, diagram: EERD, truth: list[Mistake], *, evidence: bool = False) -> AuditResult:
     """:func:`audit_trace`'s judgements and verdict, with the refined steps written as a walk of the diagram.
 
     The changes keep the verdict's edits and say what happened to the steps: every original step
     gives way to the walk (each removal keeps the audit's reason), each mistake step is an
     insertion, and one change counts the ``ok`` steps.
     """
-    result = audit_trace(parsed, diagram, truth, auditor=WALK_AUDITOR)
+    result = audit_trace(parsed, diagram, truth, auditor=EVIDENCE_AUDITOR if evidence else WALK_AUDITOR)
     index = ElementIndex(diagram)
     verdict = [m.model_copy(update={"elements": list(dict.fromkeys(walk_reference(diagram, e, index) for e in m.elements))})
                for m in result.refined_verdict]
-    steps = walk_steps(diagram, result.refined_verdict)
+    steps = walk_steps(diagram, result.refined_verdict, evidence=evidence)
     inserted = [st for st in steps if st.finding != OK]
     changes: list[Change] = []
     if [render_step(s) for s in parsed.steps] != [render_step(s) for s in steps]:  # an answer that already walks stays
@@ -452,7 +529,8 @@ def audit_walk(parsed: ParsedOutput, diagram: EERD, truth: list[Mistake]) -> Aud
         oks = len(steps) - len(inserted)
         if oks:
             changes.append(Change(kind="rewrote_step", detail=f"wrote '-> ok' steps for the {oks} constructs no mistake "
-                                                              "is on, one per line of the diagram"))
+                                                              "is on, one per line of the diagram"
+                                                              + (", each after the construct's structural facts" if evidence else "")))
     verdict_changes = [c for c in result.changes if c.kind in ("removed_mistake", "added_mistake", "edited_mistake")]
     return result.model_copy(update={"refined_steps": steps, "inserted_steps": inserted, "refined_verdict": verdict,
                                      "changes": changes + verdict_changes})

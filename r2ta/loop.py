@@ -85,7 +85,7 @@ class LoopConfig:
     out: Path | None = None
     base_backend: str = "embedded"
     negatives: str = "original"  # DPO rejected traces (r2ta export dpo --negatives)
-    auditor: str = "deterministic"  # the refine stage's auditor (r2ta refine --auditor): deterministic or walk
+    auditor: str = "deterministic"  # the refine stage's auditor (r2ta refine --auditor): deterministic, walk or evidence
     verdict_tokens: int | None = None  # r2ta reason/eval --verdict-tokens (None: their default)
     # each model is also scored with its verdicts decoded under r2ta.grammar, from the same
     # answers (r2ta eval --verdict-grammar --reuse-answers): extra columns <model>+grammar.

@@ -82,15 +82,20 @@ def _verdict_at(lines: list[str]) -> int | None:
 
 
 def _walk_omission(lines: list[str], targets: list[int], i: int, parsed: ParsedOutput, diagram: EERD) -> list[str] | None:
-    """The omission in a walk: the walk of the verdict without mistake ``i``, or None when ``lines`` is no walk."""
+    """The omission in a walk (plain or evidence): the walk of the verdict without mistake ``i``, or None when
+    ``lines`` is no walk."""
     from r2ta.audit import walk_steps  # not at the top: r2ta.audit is the heavier module
 
     at = [n for n, line in enumerate(lines) if line.lower().startswith("step")]
-    if (not at or at != list(range(at[0], at[-1] + 1)) or len(targets) != len(parsed.verdict)
-            or [lines[n].strip() for n in at] != [render_step(s) for s in walk_steps(diagram, parsed.verdict)]):
+    if not at or at != list(range(at[0], at[-1] + 1)) or len(targets) != len(parsed.verdict):
+        return None
+    written = [lines[n].strip() for n in at]
+    shape = next((e for e in (False, True)
+                  if written == [render_step(s) for s in walk_steps(diagram, parsed.verdict, evidence=e)]), None)
+    if shape is None:
         return None
     j = targets.index(i)
-    steps = [render_step(s) for s in walk_steps(diagram, parsed.verdict[:j] + parsed.verdict[j + 1:])]
+    steps = [render_step(s) for s in walk_steps(diagram, parsed.verdict[:j] + parsed.verdict[j + 1:], evidence=shape)]
     out = lines[: at[0]] + steps + lines[at[-1] + 1:]
     del out[i + len(steps) - len(at)]
     if not _mistake_lines(out):

@@ -20,6 +20,7 @@ This module must not import streamlit. It stores through :mod:`db`.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import zlib
@@ -32,7 +33,7 @@ from sqlmodel import Session
 from db.engine import get_engine, init_db
 from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
 from db.queries import create_evaluation, create_preference_pair, create_proposal, create_trace
-from r2ta.audit import DETERMINISTIC_AUDITOR, WALK_AUDITOR, AuditResult, LLMRefiner, audit_trace, audit_walk
+from r2ta.audit import DETERMINISTIC_AUDITOR, EVIDENCE_AUDITOR, WALK_AUDITOR, AuditResult, LLMRefiner, audit_trace, audit_walk
 from r2ta.backends import Backend, ask_for_verdicts
 from r2ta.eerd import EERD, Mistake, parse_diagram
 from r2ta.metrics import EvalItem, EvaluationReport, evaluate
@@ -304,7 +305,7 @@ def _store_proposal(session: Session, trace: TraceRow, result: AuditResult) -> P
 
 def refine(
     *,
-    auditor: Literal["deterministic", "walk"] | LLMRefiner = "deterministic",
+    auditor: Literal["deterministic", "walk", "evidence"] | LLMRefiner = "deterministic",
     model_id: str | None = None,
     split: str | None = None,
     limit: int | None = None,
@@ -314,10 +315,12 @@ def refine(
 ) -> RefineReport:
     """Audit every trace (of ``model_id``/``split`` if given) that this auditor has not refined yet.
 
-    ``"walk"`` is the deterministic audit with the refined steps walking the diagram (:func:`r2ta.audit.audit_walk`).
+    ``"walk"`` is the deterministic audit with the refined steps walking the diagram (:func:`r2ta.audit.audit_walk`);
+    ``"evidence"`` the same walk with each construct's structural facts before its decision.
     """
     engine = _engine(engine)
-    offline = {"deterministic": (DETERMINISTIC_AUDITOR, audit_trace), "walk": (WALK_AUDITOR, audit_walk)}
+    offline = {"deterministic": (DETERMINISTIC_AUDITOR, audit_trace), "walk": (WALK_AUDITOR, audit_walk),
+               "evidence": (EVIDENCE_AUDITOR, functools.partial(audit_walk, evidence=True))}
     if isinstance(auditor, str) and auditor not in offline:
         raise ValueError(f"unknown auditor {auditor!r}: one of {', '.join(offline)}, or an LLMRefiner")
     auditor_id = offline[auditor][0] if isinstance(auditor, str) else auditor.id

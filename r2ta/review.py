@@ -34,6 +34,7 @@ from sqlmodel import Session, col, exists, func, select
 
 from db import queries
 from db.models import PROPOSAL_STATUSES, SPLITS, ProposalRow, ReviewRow, TraceRow, VariantMistakeRow, VariantRow
+from r2ta.audit import EVIDENCE_AUDITOR
 from r2ta.compact import ElementIndex
 from r2ta.eerd import CATEGORIES, EERD, Mistake, parse_diagram
 from r2ta.errors import R2taError
@@ -349,6 +350,7 @@ def build_view(item: queries.ReviewItem) -> ReviewView:
     audits = {int(a["step"]): a for a in proposal.step_verdicts if isinstance(a, dict) and "step" in a}
 
     refined_keys = {_key(s) for s in refined_steps}
+    evidence_walk = proposal.auditor_id == EVIDENCE_AUDITOR
     original: list[StepLine] = []
     for s in parsed.steps:
         audit = audits.get(s.number, {})
@@ -377,9 +379,10 @@ def build_view(item: queries.ReviewItem) -> ReviewView:
         elif (tuple(s.element_ids), s.text) in by_content:
             before = by_content[(tuple(s.element_ids), s.text)]
             status, reason = "rewritten", f"finding changed from {before.finding or 'none'} to {s.finding or 'none'}"
-        elif s.finding == "ok" and not s.text and s.number not in inserted_notes:
-            # a walk's bare step (audit_walk): the construct was checked and nothing is wrong there; shown
-            # quietly, so the steps that carry a mistake stand out among the diagram's every construct
+        elif s.finding == "ok" and s.number not in inserted_notes and (not s.text or evidence_walk):
+            # a walk's bare step (audit_walk; an evidence walk's states the construct's facts): the construct
+            # was checked and nothing is wrong there; shown quietly, so the steps that carry a mistake stand
+            # out among the diagram's every construct
             status, reason = "checked", ""  # the card's label says it; 19 repeats of a reason would be noise
         else:
             status, reason = "inserted", inserted_notes.get(s.number, "not in the model's reasoning")

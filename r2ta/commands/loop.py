@@ -45,9 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--negatives", choices=["original", "planted", "omission", "both"], default="original",
                    help="DPO rejected traces: the base model's own (default), one planted error, always an omission, "
                         "or both (see r2ta export)")
-    p.add_argument("--auditor", choices=["deterministic", "walk"], default="deterministic",
+    p.add_argument("--auditor", choices=["deterministic", "walk", "evidence"], default="deterministic",
                    help="the refine stage's auditor: 'walk' writes each target answer as one step per construct "
-                        "of the diagram (see r2ta refine)")
+                        "of the diagram, 'evidence' the same walk with each construct's structural facts before "
+                        "its decision (see r2ta refine)")
     p.add_argument("--base-backend", default="embedded", help="the base model's backend (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe setting, e.g. --set sft.num_train_epochs=3 (repeatable)")

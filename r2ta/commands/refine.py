@@ -14,11 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Audit every trace that has no proposal by the chosen auditor yet. 'deterministic' (default, "
             "offline) judges each step against the ground truth and the checker; 'walk' makes the same judgements "
             "but writes the refined steps as a walk of the diagram, one step per construct (ok, or the mistake "
-            "found there); 'llm' asks a model behind "
+            "found there); 'evidence' writes the same walk with each construct's structural facts (key none, "
+            "identified by none, 2 ends) before its decision; 'llm' asks a model behind "
             "an OpenAI-compatible backend to rewrite the trace and flags every disagreement with the truth."
         ),
     )
-    p.add_argument("--auditor", choices=["deterministic", "walk", "llm"], default="deterministic")
+    p.add_argument("--auditor", choices=["deterministic", "walk", "evidence", "llm"], default="deterministic")
     p.add_argument("--backend", default="vllm", help="for --auditor llm: the named backend (default: %(default)s)")
     p.add_argument("--model-id", default=None, help="only traces by this model id")
     p.add_argument("--split", choices=["train", "test"], default=None)
