@@ -297,3 +297,109 @@ def test_a_mistake_that_names_no_construct_is_the_last_step():
     assert anchor(odd, constructs(DIAGRAM)) is None
     assert [s.finding for s in steps] == ["ok"] * 5 + ["missing_element"] and steps[-1].elements == ["NOT_THERE"]
     assert render_trace(steps, [odd]).splitlines()[-3] == "Step 6 [NOT_THERE]: A required entity is missing. -> missing_element"
+
+
+# -- the evidence walk -------------------------------------------------------------------
+
+from r2ta.audit import EVIDENCE_AUDITOR, construct_evidence  # noqa: E402
+
+EVIDENCE_WALK = """Step 1 [DEPARTMENT]: key Dnumber -> ok
+Step 2 [EMPLOYEE, EMPLOYEE.Dnumber, WORKS_FOR]: key Ssn. Dnumber in EMPLOYEE duplicates the WORKS_FOR relationship. -> foreign_key_attribute
+Step 3 [PROJECT]: key Pnumber -> ok
+Step 4 [WORKS_FOR, EMPLOYEE]: 2 ends. Every employee works for a department, so EMPLOYEE must be (1,1) in WORKS_FOR. -> participation
+Step 5 [WORKS_ON]: 2 ends -> ok"""
+
+
+def test_an_evidence_walk_states_each_constructs_facts_before_its_decision_and_parses_back():
+    result = audit_walk(parse_output("I think it is all fine, good job!", DIAGRAM), DIAGRAM, TRUTH, evidence=True)
+    assert result.auditor == EVIDENCE_AUDITOR
+    assert result.refined_text == EVIDENCE_WALK + WALK[WALK.index("\nVERDICT:"):]  # the same verdict as the plain walk
+    # the same decisions as the plain walk, at the same constructs
+    plain = audit_walk(parse_output("", DIAGRAM), DIAGRAM, TRUTH)
+    assert [(s.element_ids, s.finding) for s in result.refined_steps] == [(s.element_ids, s.finding) for s in plain.refined_steps]
+    assert "each after the construct's structural facts" in [c.detail for c in result.changes if c.kind == "rewrote_step"][0]
+    parsed = parse_output(result.refined_text, DIAGRAM)
+    assert parsed.valid and parsed.errors == [] and [s.finding for s in parsed.steps] == [s.finding for s in plain.refined_steps]
+    assert_refined_is_correct(result)
+    again = audit_walk(parsed, DIAGRAM, TRUTH, evidence=True)  # a fixed point, like the plain walk
+    assert again.unchanged and again.refined_text == result.refined_text
+
+
+FACTS = parse_diagram({
+    "id": "facts", "name": "Facts",
+    "entities": [
+        {"id": "SHOP", "name": "SHOP"},  # strong, no key
+        {"id": "ITEM", "name": "ITEM", "attributes": [{"id": "ITEM.Codes", "name": "Codes", "key": True, "multivalued": True},
+                                                     {"id": "ITEM.No", "name": "No", "key": True}]},
+        {"id": "LINE", "name": "LINE", "weak": True},  # weak: no partial key, no identifying relationship
+        {"id": "STOCK", "name": "STOCK", "weak": True, "attributes": [{"id": "STOCK.Bin", "name": "Bin", "partial_key": True}]},
+        {"id": "FOOD", "name": "FOOD", "attributes": [{"id": "FOOD.Sku", "name": "Sku", "key": True}]},
+        {"id": "TOOL", "name": "TOOL"},
+        {"id": "OWNER", "name": "OWNER"},
+        {"id": "PERSON", "name": "PERSON", "attributes": [{"id": "PERSON.Ssn", "name": "Ssn", "key": True}]},
+    ],
+    "relationships": [
+        {"id": "HOLDS", "name": "HOLDS", "identifying": True,
+         "participants": [{"entity": "ITEM", "max": "N"}, {"entity": "STOCK", "min": 1, "max": 1}]},
+        {"id": "MANAGES", "name": "MANAGES",
+         "participants": [{"entity": "PERSON", "role": "boss"}, {"entity": "PERSON", "role": "worker"}]},
+        {"id": "KNOWS", "name": "KNOWS", "participants": [{"entity": "PERSON"}, {"entity": "PERSON"}]},
+        {"id": "ALONE", "name": "ALONE", "participants": [{"entity": "SHOP"}]},
+    ],
+    "specializations": [{"id": "SPEC", "superclass": "ITEM", "subclasses": ["FOOD", "TOOL"], "disjointness": None,
+                         "completeness": "total"}],
+    "categories": [{"id": "CAT", "subclass": "OWNER", "superclasses": ["PERSON"]}],
+})
+
+
+def test_construct_evidence_states_the_facts_each_structural_rule_reads():
+    facts = {c.id: construct_evidence(FACTS, c) for c in constructs(FACTS)}
+    assert facts == {
+        "SHOP": "key none",
+        "ITEM": "key Codes (multivalued), No",
+        "LINE": "weak; partial key none; identified by none",
+        "STOCK": "weak; partial key Bin; identified by HOLDS",
+        "FOOD": "subclass of ITEM; own key Sku",
+        "TOOL": "subclass of ITEM; no own key",
+        "OWNER": "subclass of PERSON; no own key",
+        "PERSON": "key Ssn",
+        "HOLDS": "2 ends",
+        "MANAGES": "2 ends; recursive on PERSON, roles boss, worker",
+        "KNOWS": "2 ends; recursive on PERSON, no roles",
+        "ALONE": "1 end",
+        "SPEC": "superclass ITEM; 2 subclasses; disjointness not stated; total",
+        "CAT": "1 superclass",
+    }
+    # every mistake the checker finds here sits on a step whose facts show it
+    from r2ta.checker import check
+
+    found = check(FACTS)
+    assert {m.category for m in found} >= {"missing_key", "weak_entity", "relationship_structure",
+                                           "specialization_constraint", "specialization_structure"}
+    result = audit_walk(parse_output("", FACTS), FACTS, found, evidence=True)
+    parsed = parse_output(result.refined_text, FACTS)
+    assert parsed.valid and [s.finding for s in parsed.steps] == [s.finding for s in result.refined_steps]
+    shown = {(s.element_ids[0], s.finding): s.text.split(". ")[0] for s in result.refined_steps if s.finding != "ok"}
+    assert shown[("SHOP", "missing_key")] == "key none"
+    assert shown[("ITEM", "missing_key")] == "key Codes (multivalued), No"
+    assert shown[("LINE", "weak_entity")] == "weak; partial key none; identified by none"
+    assert shown[("KNOWS", "relationship_structure")] == "2 ends; recursive on PERSON, no roles"
+    assert shown[("ALONE", "relationship_structure")] == "1 end"
+    assert shown[("FOOD", "specialization_structure")] == "subclass of ITEM; own key Sku"
+    assert shown[("SPEC", "specialization_constraint")] == "superclass ITEM; 2 subclasses; disjointness not stated; total"
+    assert shown[("CAT", "specialization_structure")] == "1 superclass"
+
+
+@pytest.mark.parametrize("name", ["A -> B", "<script>x</script>", 'Say "hi"', "x\ny"])
+def test_an_evidence_walk_over_hostile_names_still_parses_to_the_same_decisions(name):
+    data = FACTS.model_dump(mode="json")
+    data["entities"][1]["attributes"][1]["name"] = name  # a key's name goes into the evidence
+    data["relationships"][1]["participants"][0]["role"] = name  # and a role's
+    diagram = parse_diagram(data)
+    from r2ta.checker import check
+
+    found = check(diagram)
+    result = audit_walk(parse_output("", diagram), diagram, found, evidence=True)
+    parsed = parse_output(result.refined_text, diagram)
+    assert parsed.valid and len(parsed.steps) == len(result.refined_steps)
+    assert [s.finding for s in parsed.steps] == [s.finding for s in result.refined_steps]

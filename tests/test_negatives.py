@@ -145,3 +145,26 @@ def test_the_model_card_says_where_the_rejected_traces_came_from(tmp_path):
     assert described["rows"] == 3 and described["rejected_sources"] == {"model": 1, "planted:omission": 2}
     assert _rejected_text([described]) == "Rejected traces: 1 the model's original output, 2 a planted omission (see r2ta.negatives)."
     assert "rejected_sources" not in describe_file("sft", path).as_dict()
+
+
+def test_omission_in_an_evidence_walk_keeps_the_facts_and_turns_the_decision_to_ok():
+    """The pair differs in one decision: the construct's facts stay, its explanation and verdict line go."""
+    from r2ta.audit import audit_walk, walk_steps
+    from r2ta.prompting import render_step
+    from reasoning_fixtures import TRUTH
+
+    walk = audit_walk(parse_output("", DIAGRAM), DIAGRAM, TRUTH, evidence=True).refined_text
+    verdict = parse_output(walk, DIAGRAM).verdict
+    seen = set()
+    for key in (f"e{n}" for n in range(12)):
+        kind, rejected = planted_negative(walk, DIAGRAM, key=key, kind="omission")
+        kept = parse_output(rejected, DIAGRAM).verdict
+        (dropped,) = [m for m in verdict if m not in kept]
+        seen.add(dropped.category)
+        steps = [line for line in rejected.splitlines() if line.startswith("Step")]
+        assert steps == [render_step(s) for s in walk_steps(DIAGRAM, kept, evidence=True)]
+        changed = [(a, b) for a, b in zip([x for x in walk.splitlines() if x.startswith("Step")], steps) if a != b]
+        (before, after), = changed
+        facts = before.split("]: ")[1].split(". ")[0]  # "key Ssn" / "2 ends"
+        assert after.endswith(f"]: {facts} -> ok")
+    assert seen == {m.category for m in verdict}

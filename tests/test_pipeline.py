@@ -238,6 +238,12 @@ def test_refine_walk_stores_its_own_proposals_beside_the_deterministic_ones(engi
     assert [s["finding"] for s in walks[1].inserted_steps] == ["foreign_key_attribute", "participation"]
     with pytest.raises(ValueError, match="unknown auditor 'wolk'"):
         refine(auditor="wolk", engine=engine)
+    assert main(["refine", "--auditor", "evidence"]) == 0  # the evidence walk: its own proposals again
+    assert "deterministic-evidence-v1: 3 proposals stored" in capsys.readouterr().out
+    with Session(engine) as session:
+        evidence = list(session.exec(select(ProposalRow).where(ProposalRow.auditor_id == "deterministic-evidence-v1")))
+    assert [s["finding"] for s in evidence[0].steps] == [s["finding"] for s in walks[0].steps]
+    assert [s["text"].split(". ")[0] for s in evidence[0].steps] == ["key Dnumber", "key Ssn", "key Pnumber", "2 ends", "2 ends"]
 
 
 def test_llm_refiner_through_the_pipeline_flags_disagreements(engine):

@@ -96,6 +96,22 @@ def test_a_walk_proposal_keeps_the_verdict_the_model_got_right_and_marks_every_w
     assert set(view.highlight(("refined", last.number))) == {last.element_ids[0]}  # a checked step still focuses
 
 
+def test_an_evidence_walks_ok_steps_are_checked_too_though_they_state_facts(engine):
+    from functools import partial
+
+    from r2ta.audit import audit_walk
+
+    pid = add_proposal(engine, engine.variants["company_small-0000"], kind=1, auditor=partial(audit_walk, evidence=True))
+    view = review.load_view(engine, pid)
+    assert view.auditor_id == "deterministic-evidence-v1"
+    assert [s.status for s in view.refined if s.finding == "ok"] == ["checked"] * 3
+    assert all(s.body for s in view.refined)  # every step states its construct's facts
+    assert view.refined[1].status == "inserted"
+    # and the plain walk's bare ok steps stay checked beside it
+    plain = review.load_view(engine, add_proposal(engine, engine.variants["company_small-0000"], kind=1, auditor=audit_walk))
+    assert [s.status for s in plain.refined if s.finding == "ok"] == ["checked"] * 3
+
+
 def test_a_big_walks_checked_steps_fold_into_one_card_unless_asked(engine):
     from dataclasses import replace
 
