@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from r2ta.checker import check
+from r2ta.checker import check, weak_dependents
 from r2ta.compact import ElementIndex, construct_reference
 from r2ta.eerd import CATEGORIES, EERD, Mistake
 from r2ta.metrics import match, matches
@@ -413,7 +413,8 @@ def construct_evidence(diagram: EERD, construct: Construct) -> str:
     (``key none`` before ``-> missing_key``) instead of being made in one token:
 
     * a strong entity: ``key Ssn`` (a multivalued or derived key says so), ``key none``;
-    * a weak entity: ``weak; partial key X`` or ``partial key none``; ``identified by R`` or ``identified by none``;
+    * a weak entity: ``weak; partial key X`` or ``partial key none``; ``identified by R`` (the identifying
+      relationships that identify *it*, not those it owns another weak entity through) or ``identified by none``;
     * a subclass (of a specialization or a category): ``subclass of A``; ``own key K`` or ``no own key``;
     * a relationship: ``2 ends``; a recursive one ``recursive on E, roles a, b`` or ``..., no roles``;
       an end that is not an entity ``end X is no entity``;
@@ -434,7 +435,8 @@ def construct_evidence(diagram: EERD, construct: Construct) -> str:
             return f"subclass of {', '.join(dict.fromkeys(name(p) for p in parents))}; {keys}"
         if e.weak:
             partial = [a for a in e.attributes if a.partial_key]
-            idents = [r for r in diagram.relationships if r.identifying and any(p.entity == e.id for p in r.participants)]
+            identifies = weak_dependents(diagram)
+            idents = [r for r in diagram.relationships if e.id in identifies.get(r.id, [])]
             return (f"weak; partial key {', '.join(name(a.id) for a in partial) or 'none'}; "
                     f"identified by {', '.join(name(r.id) for r in idents) or 'none'}")
         keys = [a for a in e.attributes if a.key]

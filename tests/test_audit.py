@@ -403,3 +403,26 @@ def test_an_evidence_walk_over_hostile_names_still_parses_to_the_same_decisions(
     parsed = parse_output(result.refined_text, diagram)
     assert parsed.valid and len(parsed.steps) == len(result.refined_steps)
     assert [s.finding for s in parsed.steps] == [s.finding for s in result.refined_steps]
+
+
+def test_a_weak_entity_is_identified_only_by_the_relationships_that_identify_it():
+    """FLIGHT -> FLIGHT_LEG -> LEG_INSTANCE: FLIGHT_LEG owns LEG_INSTANCE through INSTANCE_OF, which does not identify it."""
+    chain = parse_diagram({
+        "id": "legs", "name": "Legs",
+        "entities": [
+            {"id": "FLIGHT", "name": "FLIGHT", "attributes": [{"id": "FLIGHT.No", "name": "No", "key": True}]},
+            {"id": "FLIGHT_LEG", "name": "FLIGHT_LEG", "weak": True,
+             "attributes": [{"id": "FLIGHT_LEG.Leg", "name": "Leg", "partial_key": True}]},
+            {"id": "LEG_INSTANCE", "name": "LEG_INSTANCE", "weak": True,
+             "attributes": [{"id": "LEG_INSTANCE.Date", "name": "Date", "partial_key": True}]},
+        ],
+        "relationships": [
+            {"id": "HAS_LEG", "name": "HAS_LEG", "identifying": True,
+             "participants": [{"entity": "FLIGHT", "min": 1, "max": "N"}, {"entity": "FLIGHT_LEG", "min": 1, "max": 1}]},
+            {"id": "INSTANCE_OF", "name": "INSTANCE_OF", "identifying": True,
+             "participants": [{"entity": "FLIGHT_LEG", "max": "N"}, {"entity": "LEG_INSTANCE", "min": 1, "max": 1}]},
+        ],
+    })
+    facts = {c.id: construct_evidence(chain, c) for c in constructs(chain)}
+    assert facts["FLIGHT_LEG"] == "weak; partial key Leg; identified by HAS_LEG"
+    assert facts["LEG_INSTANCE"] == "weak; partial key Date; identified by INSTANCE_OF"
