@@ -348,14 +348,14 @@ def test_loop_auditor_reaches_the_refine_stage_and_the_reproduce_command(tmp_pat
     monkeypatch.setattr(loop, "run_stage", fake_stage)
     monkeypatch.setattr(loop, "variant_counts", lambda engine=None: {"train": 9, "test": 9})
     monkeypatch.setattr(r2ta.backends, "get_backend", lambda name=None, **kw: types.SimpleNamespace(id="base"))
-    for auditor in ("walk", "deterministic"):
+    for auditor in ("walk", "evidence", "deterministic"):
         seen.clear()
         config = loop.LoopConfig(train_limit=4, auditor=auditor, out=tmp_path / auditor)
         with pytest.raises(Stop):
             loop.run_loop(config, say=lambda line: None)
         name, argv = seen[-1]
         assert name == "refine" and argv[argv.index("--auditor") + 1] == auditor
-        assert ("--auditor walk" in loop.reproduce_command(config)) is (auditor == "walk")
+        assert (f"--auditor {auditor}" in loop.reproduce_command(config)) is (auditor != "deterministic")
         assert "--auditor deterministic" not in loop.reproduce_command(config)
 
 
