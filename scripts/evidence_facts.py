@@ -11,7 +11,8 @@ that names a construct of the diagram first is compared with :func:`r2ta.audit.c
 * defect facts: the constructs whose true facts show a structural defect (``key none``, ``identified
   by none``, ``own key``, ``1 end``, ``no roles``, ``not stated``, a multivalued or derived key, fewer than
   two superclasses), how many of them the model walked to, stated right, and flagged (any finding but
-  ``ok``);
+  ``ok``), and how many it stated as the variant's *base schema* has them (the correct diagram the
+  mistake was planted in: the model recites what it learned of the schema instead of reading the line);
 * decisions against the truth: steps at a construct a real mistake is anchored on (:func:`r2ta.audit.anchor`)
   and at the others, flagged or ok.
 
@@ -30,6 +31,7 @@ from db.engine import get_engine
 from r2ta.audit import anchor, construct_evidence, constructs
 from r2ta.pipeline import _diagram, _truth
 from r2ta.prompting import parse_output
+from r2ta.records import load_base_schemas
 from r2ta.store import latest_traces
 
 _DEFECTS = ("key none", "identified by none", "(multivalued", "(derived", "no roles", "is no entity", "not stated",
@@ -48,8 +50,11 @@ def shows_defect(facts: str) -> bool:
 
 def tally(session: Session, model: str, split: str) -> collections.Counter:
     c: collections.Counter = collections.Counter()
+    bases = {b.id: b.diagram for b in load_base_schemas()}
     for trace, variant in latest_traces(session=session, model_id=model, split=split):
         diagram = _diagram(variant)
+        base = bases.get(variant.base_id)
+        base_facts = {k.id: construct_evidence(base, k) for k in constructs(base)} if base else {}
         walk = constructs(diagram)
         by_id = {k.id: k for k in walk}
         wrong = {anchor(m, walk) for m in _truth(variant)} - {None}
@@ -72,6 +77,7 @@ def tally(session: Session, model: str, split: str) -> collections.Counter:
                 c["defect facts stated right"] += said.strip() == truth
                 c["defect constructs flagged"] += flagged
                 c["defect facts right and flagged"] += said.strip() == truth and flagged
+                c["defect facts as in the base schema"] += said.strip() == base_facts.get(k.id)
             if k.id not in seen:
                 c["ok facts stated as defect"] += (not shows_defect(truth)) and shows_defect(said.strip())
             seen.add(k.id)
@@ -96,7 +102,8 @@ def main() -> None:
                 print(f"  facts stated exactly: {c['facts right']} of {c['steps']} ({c['facts right'] / c['steps']:.3f})")
             print(f"  constructs whose facts show a defect: {c['defect constructs in the diagrams']} in the diagrams, "
                   f"{c['defect constructs walked to']} walked to, {c['defect facts stated right']} stated right, "
-                  f"{c['defect constructs flagged']} flagged ({c['defect facts right and flagged']} both); "
+                  f"{c['defect constructs flagged']} flagged ({c['defect facts right and flagged']} both), "
+                  f"{c['defect facts as in the base schema']} stated as the base schema has them; "
                   f"sound constructs stated as a defect: {c['ok facts stated as defect']}")
             for side in ("wrong", "right"):
                 n, f = c[f"{side} construct steps"], c[f"{side} construct steps flagged"]
