@@ -426,3 +426,21 @@ def test_a_weak_entity_is_identified_only_by_the_relationships_that_identify_it(
     facts = {c.id: construct_evidence(chain, c) for c in constructs(chain)}
     assert facts["FLIGHT_LEG"] == "weak; partial key Leg; identified by HAS_LEG"
     assert facts["LEG_INSTANCE"] == "weak; partial key Date; identified by INSTANCE_OF"
+
+
+def test_the_facts_that_show_a_defect_are_the_constructs_the_checker_flags():
+    """scripts/evidence_facts.py counts a construct as 'showing a defect' from its facts alone; on a diagram with
+    one defect of each kind that reading agrees with the checker construct by construct."""
+    import importlib.util
+    from pathlib import Path
+
+    from r2ta.checker import check
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "evidence_facts.py"
+    spec = importlib.util.spec_from_file_location("evidence_facts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    walk = constructs(FACTS)
+    flagged = {walk[i].id for i in {anchor(m, walk) for m in check(FACTS)} - {None}}
+    shown = {c.id for c in walk if module.shows_defect(construct_evidence(FACTS, c))}
+    assert shown == flagged == {"SHOP", "ITEM", "LINE", "FOOD", "KNOWS", "ALONE", "SPEC", "CAT"}

@@ -1,0 +1,103 @@
+"""Teacher-forced: at a construct whose facts show a planted defect, does a model read the line or recall the schema?
+
+    R2TA_DATA_DIR=DATA python scripts/fact_preference.py [--split test] [--limit 50] BASE_MODEL_DIR [ADAPTER_DIR ...]
+
+For each of the first ``--limit`` variants of the split, the evidence walk of its true verdict
+(:func:`r2ta.audit.walk_steps` with ``evidence=True``) is fed after the variant's prompt up to a step
+whose construct's facts (:func:`r2ta.audit.construct_evidence`) differ from the same construct's facts in
+the variant's *base schema* — the correct diagram the mistake was planted in (``key none`` here,
+``key Airport_code`` there). At the first token where the two fact strings part, the model's
+probability of the diagram's token is compared with that of the base schema's: a model that reads the
+line prefers the first, one that recites the schema the second. Prints, for the base model and each
+LoRA adapter, how many constructs prefer the diagram's token and the mean of each probability.
+No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+from peft import PeftModel
+from sqlmodel import Session, select
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from db.engine import get_engine
+from db.models import VariantRow
+from r2ta.audit import construct_evidence, constructs, walk_steps
+from r2ta.pipeline import _diagram, _truth
+from r2ta.prompting import build_messages, render_step
+from r2ta.records import load_base_schemas
+
+
+def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
+    """(context ids, the diagram's token, the base schema's token, a label) per construct whose facts differ."""
+    bases = {b.id: b.diagram for b in load_base_schemas()}
+    out = []
+    for v in variants:
+        diagram, base = _diagram(v), bases.get(v.base_id)
+        if base is None:
+            continue
+        base_facts = {k.id: construct_evidence(base, k) for k in constructs(base)}
+        prompt = tok.apply_chat_template(build_messages(v.requirements, diagram), tokenize=False, add_generation_prompt=True)
+        steps = walk_steps(diagram, _truth(v), evidence=True)
+        lines = [render_step(s) for s in steps]
+        seen = set()
+        for n, step in enumerate(steps):
+            first = step.element_ids[0] if step.element_ids else None
+            k = next((c for c in constructs(diagram) if c.id == first), None)
+            if k is None or k.id in seen:
+                continue
+            seen.add(k.id)
+            mine, theirs = construct_evidence(diagram, k), base_facts.get(k.id)
+            if theirs is None or theirs == mine:
+                continue
+            head = prompt + "\n".join(lines[:n] + [lines[n].split("]: ")[0] + "]:"])
+            a = tok(head + " " + mine, add_special_tokens=False)["input_ids"]
+            b = tok(head + " " + theirs, add_special_tokens=False)["input_ids"]
+            cut = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+            if cut is None:  # one fact is a prefix of the other ("...; disjoint" vs "...; disjoint; total")
+                continue
+            out.append((a[:cut], a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {theirs!r}"))
+    return out
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base_dir")
+    ap.add_argument("adapters", nargs="*")
+    ap.add_argument("--split", default="test", choices=("train", "test"))
+    ap.add_argument("--limit", type=int, default=50)
+    ap.add_argument("--show", action="store_true", help="print each construct's two probabilities")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    tok = AutoTokenizer.from_pretrained(args.base_dir)
+    with Session(get_engine()) as session:
+        variants = list(session.exec(select(VariantRow).where(VariantRow.split == args.split)
+                                     .order_by(VariantRow.id).limit(args.limit)))
+    if not variants:
+        sys.exit(f"no {args.split} variants in this database (R2TA_DATA_DIR / R2TA_DATABASE_URL)")
+    todo = cases(tok, variants)
+    print(f"{len(todo)} constructs whose facts differ from the base schema's, in {len(variants)} {args.split} variants")
+    for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
+        model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
+        model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+        t0, reads, p_mine, p_theirs = time.time(), 0, [], []
+        for context, mine, theirs, label in todo:
+            with torch.inference_mode():
+                logits = model(torch.tensor([context]), logits_to_keep=1).logits[0, -1].float()
+            p = torch.softmax(logits, -1)
+            p_mine.append(p[mine].item())
+            p_theirs.append(p[theirs].item())
+            reads += p_mine[-1] > p_theirs[-1]
+            if args.show:
+                print(f"  {label}: {p_mine[-1]:.3f} vs {p_theirs[-1]:.3f}")
+        n = max(len(todo), 1)
+        print(f"{name}: prefers the diagram's fact in {reads} of {len(todo)}; mean P diagram's {sum(p_mine) / n:.3f}, "
+              f"base schema's {sum(p_theirs) / n:.3f}; {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
