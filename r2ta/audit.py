@@ -16,7 +16,11 @@ Rules of the deterministic auditor, per step (first that applies):
 1. ``irrelevant`` — it repeats an earlier step, or names no diagram element.
 2. ``hallucinated`` — it names an element that is not in the diagram, or it
    claims a mistake (``-> category``) that no real mistake matches (same
-   category, overlapping elements: the matching rule of DESIGN.md §5).
+   category, overlapping elements: the matching rule of DESIGN.md §5); or it
+   says ``ok`` after stating its construct's facts in the evidence walk's form
+   (:func:`construct_evidence`) and they are not the diagram's
+   (:func:`misstated_evidence`; on a construct with a real mistake the step is
+   ``inconsistent``, rule 3, and its reason says what it misstated).
 3. ``inconsistent`` — it finds a real mistake that the verdict leaves out; or it
    says ``ok`` about a construct that has a real mistake (*about* = it names
    the mistake's first element and at least two of its elements, or its only
@@ -55,6 +59,7 @@ This module must not import streamlit, torch or the database layer.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
@@ -231,17 +236,21 @@ def audit_trace(
             if best not in overlooked.values():
                 overlooked[j] = best
     drop_ok: set[int] = set()  # ok steps whose claim is false: the refined trace leaves them out
+    walk = constructs(diagram)
     for k, s in enumerate(steps):
         if k in verdicts:
             continue
         ids = {e for e in s.element_ids if e}
+        misstated = misstated_evidence(s, diagram, walk)
+        states = f" (it states '{misstated[0]}'; the diagram shows '{misstated[1]}')" if misstated else ""
         missed = next((j for j, kk in overlooked.items() if kk == k), None)
         contradicted = next((j for j, kk in found.items() if _about(ids, facts[j].elements)), None)
         blamed = next((i for i, v in enumerate(verdict) if _about(ids, v.elements)), None)
         if missed is not None:
             f = facts[missed]
             where = "the verdict lists it" if missed in listed_facts else "no step found it"
-            verdicts[k] = ("inconsistent", f"says ok, but {_names(diagram, f.elements)} has a real {f.category} mistake ({where})")
+            verdicts[k] = ("inconsistent", f"says ok, but {_names(diagram, f.elements)} has a real {f.category} mistake ({where})"
+                                           + states)
         elif contradicted is not None:
             f = facts[contradicted]
             drop_ok.add(k)
@@ -261,6 +270,9 @@ def audit_trace(
                     f"says ok while the verdict lists a {v.category} mistake on {_names(diagram, v.elements)}; "
                     "the step is right and the verdict entry is removed",
                 )
+        elif misstated:
+            verdicts[k] = ("hallucinated", f"states '{misstated[0]}' about {_names(diagram, [s.element_ids[0]])}, "
+                                           f"but the diagram shows '{misstated[1]}'")
         else:
             verdicts[k] = ("correct", "agrees with the diagram and the ground truth")
 
@@ -469,6 +481,38 @@ def construct_evidence(diagram: EERD, construct: Construct) -> str:
     c = next(c for c in diagram.categories if c.id == construct.id)
     n = len(set(c.superclasses))
     return f"{n} superclass{'' if n == 1 else 'es'}"
+
+
+_NAME = r"[^\s,;()]+"
+_NAMES = rf"{_NAME}(?: \((?:multivalued|derived|multivalued, derived)\))?(?:, {_NAME}(?: \((?:multivalued|derived|multivalued, derived)\))?)*"
+_EVIDENCE_FORMS = {
+    "entity": re.compile(rf"^(key (none|{_NAMES})|weak; partial key (none|{_NAMES}); identified by (none|{_NAMES})"
+                         rf"|subclass of {_NAMES}; (own key {_NAMES}|no own key))$"),
+    "relationship": re.compile(rf"^\d+ ends?(; (recursive on {_NAME}, (roles [^;]+|no roles)|end {_NAME} is no entity))*$"),
+    "specialization": re.compile(rf"^(superclass {_NAME}|no superclass); \d+ subclass(es)?; "
+                                 r"(disjoint|overlapping|disjointness not stated); (total|partial|completeness not stated)$"),
+    "category": re.compile(r"^\d+ superclass(es)?$"),
+}
+
+
+def misstated_evidence(step: Step, diagram: EERD, walk: list[Construct] | None = None) -> tuple[str, str] | None:
+    """``(what the step states, what the diagram shows)`` when ``step`` opens with its construct's facts in
+    :func:`construct_evidence`'s form and they differ from the diagram's; None otherwise.
+
+    Only a statement in that exact form counts (``key Airport_code``, ``2 ends; recursive on PAPER, no roles``),
+    so a free sentence that happens to start with "key" is not read as one. A model trained on evidence walks
+    states facts it remembers of the schema instead of those of the line (run64e): such a step is false even
+    where its construct has no mistake.
+    """
+    first = next((e for e in step.element_ids if e), None)
+    construct = next((c for c in (walk if walk is not None else constructs(diagram)) if c.id == first), None)
+    if construct is None:
+        return None
+    said = " ".join(step.text.split(". ")[0].split())
+    if not _EVIDENCE_FORMS[construct.kind].match(said):
+        return None
+    truth = construct_evidence(diagram, construct)
+    return None if said == truth else (said, truth)
 
 
 def walk_steps(diagram: EERD, verdict: list[Mistake], *, evidence: bool = False) -> list[Step]:
