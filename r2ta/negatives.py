@@ -139,35 +139,45 @@ def _misclassification(lines: list[str], key: str) -> list[str] | None:
 
 def _hallucination(lines: list[str], diagram: EERD, claimed: set[str], key: str) -> list[str] | None:
     """Claim a mistake the verdict does not have, against an element no verdict line names."""
-    options: list[tuple[str, str, str, str]] = []  # (category, elements, step text, explanation)
+    options: list[tuple[str, str, str, str, str]] = []  # (category, elements, step text, explanation, element id)
     for e in diagram.entities:
         keys = [a for a in e.attributes if a.key]
         if e.id not in claimed and not e.weak and keys and "missing_key" not in _categories(lines):
             options.append(("missing_key", e.name, f"{e.name} has no key attribute that identifies each instance.",
-                            f"{e.name} has no key."))
+                            f"{e.name} has no key.", e.id))
     for r in diagram.relationships:
         if r.id not in claimed and len(r.participants) == 2 and "cardinality" not in _categories(lines):
             options.append(("cardinality", r.name, f"The maximum bounds of {r.name} contradict the requirements.",
-                            f"The cardinality of {r.name} is the wrong way round."))
+                            f"The cardinality of {r.name} is the wrong way round.", r.id))
     if not options:
         return None
-    category, elements, step_text, explanation = _pick(options, key, "hallucination")
+    category, elements, step_text, explanation, element_id = _pick(options, key, "hallucination")
     verdict = _verdict_at(lines)
     if verdict is None:
         return None
     out = list(lines)
     # A step that says ok about exactly this element (a walk has one per construct) turns into the claim,
-    # so the pair differs in that step and the verdict line; otherwise the claim is a new last step.
-    own = re.compile(rf"^step\s*(\d+)\s*\[{re.escape(elements)}\]:.*->\s*ok\s*$", re.IGNORECASE)
+    # so the pair differs in that step and the verdict line; otherwise the claim is a new last step. An
+    # evidence walk's step keeps its facts (the claim then contradicts them, as a model's false claim would).
+    own = re.compile(rf"^step\s*(\d+)\s*\[{re.escape(elements)}\]:\s*(.*?)\s*->\s*ok\s*$", re.IGNORECASE)
     at = next((i for i, line in enumerate(lines[:verdict]) if own.match(line.strip())), None)
     if at is not None:
-        out[at] = f"Step {own.match(lines[at].strip()).group(1)} [{elements}]: {step_text} -> {category}"  # type: ignore[union-attr]
+        number, said = own.match(lines[at].strip()).groups()  # type: ignore[union-attr]
+        facts = f"{said}. " if said and said == _facts_of(diagram, element_id) else ""
+        out[at] = f"Step {number} [{elements}]: {facts}{step_text} -> {category}"
     else:
         n_steps = sum(1 for line in lines[:verdict] if line.lower().startswith("step"))
         out.insert(verdict, f"Step {n_steps + 1} [{elements}]: {step_text} -> {category}")
     out = [line for line in out if line.strip().upper() != "NONE"]
     out.append(f"MISTAKE: {category} | {elements} | {explanation}")
     return out
+
+
+def _facts_of(diagram: EERD, element_id: str) -> str | None:
+    """The facts an evidence walk states about the construct ``element_id`` (None if it is none)."""
+    from r2ta.audit import construct_evidence, constructs  # not at the top: r2ta.audit is the heavier module
+
+    return next((construct_evidence(diagram, c) for c in constructs(diagram) if c.id == element_id), None)
 
 
 def _categories(lines: list[str]) -> set[str]:

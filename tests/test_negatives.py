@@ -168,3 +168,17 @@ def test_omission_in_an_evidence_walk_keeps_the_facts_and_turns_the_decision_to_
         facts = before.split("]: ")[1].split(". ")[0]  # "key Ssn" / "2 ends"
         assert after.endswith(f"]: {facts} -> ok")
     assert seen == {m.category for m in verdict}
+
+
+def test_hallucination_in_an_evidence_walk_keeps_the_steps_facts():
+    """The pair differs in the decision only: the rejected step states the same facts, then claims the mistake."""
+    from r2ta.audit import audit_walk
+    from reasoning_fixtures import TRUTH
+
+    walk = audit_walk(parse_output("", DIAGRAM), DIAGRAM, TRUTH, evidence=True).refined_text
+    for key in (f"h{n}" for n in range(8)):
+        _, rejected = planted_negative(walk, DIAGRAM, key=key, kind="hallucination")
+        (before, after), = [(a, b) for a, b in zip(walk.splitlines(), rejected.splitlines()) if a != b]
+        facts = before.split("]: ")[1].removesuffix(" -> ok")
+        assert after.split("]: ")[1].startswith(facts + ". ") and not after.endswith("-> ok")
+        assert parse_output(rejected, DIAGRAM).valid
