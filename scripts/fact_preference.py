@@ -11,6 +11,13 @@ probability of the diagram's token is compared with that of the base schema's: a
 line prefers the first, one that recites the schema the second. Prints, for the base model and each
 LoRA adapter, how many constructs prefer the diagram's token and the mean of each probability.
 No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt.
+
+``--decisions``: the other half — given the *right* facts, does the decision follow them? The evidence walk
+that finds nothing (every construct's true facts, ``-> ok``) is fed whole (one forward pass per variant);
+right after each step's facts the model chooses between ``.`` (an explanation follows: a mistake) and
+`` ->`` (``-> ok``). P(flag) = P(.) / (P(.) + P( ->)).
+Prints the AUC of P(flag) between constructs a real mistake is anchored on and the others, and between
+constructs whose facts show a defect (``scripts/evidence_facts.py``'s reading) and the others.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from db.engine import get_engine
 from db.models import VariantRow
-from r2ta.audit import construct_evidence, constructs, walk_steps
+from r2ta.audit import anchor, construct_evidence, constructs, walk_steps
 from r2ta.pipeline import _diagram, _truth
-from r2ta.prompting import build_messages, render_step
+from r2ta.prompting import build_messages, render_step, render_trace
 from r2ta.records import load_base_schemas
+from r2ta.walk_probe import auc
 
 
 def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
@@ -64,6 +72,60 @@ def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
     return out
 
 
+def decision_cases(tok, variants) -> list[tuple[list[int], list[tuple[int, int, bool, bool]]]]:
+    """Per variant: the prompt and all-ok evidence walk's ids, and per construct step (index of the token right
+    after its facts, the token written there, wrong construct?, facts show a defect?)."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+    from evidence_facts import shows_defect
+
+    dot, arrow = (tok(x, add_special_tokens=False)["input_ids"][-1] for x in ("key none.", "key none ->"))
+    out = []
+    for v in variants:
+        diagram, truth = _diagram(v), _truth(v)
+        walk = constructs(diagram)
+        wrong = {anchor(m, walk) for m in truth} - {None}
+        # the all-ok evidence walk (as r2ta.walk_probe feeds the all-ok walk): a mistake step's header would
+        # name the mistake's other elements too and give the decision away
+        steps = walk_steps(diagram, [], evidence=True)
+        prompt = tok.apply_chat_template(build_messages(v.requirements, diagram), tokenize=False, add_generation_prompt=True)
+        answer = render_trace(steps, [])
+        enc = tok(prompt + answer, add_special_tokens=False, return_offsets_mapping=True)
+        starts = {s: i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s}
+        points, at = [], len(prompt)
+        for step in steps:
+            k = next((i for i, c in enumerate(walk) if step.element_ids and c.id == step.element_ids[0]), None)
+            line = render_step(step)
+            begin = answer.index(line, at - len(prompt)) + len(prompt)
+            at = begin + len(line)
+            if k is None:
+                continue
+            facts = construct_evidence(diagram, walk[k])
+            i = starts.get(line.index("]: ") + 3 + len(facts) + begin)
+            if i is None or enc["input_ids"][i] not in (dot, arrow):
+                continue
+            points.append((i, enc["input_ids"][i], k in wrong, shows_defect(facts)))
+        out.append((enc["input_ids"], points))
+    return out
+
+
+def decisions(model, cases, dot: int, arrow: int) -> str:
+    flag = {True: [], False: []}
+    defect = {True: [], False: []}
+    for ids, points in cases:
+        with torch.inference_mode():
+            logits = model(torch.tensor([ids])).logits[0].float()
+        for i, _, is_wrong, shows in points:
+            p = torch.softmax(logits[i - 1], -1)
+            f = (p[dot] / (p[dot] + p[arrow])).item()
+            flag[is_wrong].append(f)
+            defect[shows].append(f)
+    mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
+    return (f"P(flag) at wrong constructs {mean(flag[True]):.3f} (n {len(flag[True])}), right {mean(flag[False]):.3f} "
+            f"(n {len(flag[False])}), AUC {auc(flag[True], flag[False]):.3f}; facts showing a defect "
+            f"{mean(defect[True]):.3f} (n {len(defect[True])}), others {mean(defect[False]):.3f}, "
+            f"AUC {auc(defect[True], defect[False]):.3f}")
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base_dir")
@@ -71,6 +133,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--split", default="test", choices=("train", "test"))
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--show", action="store_true", help="print each construct's two probabilities")
+    ap.add_argument("--decisions", action="store_true",
+                    help="instead: P(flag) right after each construct's true facts, wrong vs right constructs")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     tok = AutoTokenizer.from_pretrained(args.base_dir)
@@ -79,6 +143,16 @@ def main(argv: list[str]) -> None:
                                      .order_by(VariantRow.id).limit(args.limit)))
     if not variants:
         sys.exit(f"no {args.split} variants in this database (R2TA_DATA_DIR / R2TA_DATABASE_URL)")
+    if args.decisions:
+        dot, arrow = (tok(x, add_special_tokens=False)["input_ids"][-1] for x in ("key none.", "key none ->"))
+        todo_d = decision_cases(tok, variants)
+        print(f"{sum(len(p) for _, p in todo_d)} construct decisions in {len(variants)} {args.split} variants")
+        for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
+            model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
+            model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+            t0 = time.time()
+            print(f"{name}: {decisions(model, todo_d, dot, arrow)}; {time.time() - t0:.0f} s", flush=True)
+        return
     todo = cases(tok, variants)
     print(f"{len(todo)} constructs whose facts differ from the base schema's, in {len(variants)} {args.split} variants")
     for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
