@@ -483,6 +483,20 @@ def construct_evidence(diagram: EERD, construct: Construct) -> str:
     return f"{n} superclass{'' if n == 1 else 'es'}"
 
 
+_DEFECTS = ("key none", "identified by none", "(multivalued", "(derived", "no roles", "is no entity", "not stated",
+            "no superclass", "0 subclasses")
+
+
+def shows_defect(facts: str) -> bool:
+    """True when a construct's facts (:func:`construct_evidence`) alone show a structural defect the checker
+    reports (a multivalued or derived key, no key, a weak entity without partial key or identifying
+    relationship, a subclass with a key of its own, a relationship of fewer than two ends, a recursive one without roles, a specialization
+    constraint not stated, a category of fewer than two superclasses)."""
+    parts = [p.strip() for p in facts.split(";")]
+    return (any(d in facts for d in _DEFECTS) or any(p.startswith("own key ") for p in parts)
+            or parts[0] in ("0 ends", "1 end", "0 superclasses", "1 superclass"))
+
+
 _NAME = r"[^\s,;()]+"
 _NAMES = rf"{_NAME}(?: \((?:multivalued|derived|multivalued, derived)\))?(?:, {_NAME}(?: \((?:multivalued|derived|multivalued, derived)\))?)*"
 _EVIDENCE_FORMS = {

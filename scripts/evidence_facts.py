@@ -28,25 +28,11 @@ import collections
 from sqlmodel import Session
 
 from db.engine import get_engine
-from r2ta.audit import anchor, construct_evidence, constructs
+from r2ta.audit import anchor, construct_evidence, constructs, shows_defect
 from r2ta.pipeline import _diagram, _truth
 from r2ta.prompting import parse_output
 from r2ta.records import load_base_schemas
 from r2ta.store import latest_traces
-
-_DEFECTS = ("key none", "identified by none", "(multivalued", "(derived", "no roles", "is no entity", "not stated",
-            "no superclass", "0 subclasses")
-
-
-def shows_defect(facts: str) -> bool:
-    """True when a construct's facts alone show a structural defect the checker reports (a multivalued or
-    derived key, no key, a weak entity without partial key or identifying relationship, a subclass with a
-    key of its own, a relationship of fewer than two ends, a recursive one without roles, a specialization
-    constraint not stated, a category of fewer than two superclasses)."""
-    parts = [p.strip() for p in facts.split(";")]
-    return (any(d in facts for d in _DEFECTS) or any(p.startswith("own key ") for p in parts)
-            or parts[0] in ("0 ends", "1 end", "0 superclasses", "1 superclass"))
-
 
 def tally(session: Session, model: str, split: str) -> collections.Counter:
     c: collections.Counter = collections.Counter()

@@ -17,7 +17,7 @@ that finds nothing (every construct's true facts, ``-> ok``) is fed whole (one f
 right after each step's facts the model chooses between ``.`` (an explanation follows: a mistake) and
 `` ->`` (``-> ok``). P(flag) = P(.) / (P(.) + P( ->)).
 Prints the AUC of P(flag) between constructs a real mistake is anchored on and the others, and between
-constructs whose facts show a defect (``scripts/evidence_facts.py``'s reading) and the others.
+constructs whose facts show a defect (:func:`r2ta.audit.shows_defect`) and the others.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from db.engine import get_engine
 from db.models import VariantRow
-from r2ta.audit import anchor, construct_evidence, constructs, walk_steps
+from r2ta.audit import anchor, construct_evidence, constructs, shows_defect, walk_steps
 from r2ta.pipeline import _diagram, _truth
 from r2ta.prompting import build_messages, render_step, render_trace
 from r2ta.records import load_base_schemas
@@ -75,9 +75,6 @@ def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
 def decision_cases(tok, variants) -> list[tuple[list[int], list[tuple[int, int, bool, bool]]]]:
     """Per variant: the prompt and all-ok evidence walk's ids, and per construct step (index of the token right
     after its facts, the token written there, wrong construct?, facts show a defect?)."""
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-    from evidence_facts import shows_defect
-
     dot, arrow = (tok(x, add_special_tokens=False)["input_ids"][-1] for x in ("key none.", "key none ->"))
     out = []
     for v in variants:
