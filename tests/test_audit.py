@@ -439,3 +439,27 @@ def test_the_facts_that_show_a_defect_are_the_constructs_the_checker_flags():
     flagged = {walk[i].id for i in {anchor(m, walk) for m in check(FACTS)} - {None}}
     shown = {c.id for c in walk if shows_defect(construct_evidence(FACTS, c))}
     assert shown == flagged == {"SHOP", "ITEM", "LINE", "FOOD", "KNOWS", "ALONE", "SPEC", "CAT"}
+
+
+def test_an_ok_step_that_misstates_its_constructs_facts_is_a_hallucination():
+    """What run64e's model did: it wrote the facts it remembered of the schema, not the line's."""
+    from r2ta.audit import misstated_evidence
+
+    text = EVIDENCE_WALK.replace("Step 1 [DEPARTMENT]: key Dnumber -> ok", "Step 1 [DEPARTMENT]: key Dname -> ok") \
+        .replace("Step 5 [WORKS_ON]: 2 ends -> ok", "Step 5 [WORKS_ON]: 3 ends -> ok") + WALK[WALK.index("\nVERDICT:"):]
+    result = audit(text)
+    audits = {a.step: a for a in result.step_audits}
+    assert (audits[1].verdict, audits[1].reason) == (
+        "hallucinated", "states 'key Dname' about DEPARTMENT, but the diagram shows 'key Dnumber'")
+    assert audits[5].verdict == "hallucinated" and "'3 ends'" in audits[5].reason and "'2 ends'" in audits[5].reason
+    assert audits[3].verdict == "correct"  # its facts are the diagram's
+    assert [c.step for c in result.changes if c.kind == "removed_step"] == [1, 5]
+    # at a construct with a real mistake, the ok step stays 'inconsistent' and says what it misstated
+    wrong = text.replace("Step 4 [WORKS_FOR, EMPLOYEE]: 2 ends. Every employee works for a department, so EMPLOYEE must "
+                         "be (1,1) in WORKS_FOR. -> participation", "Step 4 [WORKS_FOR, EMPLOYEE]: 1 end -> ok")
+    four = {a.step: a for a in audit(wrong).step_audits}[4]
+    assert four.verdict == "inconsistent" and four.reason.endswith("(it states '1 end'; the diagram shows '2 ends')")
+    # a free sentence that happens to open with "key" is no statement of facts
+    free = parse_output("Step 1 [DEPARTMENT]: key Dname is unique per department -> ok\nVERDICT:\nNONE", DIAGRAM)
+    assert misstated_evidence(free.steps[0], DIAGRAM) is None
+    assert misstated_evidence(parse_output(EVIDENCE_WALK + "\nVERDICT:\nNONE", DIAGRAM).steps[0], DIAGRAM) is None
