@@ -30,6 +30,7 @@ from r2ta.mutations import OPERATORS, Operator
 from r2ta.records import BaseSchema, Variant, variant_to_json
 
 SplitBy = Literal["category", "schema"]
+Disguise = Literal["none", "train", "test", "all"]
 
 # Share of variants with 1, 2 and 3 mistakes.
 MISTAKE_COUNT_WEIGHTS = {1: 0.4, 2: 0.35, 3: 0.25}
@@ -43,6 +44,8 @@ class BuildConfig:
     n_test: int = 150
     min_per_category: int = 40
     split_by: SplitBy = "category"
+    # rename every row's names to made-up words and shuffle its constructs (r2ta.disguise)
+    disguise: Disguise = "none"
 
 
 @dataclass
@@ -182,6 +185,10 @@ def build_variants(schemas: list[BaseSchema], config: BuildConfig) -> tuple[list
     else:
         test_schemas = []
         assign_split_by_category(variants, config.n_test, rng)
+    if config.disguise != "none":
+        from r2ta.disguise import disguise_variants
+
+        variants = disguise_variants(variants, config.disguise, config.seed)
     report = BuildReport(
         config=config,
         category_counts={c: category_counts[c] for c in CATEGORIES},
@@ -259,6 +266,7 @@ def write_dataset(variants: list[Variant], report: BuildReport, out_dir: str | P
     manifest = {
         "seed": report.config.seed,
         "split_by": report.config.split_by,
+        "disguise": report.config.disguise,
         "variants": len(variants),
         "splits": report.split_counts,
         "test_schemas": report.test_schemas,

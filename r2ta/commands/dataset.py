@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="category",
         help="category: stratified random split; schema: whole base schemas held out (unseen-schema test)",
     )
+    b.add_argument(
+        "--disguise",
+        choices=["none", "train", "test", "all"],
+        default="none",
+        help="rename each row's names to made-up words (consistently in diagram, requirements and mistakes) "
+        "and shuffle its constructs, so a model cannot recall a row from the 12 base schemas",
+    )
     b.add_argument("--schemas", type=Path, default=config.SCHEMAS_DIR, help="folder of base schema files")
     b.add_argument("--no-db", action="store_true", help="only write the JSONL files")
     b.set_defaults(func=cmd_build)
@@ -47,9 +54,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         n_test=args.test,
         min_per_category=args.min_per_category,
         split_by=args.split_by,
+        disguise=args.disguise,
     )
     variants, report = build_dataset(schemas, out, cfg, progress=print)
     print(f"wrote {len(variants)} variants to {out}: {report.split_counts}")
+    if cfg.disguise != "none":
+        print(f"disguised ({cfg.disguise}): names renamed to made-up words, constructs shuffled")
     if report.test_schemas:
         print(f"test schemas (unseen in training): {', '.join(report.test_schemas)}")
     width = max(len(c) for c in report.category_counts)
