@@ -8,8 +8,9 @@ A disguised variant renames every content word of every name -- entities,
 relationships, attributes, roles, defining values -- to a made-up word, the same
 way everywhere in the row: the diagram, the requirements narrative and the
 ground truth. The order of entities, relationships, specializations and
-categories is shuffled too. Structure, mistakes and what the checker finds stay
-exactly the same; only recall by name or position is gone.
+categories is shuffled too, and so is each owner's list of attributes. Structure,
+mistakes and what the checker finds stay exactly the same; only recall by name
+or position is gone.
 
 Words are renamed token by token (``[A-Za-z]+``), so ``Branch_no`` becomes
 ``Kelovu_no`` in the diagram and "a branch number (Branch_no)" becomes "a kelovu
@@ -132,7 +133,7 @@ def _rename_attr(a: Attribute, r: Renaming) -> dict:
     return d
 
 
-def _rename_diagram(diagram: EERD, r: Renaming, rng: random.Random) -> EERD:
+def _rename_diagram(diagram: EERD, r: Renaming, rng: random.Random, shuffle_attributes: bool) -> EERD:
     data = diagram.model_dump(mode="json")
     data["name"] = r.text(diagram.name)
     data["entities"] = [
@@ -164,15 +165,29 @@ def _rename_diagram(diagram: EERD, r: Renaming, rng: random.Random) -> EERD:
     ]
     for key in ("entities", "relationships", "specializations", "categories"):
         rng.shuffle(data[key])
+    if shuffle_attributes:
+        for owner in data["entities"] + data["relationships"]:
+            _shuffle_attrs(owner["attributes"], rng)
     return parse_diagram(data)
 
 
-def disguise_variant(variant: Variant, seed: int = 0) -> Variant:
-    """``variant`` under fresh names and a shuffled construct order; same structure and mistakes."""
+def _shuffle_attrs(attrs: list[dict], rng: random.Random) -> None:
+    rng.shuffle(attrs)
+    for a in attrs:
+        _shuffle_attrs(a["components"], rng)
+
+
+def disguise_variant(variant: Variant, seed: int = 0, *, shuffle_attributes: bool = True) -> Variant:
+    """``variant`` under fresh names and a shuffled construct order; same structure and mistakes.
+
+    ``shuffle_attributes`` also shuffles each entity's and relationship's attributes (and a composite's
+    components): in the base schemas the key is the first attribute, which a model learns instead of
+    reading the ``[key]`` flag (run64n, docs/measured/loop-run64n-disguised-2026-12-06.txt).
+    """
     rng = random.Random(f"{seed}:{variant.id}")
     avoid = _words(variant.requirements) | _words(" ".join(m.explanation for m in variant.mistakes))
     renaming = Renaming(_name_words(variant.diagram), avoid, rng)
-    diagram = _rename_diagram(variant.diagram, renaming, rng)
+    diagram = _rename_diagram(variant.diagram, renaming, rng, shuffle_attributes)
     mistakes = [
         Mistake.model_validate(
             {**m.model_dump(mode="json"), "elements": [renaming.text(e) for e in m.elements],
