@@ -9,7 +9,10 @@ the variant's *base schema* — the correct diagram the mistake was planted in (
 ``key Airport_code`` there). At the first token where the two fact strings part, the model's
 probability of the diagram's token is compared with that of the base schema's: a model that reads the
 line prefers the first, one that recites the schema the second. Prints, for the base model and each
-LoRA adapter, how many constructs prefer the diagram's token and the mean of each probability.
+LoRA adapter, how many constructs prefer the diagram's token and the mean of each probability, split into
+constructs whose line *lacks* something the schema has (``key none``, ``1 end``) and the others.
+``--no-requirements`` gives every prompt "(not given)" for requirements: the narrative describes the
+correct design, so a fact the model takes from it rather than from the diagram line moves when it is gone.
 No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt.
 
 ``--decisions``: the other half — given the *right* facts, does the decision follow them? The evidence walk
@@ -40,7 +43,21 @@ from r2ta.records import load_base_schemas
 from r2ta.walk_probe import auc
 
 
-def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
+NO_REQUIREMENTS = "(not given)"
+
+
+def lacks(mine: str, theirs: str) -> bool:
+    """The diagram's facts lack something the base schema's have (a key, an end, role names, a superclass,
+    a stated constraint) rather than saying something else (a flag, a keyword, another name)."""
+    if "none" in mine and "none" not in theirs:
+        return True
+    if mine.startswith(("1 end", "1 superclass")) or "no roles" in mine or "not stated" in mine:
+        return True
+    sup = lambda facts: len(facts.split(";")[0].split(","))  # noqa: E731  "subclass of A, B; ..."
+    return mine.startswith("subclass of") and theirs.startswith("subclass of") and sup(mine) < sup(theirs)
+
+
+def cases(tok, variants, requirements: bool = True) -> list[tuple[list[int], int, int, str]]:
     """(context ids, the diagram's token, the base schema's token, a label) per construct whose facts differ."""
     bases = {b.id: b.diagram for b in load_base_schemas()}
     out = []
@@ -49,7 +66,8 @@ def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
         if base is None:
             continue
         base_facts = {k.id: construct_evidence(base, k) for k in constructs(base)}
-        prompt = tok.apply_chat_template(build_messages(v.requirements, diagram), tokenize=False, add_generation_prompt=True)
+        text = v.requirements if requirements else NO_REQUIREMENTS
+        prompt = tok.apply_chat_template(build_messages(text, diagram), tokenize=False, add_generation_prompt=True)
         steps = walk_steps(diagram, _truth(v), evidence=True)
         lines = [render_step(s) for s in steps]
         seen = set()
@@ -68,7 +86,7 @@ def cases(tok, variants) -> list[tuple[list[int], int, int, str]]:
             cut = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
             if cut is None:  # one fact is a prefix of the other ("...; disjoint" vs "...; disjoint; total")
                 continue
-            out.append((a[:cut], a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {theirs!r}"))
+            out.append((a[:cut], a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {theirs!r}", lacks(mine, theirs)))
     return out
 
 
@@ -130,6 +148,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--split", default="test", choices=("train", "test"))
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--show", action="store_true", help="print each construct's two probabilities")
+    ap.add_argument("--no-requirements", action="store_true",
+                    help=f"replace each prompt's requirements with {NO_REQUIREMENTS!r}: is a fact read off the "
+                    "narrative (which describes the correct design) rather than the diagram line?")
     ap.add_argument("--decisions", action="store_true",
                     help="instead: P(flag) right after each construct's true facts, wrong vs right constructs")
     args = ap.parse_args(argv)
@@ -150,24 +171,28 @@ def main(argv: list[str]) -> None:
             t0 = time.time()
             print(f"{name}: {decisions(model, todo_d, dot, arrow)}; {time.time() - t0:.0f} s", flush=True)
         return
-    todo = cases(tok, variants)
+    todo = cases(tok, variants, requirements=not args.no_requirements)
     print(f"{len(todo)} constructs whose facts differ from the base schema's, in {len(variants)} {args.split} variants")
     for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
         model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
         model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
-        t0, reads, p_mine, p_theirs = time.time(), 0, [], []
-        for context, mine, theirs, label in todo:
+        t0, reads, p_mine, p_theirs, by_kind = time.time(), 0, [], [], {True: [0, 0], False: [0, 0]}
+        for context, mine, theirs, label, lacking in todo:
             with torch.inference_mode():
                 logits = model(torch.tensor([context]), logits_to_keep=1).logits[0, -1].float()
             p = torch.softmax(logits, -1)
             p_mine.append(p[mine].item())
             p_theirs.append(p[theirs].item())
             reads += p_mine[-1] > p_theirs[-1]
+            by_kind[lacking][0] += p_mine[-1] > p_theirs[-1]
+            by_kind[lacking][1] += 1
             if args.show:
                 print(f"  {label}: {p_mine[-1]:.3f} vs {p_theirs[-1]:.3f}")
         n = max(len(todo), 1)
         print(f"{name}: prefers the diagram's fact in {reads} of {len(todo)}; mean P diagram's {sum(p_mine) / n:.3f}, "
-              f"base schema's {sum(p_theirs) / n:.3f}; {time.time() - t0:.0f} s", flush=True)
+              f"base schema's {sum(p_theirs) / n:.3f}; where the line lacks something {by_kind[True][0]} of "
+              f"{by_kind[True][1]}, where it says something else {by_kind[False][0]} of {by_kind[False][1]}; "
+              f"{time.time() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
