@@ -46,6 +46,7 @@ class BuildConfig:
     split_by: SplitBy = "category"
     # rename every row's names to made-up words and shuffle its constructs (r2ta.disguise)
     disguise: Disguise = "none"
+    disguise_attribute_order: bool = True  # shuffle attributes too (False reproduces run64n's rows)
 
 
 @dataclass
@@ -188,7 +189,9 @@ def build_variants(schemas: list[BaseSchema], config: BuildConfig) -> tuple[list
     if config.disguise != "none":
         from r2ta.disguise import disguise_variants
 
-        variants = disguise_variants(variants, config.disguise, config.seed)
+        variants = disguise_variants(
+            variants, config.disguise, config.seed, shuffle_attributes=config.disguise_attribute_order
+        )
     report = BuildReport(
         config=config,
         category_counts={c: category_counts[c] for c in CATEGORIES},
@@ -267,6 +270,7 @@ def write_dataset(variants: list[Variant], report: BuildReport, out_dir: str | P
         "seed": report.config.seed,
         "split_by": report.config.split_by,
         "disguise": report.config.disguise,
+        "disguise_attribute_order": report.config.disguise_attribute_order,
         "variants": len(variants),
         "splits": report.split_counts,
         "test_schemas": report.test_schemas,

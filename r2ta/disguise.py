@@ -133,7 +133,7 @@ def _rename_attr(a: Attribute, r: Renaming) -> dict:
     return d
 
 
-def _rename_diagram(diagram: EERD, r: Renaming, rng: random.Random, shuffle_attributes: bool) -> EERD:
+def _rename_diagram(diagram: EERD, r: Renaming, rng: random.Random | None, shuffle_attributes: bool) -> EERD:
     data = diagram.model_dump(mode="json")
     data["name"] = r.text(diagram.name)
     data["entities"] = [
@@ -163,6 +163,8 @@ def _rename_diagram(diagram: EERD, r: Renaming, rng: random.Random, shuffle_attr
          "superclasses": [r.text(x) for x in c.superclasses]}
         for c in diagram.categories
     ]
+    if rng is None:
+        return parse_diagram(data)
     for key in ("entities", "relationships", "specializations", "categories"):
         rng.shuffle(data[key])
     if shuffle_attributes:
@@ -177,6 +179,22 @@ def _shuffle_attrs(attrs: list[dict], rng: random.Random) -> None:
         _shuffle_attrs(a["components"], rng)
 
 
+def _renaming(variant: Variant, seed: int) -> tuple[Renaming, random.Random]:
+    rng = random.Random(f"{seed}:{variant.id}")
+    avoid = _words(variant.requirements) | _words(" ".join(m.explanation for m in variant.mistakes))
+    return Renaming(_name_words(variant.diagram), avoid, rng), rng
+
+
+def renaming_for(variant: Variant, seed: int = 0) -> Renaming:
+    """The word map :func:`disguise_variant` uses for ``variant`` (the original, undisguised row)."""
+    return _renaming(variant, seed)[0]
+
+
+def rename_diagram(diagram: EERD, renaming: Renaming) -> EERD:
+    """``diagram`` under ``renaming``, order kept: e.g. a variant's base schema as its disguised row would name it."""
+    return _rename_diagram(diagram, renaming, None, False)
+
+
 def disguise_variant(variant: Variant, seed: int = 0, *, shuffle_attributes: bool = True) -> Variant:
     """``variant`` under fresh names and a shuffled construct order; same structure and mistakes.
 
@@ -184,9 +202,7 @@ def disguise_variant(variant: Variant, seed: int = 0, *, shuffle_attributes: boo
     components): in the base schemas the key is the first attribute, which a model learns instead of
     reading the ``[key]`` flag (run64n, docs/measured/loop-run64n-disguised-2026-12-06.txt).
     """
-    rng = random.Random(f"{seed}:{variant.id}")
-    avoid = _words(variant.requirements) | _words(" ".join(m.explanation for m in variant.mistakes))
-    renaming = Renaming(_name_words(variant.diagram), avoid, rng)
+    renaming, rng = _renaming(variant, seed)
     diagram = _rename_diagram(variant.diagram, renaming, rng, shuffle_attributes)
     mistakes = [
         Mistake.model_validate(
@@ -205,8 +221,13 @@ def disguise_variant(variant: Variant, seed: int = 0, *, shuffle_attributes: boo
     )
 
 
-def disguise_variants(variants: list[Variant], split: str, seed: int = 0) -> list[Variant]:
+def disguise_variants(
+    variants: list[Variant], split: str, seed: int = 0, *, shuffle_attributes: bool = True
+) -> list[Variant]:
     """Disguise the variants of ``split`` ("train", "test" or "all"); others are returned as they are."""
     if split not in ("train", "test", "all"):
         raise DatasetError(f"unknown split to disguise {split!r}: use train, test or all")
-    return [disguise_variant(v, seed) if split in ("all", v.split) else v for v in variants]
+    return [
+        disguise_variant(v, seed, shuffle_attributes=shuffle_attributes) if split in ("all", v.split) else v
+        for v in variants
+    ]

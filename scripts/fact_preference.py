@@ -13,6 +13,8 @@ LoRA adapter, how many constructs prefer the diagram's token and the mean of eac
 constructs whose line *lacks* something the schema has (``key none``, ``1 end``) and the others.
 ``--no-requirements`` gives every prompt "(not given)" for requirements: the narrative describes the
 correct design, so a fact the model takes from it rather than from the diagram line moves when it is gone.
+``--disguised``: the data folder was built with ``r2ta dataset build --disguise``; each base schema is
+compared under the row's own renaming (r2ta.disguise.renaming_for).
 No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt.
 
 ``--decisions``: the other half — given the *right* facts, does the decision follow them? The evidence walk
@@ -57,12 +59,32 @@ def lacks(mine: str, theirs: str) -> bool:
     return mine.startswith("subclass of") and theirs.startswith("subclass of") and sup(mine) < sup(theirs)
 
 
-def cases(tok, variants, requirements: bool = True) -> list[tuple[list[int], int, int, str]]:
+def disguised_bases(variants) -> dict[str, object]:
+    """Variant id -> its base schema under the variant's own renaming, for a dataset built with --disguise
+    (rebuilt from the dataset's manifest: the word map is derived from the original row)."""
+    import json
+
+    from r2ta import config
+    from r2ta.dataset import BuildConfig, build_variants
+    from r2ta.disguise import rename_diagram, renaming_for
+
+    manifest = json.loads((config.dataset_dir() / "manifest.json").read_text())
+    if manifest.get("disguise", "none") == "none":
+        sys.exit("--disguised: this data folder's dataset was built without --disguise")
+    cfg = BuildConfig(seed=manifest["seed"], n_variants=manifest["variants"], n_test=manifest["splits"].get("test", 150),
+                      split_by=manifest["split_by"])
+    originals = {v.id: v for v in build_variants(load_base_schemas(), cfg)[0]}
+    bases = {b.id: b.diagram for b in load_base_schemas()}
+    return {v.id: rename_diagram(bases[v.base_id], renaming_for(originals[v.id], cfg.seed)) for v in variants}
+
+
+def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> list[tuple[list[int], int, int, str]]:
     """(context ids, the diagram's token, the base schema's token, a label) per construct whose facts differ."""
     bases = {b.id: b.diagram for b in load_base_schemas()}
+    renamed = disguised_bases(variants) if disguised else {}
     out = []
     for v in variants:
-        diagram, base = _diagram(v), bases.get(v.base_id)
+        diagram, base = _diagram(v), renamed.get(v.id) or bases.get(v.base_id)
         if base is None:
             continue
         base_facts = {k.id: construct_evidence(base, k) for k in constructs(base)}
@@ -151,6 +173,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--no-requirements", action="store_true",
                     help=f"replace each prompt's requirements with {NO_REQUIREMENTS!r}: is a fact read off the "
                     "narrative (which describes the correct design) rather than the diagram line?")
+    ap.add_argument("--disguised", action="store_true",
+                    help="the data folder's dataset was built with --disguise: compare with each base schema "
+                    "under the row's own renaming")
     ap.add_argument("--decisions", action="store_true",
                     help="instead: P(flag) right after each construct's true facts, wrong vs right constructs")
     args = ap.parse_args(argv)
@@ -171,7 +196,7 @@ def main(argv: list[str]) -> None:
             t0 = time.time()
             print(f"{name}: {decisions(model, todo_d, dot, arrow)}; {time.time() - t0:.0f} s", flush=True)
         return
-    todo = cases(tok, variants, requirements=not args.no_requirements)
+    todo = cases(tok, variants, requirements=not args.no_requirements, disguised=args.disguised)
     print(f"{len(todo)} constructs whose facts differ from the base schema's, in {len(variants)} {args.split} variants")
     for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
         model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)

@@ -130,3 +130,27 @@ def test_the_key_is_no_longer_always_the_first_attribute(variants):
     kept = disguise_variant(variants[0], shuffle_attributes=False)
     by_count = lambda d: sorted(tuple(a.key for a in e.attributes) for e in d.entities)  # noqa: E731
     assert by_count(kept.diagram) == by_count(variants[0].diagram)
+
+
+def test_a_base_schema_under_its_variants_renaming_names_the_same_constructs(variants):
+    """scripts/fact_preference.py --disguised compares a disguised row with its base schema renamed the same way."""
+    from r2ta.disguise import rename_diagram, renaming_for
+
+    bases = {s.id: s.diagram for s in load_base_schemas()}
+    for v in variants[:24]:
+        renamed_base = rename_diagram(bases[v.base_id], renaming_for(v))
+        disguised = disguise_variant(v)
+        shared = {c.id for c in constructs(v.diagram)} & {c.id for c in constructs(bases[v.base_id])}
+        ids = {c.id for c in constructs(disguised.diagram)} & {c.id for c in constructs(renamed_base)}
+        assert len(ids) == len(shared), v.id
+        assert [e.id for e in renamed_base.entities] == [renaming_for(v).text(e.id) for e in bases[v.base_id].entities]
+
+
+def test_cli_keeps_the_attribute_order_when_asked(tmp_path):
+    out = tmp_path / "ds"
+    assert main(["dataset", "build", "--variants", "60", "--test", "15", "--min-per-category", "1",
+                 "--disguise", "all", "--keep-attribute-order", "--no-db", "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["disguise_attribute_order"] is False
+    rows = read_variants(out / "train.jsonl") + read_variants(out / "test.jsonl")
+    firsts = [e.attributes[0].key for v in rows for e in v.diagram.entities if any(a.key for a in e.attributes)]
+    assert sum(firsts) / len(firsts) > 0.9

@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="rename each row's names to made-up words (consistently in diagram, requirements and mistakes) "
         "and shuffle its constructs, so a model cannot recall a row from the 12 base schemas",
     )
+    b.add_argument(
+        "--keep-attribute-order",
+        action="store_true",
+        help="with --disguise: keep each owner's attributes in their order (the key first, as in run64n)",
+    )
     b.add_argument("--schemas", type=Path, default=config.SCHEMAS_DIR, help="folder of base schema files")
     b.add_argument("--no-db", action="store_true", help="only write the JSONL files")
     b.set_defaults(func=cmd_build)
@@ -55,6 +60,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         min_per_category=args.min_per_category,
         split_by=args.split_by,
         disguise=args.disguise,
+        disguise_attribute_order=not args.keep_attribute_order,
     )
     variants, report = build_dataset(schemas, out, cfg, progress=print)
     print(f"wrote {len(variants)} variants to {out}: {report.split_counts}")
