@@ -28,6 +28,7 @@ constructs whose facts show a defect (:func:`r2ta.audit.shows_defect`) and the o
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -46,6 +47,12 @@ from r2ta.walk_probe import auc
 
 
 NO_REQUIREMENTS = "(not given)"
+
+
+def same_but_order(mine: str, theirs: str) -> bool:
+    """'subclass of B, A' vs 'subclass of A, B': a disguised row's shuffled constructs reorder names, nothing else."""
+    parts = lambda facts: sorted(p.strip().removeprefix("subclass of ") for p in re.split(r"[,;]", facts))  # noqa: E731
+    return parts(mine) == parts(theirs)
 
 
 def lacks(mine: str, theirs: str) -> bool:
@@ -100,7 +107,7 @@ def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> 
                 continue
             seen.add(k.id)
             mine, theirs = construct_evidence(diagram, k), base_facts.get(k.id)
-            if theirs is None or theirs == mine:
+            if theirs is None or theirs == mine or same_but_order(mine, theirs):
                 continue
             head = prompt + "\n".join(lines[:n] + [lines[n].split("]: ")[0] + "]:"])
             a = tok(head + " " + mine, add_special_tokens=False)["input_ids"]
