@@ -3,8 +3,11 @@
 The 600 variants are mutations of 12 base schemas. A construct is correct in most
 variants of its schema, so a small model trained on them can learn "AIRPORT has
 key Airport_code" by name and write it without reading the line that says
-``key none`` (run64e measured exactly that: 0 of 20 defect facts read right).
-A disguised variant renames every content word of every name -- entities,
+``key none`` (run64e read its 0 of 20 defect facts that way). run64n trained on
+disguised rows and found recall was not the cause: the model writes the *usual*
+fact (a key, the first attribute as the key, two ends) whatever the names, and
+trained only on made-up names it names real rows badly (grounding 0.50; see
+docs/measured/loop-run64n-disguised-2026-12-06.txt). A disguised variant renames every content word of every name -- entities,
 relationships, attributes, roles, defining values -- to a made-up word, the same
 way everywhere in the row: the diagram, the requirements narrative and the
 ground truth. The order of entities, relationships, specializations and
@@ -42,7 +45,7 @@ KEEP_WORDS = frozenset(
     is are was were be been being has have had do does did can could may might must shall should will would
     it its this that these those which who whom whose what when where while how why
     one two three four five six seven eight nine ten many more most least few only exactly
-    own owns own also other same such there their they them he she his her we our you your
+    own owns also other same such there their they them he she his her we our you your
     made make makes kept held acts act up out off over under away home yet once
     key keys partial total unique identified identifies identify weak derived computed stored
     multivalued composite value values number numbers id

@@ -15,7 +15,8 @@ constructs whose line *lacks* something the schema has (``key none``, ``1 end``)
 correct design, so a fact the model takes from it rather than from the diagram line moves when it is gone.
 ``--disguised``: the data folder was built with ``r2ta dataset build --disguise``; each base schema is
 compared under the row's own renaming (r2ta.disguise.renaming_for).
-No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt.
+No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt
+and loop-run64n-disguised-2026-12-06.txt.
 
 ``--decisions``: the other half — given the *right* facts, does the decision follow them? The evidence walk
 that finds nothing (every construct's true facts, ``-> ok``) is fed whole (one forward pass per variant);
@@ -85,8 +86,8 @@ def disguised_bases(variants) -> dict[str, object]:
     return {v.id: rename_diagram(bases[v.base_id], renaming_for(originals[v.id], cfg.seed)) for v in variants}
 
 
-def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> list[tuple[list[int], int, int, str]]:
-    """(context ids, the diagram's token, the base schema's token, a label) per construct whose facts differ."""
+def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> list[tuple[list[int], int, int, str, bool]]:
+    """(context ids, the diagram's token, the base schema's token, a label, lacks?) per construct whose facts differ."""
     bases = {b.id: b.diagram for b in load_base_schemas()}
     renamed = disguised_bases(variants) if disguised else {}
     out = []
