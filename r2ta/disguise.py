@@ -7,9 +7,10 @@ key Airport_code" by name and write it without reading the line that says
 disguised rows and found recall was not the cause: the model writes the *usual*
 fact (a key, the first attribute as the key, two ends) whatever the names, and
 trained only on made-up names it names real rows badly (grounding 0.50; see
-docs/measured/loop-run64n-disguised-2026-12-06.txt). A disguised variant renames every content word of every name -- entities,
-relationships, attributes, roles, defining values -- to a made-up word, the same
-way everywhere in the row: the diagram, the requirements narrative and the
+docs/measured/loop-run64n-disguised-2026-12-06.txt). A disguised variant
+renames every content word of every name -- entities, relationships,
+attributes, roles, defining values -- to a made-up word, the same way
+everywhere in the row: the diagram, the requirements narrative and the
 ground truth. The order of entities, relationships, specializations and
 categories is shuffled too, and so is each owner's list of attributes. Structure,
 mistakes and what the checker finds stay exactly the same; only recall by name
@@ -84,7 +85,8 @@ def _singular(word: str, vocabulary: set[str]) -> str | None:
 
 
 def _made_up(rng: random.Random, taken: set[str]) -> str:
-    """A pronounceable made-up word, ending in a vowel (so never in 's') and starting with a consonant, not in ``taken``."""
+    """A pronounceable made-up word, starting with a consonant and ending in a vowel (so never in 's'),
+    not in ``taken``."""
     while True:
         n = rng.choice((2, 3, 3))
         w = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(n))

@@ -67,7 +67,8 @@ def test_the_walk_flags_the_same_kinds_of_construct_with_the_same_facts_shape(va
 
 
 def test_a_plural_follows_its_singular_and_case_is_kept():
-    v = next(v for v in build_variants(load_base_schemas(), BuildConfig(seed=0, n_variants=12, n_test=3, min_per_category=0))[0] if v.base_id == "bank")
+    built = build_variants(load_base_schemas(), BuildConfig(seed=0, n_variants=12, n_test=3, min_per_category=0))[0]
+    v = next(v for v in built if v.base_id == "bank")
     d = disguise_variant(v)
     names = {e.name for e in d.diagram.entities}
     branch = next(n for n in names if _words(n) and n.isupper() and "_" not in n and n.lower() + "s" in _words(d.requirements))
