@@ -204,8 +204,9 @@ def disguise_variant(variant: Variant, seed: int = 0, *, shuffle_attributes: boo
     """``variant`` under fresh names and a shuffled construct order; same structure and mistakes.
 
     ``shuffle_attributes`` also shuffles each entity's and relationship's attributes (and a composite's
-    components): in the base schemas the key is the first attribute, which a model learns instead of
-    reading the ``[key]`` flag (run64n, docs/measured/loop-run64n-disguised-2026-12-06.txt).
+    components): in the base schemas the key is the first attribute (run64n's model wrote
+    ``key <first attribute>`` where no key is drawn; run64n2, trained with the attributes shuffled, still
+    writes a key there: docs/measured/loop-run64n-disguised-2026-12-06.txt).
     """
     renaming, rng = _renaming(variant, seed)
     diagram = _rename_diagram(variant.diagram, renaming, rng, shuffle_attributes)
