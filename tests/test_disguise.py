@@ -12,7 +12,7 @@ from r2ta.checker import check
 from r2ta.cli import main
 from r2ta.compact import to_compact
 from r2ta.dataset import BuildConfig, build_variants
-from r2ta.disguise import KEEP_WORDS, _name_words, disguise_variant, disguise_variants
+from r2ta.disguise import KEEP_WORDS, _name_words, _words, disguise_variant, disguise_variants
 from r2ta.eerd import diagram_to_json
 from r2ta.errors import DatasetError
 from r2ta.records import Variant, load_base_schemas, read_variants
@@ -23,10 +23,6 @@ pytestmark = pytest.mark.xdist_group("dataset")
 @pytest.fixture(scope="module")
 def variants():
     return build_variants(load_base_schemas(), BuildConfig(seed=0, n_variants=120, n_test=30, min_per_category=1))[0]
-
-
-def _words(text: str) -> set[str]:
-    return {t.lower() for t in re.findall(r"[A-Za-z]+", text)}
 
 
 def test_the_checker_finds_the_same_mistakes_on_the_same_constructs(variants):
