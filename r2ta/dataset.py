@@ -31,6 +31,7 @@ from r2ta.records import BaseSchema, Variant, variant_to_json
 
 SplitBy = Literal["category", "schema"]
 Disguise = Literal["none", "train", "test", "all"]
+Densify = Literal["none", "train", "test", "all"]
 
 # Share of variants with 1, 2 and 3 mistakes.
 MISTAKE_COUNT_WEIGHTS = {1: 0.4, 2: 0.35, 3: 0.25}
@@ -47,6 +48,10 @@ class BuildConfig:
     # rename every row's names to made-up words and shuffle its constructs (r2ta.disguise)
     disguise: Disguise = "none"
     disguise_attribute_order: bool = True  # shuffle attributes too (False reproduces run64n's rows)
+    # add mistakes to one split's rows until each holds ``dense_mistakes`` (r2ta.densify)
+    densify: Densify = "none"
+    dense_mistakes: int = 8
+    dense_removals: bool = False  # favour mutations that remove a fact (a key, an end, role names, ...)
 
 
 @dataclass
@@ -186,6 +191,15 @@ def build_variants(schemas: list[BaseSchema], config: BuildConfig) -> tuple[list
     else:
         test_schemas = []
         assign_split_by_category(variants, config.n_test, rng)
+    if config.densify != "none":
+        from r2ta.densify import densify_variants
+
+        from r2ta.densify import REMOVAL_OPERATORS
+
+        favour = REMOVAL_OPERATORS if config.dense_removals else frozenset()
+        variants = densify_variants(variants, config.densify, config.dense_mistakes, config.seed, favour)
+        category_counts = Counter(m.category for v in variants for m in v.mistakes)
+        operator_counts = Counter(m.operator or "?" for v in variants for m in v.mistakes)
     if config.disguise != "none":
         from r2ta.disguise import disguise_variants
 
@@ -271,6 +285,9 @@ def write_dataset(variants: list[Variant], report: BuildReport, out_dir: str | P
         "split_by": report.config.split_by,
         "disguise": report.config.disguise,
         "disguise_attribute_order": report.config.disguise_attribute_order,
+        "densify": report.config.densify,
+        "dense_mistakes": report.config.dense_mistakes,
+        "dense_removals": report.config.dense_removals,
         "variants": len(variants),
         "splits": report.split_counts,
         "test_schemas": report.test_schemas,

@@ -38,6 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --disguise: keep each owner's attributes in their order (the key first, as in run64n)",
     )
+    b.add_argument(
+        "--densify",
+        choices=["none", "train", "test", "all"],
+        default="none",
+        help="add mistakes to this split's rows (categories may repeat) until each holds --dense-mistakes, "
+        "so that a construct's usual fact is not what a row usually says; the other split is unchanged",
+    )
+    b.add_argument("--dense-mistakes", type=int, default=8, help="with --densify: mistakes per row (1-20)")
+    b.add_argument(
+        "--dense-removals",
+        action="store_true",
+        help="with --densify: add mutations that remove a fact (a key, an end, role names, a superclass, "
+        "a stated constraint) first, up to 3 of each per row",
+    )
     b.add_argument("--schemas", type=Path, default=config.SCHEMAS_DIR, help="folder of base schema files")
     b.add_argument("--no-db", action="store_true", help="only write the JSONL files")
     b.set_defaults(func=cmd_build)
@@ -61,11 +75,21 @@ def cmd_build(args: argparse.Namespace) -> int:
         split_by=args.split_by,
         disguise=args.disguise,
         disguise_attribute_order=not args.keep_attribute_order,
+        densify=args.densify,
+        dense_mistakes=args.dense_mistakes,
+        dense_removals=args.dense_removals,
     )
     variants, report = build_dataset(schemas, out, cfg, progress=print)
     print(f"wrote {len(variants)} variants to {out}: {report.split_counts}")
     if cfg.disguise != "none":
         print(f"disguised ({cfg.disguise}): names renamed to made-up words, constructs shuffled")
+    if cfg.densify != "none":
+        rows = [v for v in variants if cfg.densify == "all" or v.split == cfg.densify]
+        per_row = Counter(len(v.mistakes) for v in rows)
+        print(
+            f"densified ({cfg.densify}): mistakes per row "
+            + ", ".join(f"{k}: {n} rows" for k, n in sorted(per_row.items()))
+        )
     if report.test_schemas:
         print(f"test schemas (unseen in training): {', '.join(report.test_schemas)}")
     width = max(len(c) for c in report.category_counts)
