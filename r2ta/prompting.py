@@ -487,6 +487,29 @@ _STEP_FINDING = re.compile(r"^[ \t]*step\b[^\n]*?(?:->|=>|→)[ \t]*([^\n]*?)[ \
 _MISTAKE_FIELDS = re.compile(r"^[ \t]*mistake\s*\d*\s*:[ \t]*([^|\n]*?)[ \t]*\|[ \t]*([^|\n]*?)[ \t]*(?:\||$)",
                              re.IGNORECASE | re.MULTILINE)
 _NONE_LINE = re.compile(r"^[ \t]*(none)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+# "Step N [elements]: FACTS. explanation -> finding" or "Step N [elements]: FACTS -> finding" (evidence walk)
+_STEP_FACTS = re.compile(
+    r"^[ \t]*step\s*#?\s*\d{1,6}\s*\[[^\]\n]*\]:[ \t]*([^\n]*?)(?:\.[ \t][^\n]*?)?[ \t]*(?:->|=>|→)[ \t]*([^\n]*?)[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def defect_fact_spans(answer: str) -> list[tuple[int, int]]:
+    """Character spans of the structural facts (``key none``, ``1 end``, ``recursive on E, no roles``) that an
+    evidence-walk step states before its explanation, on the steps that find a mistake (not ``-> ok``).
+
+    run64n (docs/measured/loop-run64n-disguised-2026-12-06.txt) found the trained model writes the usual
+    fact there ("key <first attribute>" where the line has no key); training can weight these tokens
+    (``defect_fact_weight``). A step without facts, or one that finds nothing, has no span. Sorted, non-empty.
+    """
+    spans = []
+    for match in _STEP_FACTS.finditer(answer):
+        if match.group(2).strip().lower() in ("ok", ""):
+            continue
+        start, end = match.span(1)
+        if end > start:
+            spans.append((start, end))
+    return spans
 
 
 def decision_spans(answer: str) -> list[tuple[int, int]]:

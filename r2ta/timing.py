@@ -165,7 +165,7 @@ class RunRates:
 SPEED_SETTINGS = {
     "model": ("model_name_or_path", "use_peft", "lora_r", "lora_target_modules"),
     "sft": ("per_device_train_batch_size", "activation_checkpointing", "max_length", "packing", "padding_free",
-            "decision_token_weight"),
+            "decision_token_weight", "defect_fact_weight"),
     "dpo": ("per_device_train_batch_size", "activation_checkpointing", "max_length", "share_prompt", "loss_type",
             "precompute_ref_log_probs"),
 }

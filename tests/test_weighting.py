@@ -12,7 +12,7 @@ import math
 import pytest
 
 from r2ta.pairs import write_rows
-from r2ta.prompting import decision_spans
+from r2ta.prompting import decision_spans, defect_fact_spans
 from reasoning_fixtures import CORRECT_TRACE
 
 
@@ -36,6 +36,26 @@ def test_decision_spans_are_what_the_answer_decides():
     # Hostile content stays inside its span (no regex or markup meaning).
     hostile = 'Step 1 [<b>"X|Y"</b>, A.(b)]: x -> ok'
     assert _decisions(hostile) == ['<b>"X|Y"</b>, A.(b)', "ok"]
+
+
+WALK = (
+    "Step 1 [PROJECT, PROJECT.Project_no]: key none. PROJECT has no key: nothing identifies it. -> missing_key\n"
+    "Step 2 [SECRETARY]: subclass of EMPLOYEE; no own key -> ok\n"
+    "Step 3 [MENTORS, ENGINEER]: 2 ends; recursive on ENGINEER, no roles. Which ENGINEER is which? "
+    "-> relationship_structure\n"
+    "VERDICT:\nMISTAKE: missing_key | PROJECT | PROJECT has no key."
+)
+
+
+def test_defect_fact_spans_are_the_facts_of_the_steps_that_find_a_mistake():
+    assert [WALK[a:b] for a, b in defect_fact_spans(WALK)] == [
+        "key none", "2 ends; recursive on ENGINEER, no roles"]
+    # A name with a dot is not the end of the facts; an ok step, prose and a verdict have none.
+    assert [t[a:b] for t in ["Step 4 [R]: 1 end; attribute R.x. One end only. -> relationship_structure"]
+            for a, b in defect_fact_spans(t)] == ["1 end; attribute R.x"]
+    assert defect_fact_spans("Step 1 [A]: key a -> ok\nThe diagram -> fine\nVERDICT:\nNONE") == []
+    hostile = 'Step 1 [<b>"X|Y"</b>]: key <i>"a->b"</i>. Bad. -> missing_key'
+    assert [hostile[a:b] for a, b in defect_fact_spans(hostile)] == ['key <i>"a']
 
 
 class _CharTokenizer:
@@ -63,6 +83,26 @@ def test_answer_weights_put_w_on_decisions_and_keep_the_answers_total():
     assert answer_token_weights(ids, _CharTokenizer(), 1.0) == [1.0] * len(ids)
 
 
+def test_defect_fact_weight_marks_the_facts_and_a_token_in_both_takes_the_stronger():
+    from training.weighting import answer_token_weights
+
+    ids = [ord(c) for c in WALK]
+    weights = answer_token_weights(ids, _CharTokenizer(), 1.0, 4.0)
+    assert math.isclose(sum(weights), len(ids))
+    base = min(weights)
+    marked = "".join(c for c, w in zip(WALK, weights) if math.isclose(w, 4 * base))
+    assert marked == "key none2 ends; recursive on ENGINEER, no roles"
+    both = answer_token_weights(ids, _CharTokenizer(), 2.0, 4.0)
+    base = min(both)
+    assert {round(w / base, 4) for w in both} == {1.0, 2.0, 4.0}
+    by_char = dict(zip(range(len(WALK)), both))
+    assert math.isclose(by_char[WALK.index("key none")] / base, 4.0)  # a fact, not a decision
+    assert math.isclose(by_char[WALK.index("missing_key")] / base, 2.0)  # a decision
+    # A weight below 1 is kept where it is further from 1 than the other.
+    down = answer_token_weights(ids, _CharTokenizer(), 0.25, 2.0)
+    assert math.isclose(max(down) / min(down), 8.0)
+
+
 def test_a_token_that_straddles_a_decision_counts_as_one():
     from training.weighting import answer_token_weights
 
@@ -79,21 +119,23 @@ def test_a_token_that_straddles_a_decision_counts_as_one():
     assert heavy == ["[A", "B]", " o", "k "]
 
 
-def test_a_bad_weight_is_refused_when_the_recipe_is_read(tmp_path):
+@pytest.mark.parametrize("key", ["decision_token_weight", "defect_fact_weight"])
+def test_a_bad_weight_is_refused_when_the_recipe_is_read(tmp_path, key):
     from training.recipe import RecipeError, load_recipe, parse_stage
     from training import hardware, sft
 
     path = tmp_path / "bad.yaml"
-    path.write_text("model:\n  model_name_or_path: builtin:tiny-llama\nsft:\n  decision_token_weight: 0\n"
+    path.write_text(f"model:\n  model_name_or_path: builtin:tiny-llama\nsft:\n  {key}: 0\n"
                     "  activation_checkpointing: false\n")
     recipe = load_recipe(path)  # the key is known
     precision = hardware.resolve_precision("fp32", hardware.detect_hardware())
-    with pytest.raises(RecipeError, match="decision_token_weight must be > 0"):
+    with pytest.raises(RecipeError, match=f"{key} must be > 0"):
         parse_stage(sft.make_parser(), recipe, "sft", precision,
                     ["--train_file", "x.jsonl", "--output_dir", str(tmp_path / "out")])
 
 
-def _train(tmp_path, weight: float, steps: int, *, force_weighted: bool = False, accumulate: int = 1):
+def _train(tmp_path, weight: float, steps: int, *, force_weighted: bool = False, accumulate: int = 1,
+           fact_weight: float = 1.0):
     from transformers import TrainerCallback
 
     from training import hardware, sft
@@ -104,10 +146,10 @@ def _train(tmp_path, weight: float, steps: int, *, force_weighted: bool = False,
     write_rows(rows, tmp_path / "sft.jsonl")
     recipe = load_recipe("tiny-cpu")
     precision = hardware.resolve_precision("fp32", hardware.detect_hardware())
-    out = tmp_path / f"sft-{weight}-{force_weighted}"
+    out = tmp_path / f"sft-{weight}-{fact_weight}-{force_weighted}"
     args = ["--train_file", str(tmp_path / "sft.jsonl"), "--output_dir", str(out), "--max_steps", str(steps),
             "--decision_token_weight", str(weight), "--lr_scheduler_type", "constant", "--warmup_steps", "0",
-            "--gradient_accumulation_steps", str(accumulate)]
+            "--gradient_accumulation_steps", str(accumulate), "--defect_fact_weight", str(fact_weight)]
     parsed = parse_stage(sft.make_parser(), recipe, "sft", precision, args)
     seen: list[dict] = []
 
@@ -152,6 +194,23 @@ def test_weighted_sft_trains_and_logs_the_decision_loss(tmp_path):
     assert (weights[torch.tensor(row["labels"]) == -100] == 0).all()
     assert math.isclose(answer.sum().item(), len(answer), rel_tol=1e-4)
     assert math.isclose(answer.max().item() / answer.min().item(), 5.0, rel_tol=1e-4)
+
+
+@pytest.mark.slow
+def test_defect_fact_weighted_sft_trains_with_the_facts_weighted(tmp_path):
+    import torch
+
+    from training.weighting import DecisionWeightedSFTTrainer
+
+    trainer, logs = _train(tmp_path, 1.0, 2, fact_weight=3.0)
+    assert isinstance(trainer, DecisionWeightedSFTTrainer)
+    assert all(math.isfinite(log["loss"]) and log["decision_nll"] > 0 for log in logs)
+    ratios = set()
+    for row in trainer.train_dataset:
+        weights = torch.tensor(row["loss_weights"])
+        answer = weights[torch.tensor(row["labels"]) != -100]
+        ratios.add(round(answer.max().item() / answer.min().item(), 3))
+    assert 3.0 in ratios  # rows whose steps find a mistake weight their facts 3x
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ is an error (a misspelt ``learning_rat`` must not be silently ignored)::
 
     run:    # RunConfig below: what the recipe is for, precision, merged weights
     model:  # trl.ModelConfig: base model, LoRA (use_peft, lora_r, ...)
-    sft:    # trl.SFTConfig (and decision_token_weight, training.weighting.R2taSFTConfig)
+    sft:    # trl.SFTConfig (and decision_token_weight, defect_fact_weight: training.weighting.R2taSFTConfig)
     dpo:    # trl.DPOConfig (and share_prompt, training.shared_prefix.R2taDPOConfig)
 
 Precision is not set in the sections (``bf16``, ``fp16``, ``dtype`` and

@@ -18,17 +18,24 @@ Measured (run64w, docs/measured/loop-run64w-decision-weights-2026-12-03.txt): at
 run64's 64 rows the first construct moved only 0.002 -> 0.005 while the rest of the answer
 ended at loss 0.68 instead of 0.45; test F1 0.056 -> 0.025, validity 0.94 -> 0.70. Every
 shipped recipe keeps weight 1; the setting stays for larger data and other answer shapes.
+
+``defect_fact_weight: W`` does the same for the structural facts an evidence-walk step states
+before its explanation on the steps that find a mistake (``key none``, ``1 end``;
+:func:`r2ta.prompting.defect_fact_spans`): run64n found that SFT teaches the usual fact
+there (docs/measured/loop-run64n-disguised-2026-12-06.txt). With either weight above 1,
+``decision_nll`` is the loss on the up-weighted tokens (those of the larger weight).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.utils import pad
 
-from r2ta.prompting import decision_spans
+from r2ta.prompting import decision_spans, defect_fact_spans
 
 WEIGHTS_COLUMN = "loss_weights"
 
@@ -43,10 +50,18 @@ class R2taSFTConfig(SFTConfig):
                           "categories and elements) against its other tokens; 1.0 is plain SFT."},
     )
 
+    defect_fact_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the facts an evidence-walk step states on the steps that find a mistake "
+                          "(key none, 1 end, no roles) against the answer's other tokens; 1.0 is plain SFT."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if not self.decision_token_weight > 0:
             raise ValueError(f"decision_token_weight must be > 0, got {self.decision_token_weight}")
+        if not self.defect_fact_weight > 0:
+            raise ValueError(f"defect_fact_weight must be > 0, got {self.defect_fact_weight}")
 
 
 def char_ends(token_ids: list[int], tokenizer) -> list[int]:
@@ -58,25 +73,41 @@ def char_ends(token_ids: list[int], tokenizer) -> list[int]:
     return ends
 
 
-def answer_token_weights(token_ids: list[int], tokenizer, weight: float) -> list[float]:
-    """Weights for the tokens of one answer: ``weight`` on decision tokens, 1 elsewhere, scaled to sum to len."""
-    if not token_ids:
-        return []
-    ends = char_ends(token_ids, tokenizer)
-    text = tokenizer.decode(token_ids)
-    spans = decision_spans(text)
-    raw, start, k = [], 0, 0
+def _inside(ends: list[int], spans: list[tuple[int, int]]) -> list[bool]:
+    """For each token (its text ending at ``ends[i]``), whether it overlaps one of the sorted ``spans``."""
+    out, start, k = [], 0, 0
     for end in ends:
         while k < len(spans) and spans[k][1] <= start:
             k += 1
-        inside = k < len(spans) and spans[k][0] < end and start < spans[k][1]
-        raw.append(weight if inside else 1.0)
+        out.append(k < len(spans) and spans[k][0] < end and start < spans[k][1])
         start = end
+    return out
+
+
+def _stronger(a: float, b: float) -> float:
+    """Of two weights on one token, the one further from 1 (1 is no weight)."""
+    return a if abs(math.log(a)) >= abs(math.log(b)) else b
+
+
+def answer_token_weights(token_ids: list[int], tokenizer, weight: float, fact_weight: float = 1.0) -> list[float]:
+    """Weights for the tokens of one answer: ``weight`` on decision tokens, ``fact_weight`` on the facts of
+    steps that find a mistake, 1 elsewhere (a token in both takes the weight further from 1), scaled to sum
+    to len."""
+    if not token_ids:
+        return []
+    if weight == 1.0 and fact_weight == 1.0:
+        return [1.0] * len(token_ids)
+    ends = char_ends(token_ids, tokenizer)
+    text = tokenizer.decode(token_ids)
+    raw = [1.0] * len(token_ids)
+    for spans, w in ((decision_spans(text), weight), (defect_fact_spans(text), fact_weight)):
+        if w != 1.0:
+            raw = [_stronger(r, w) if hit else r for r, hit in zip(raw, _inside(ends, spans))]
     scale = len(raw) / sum(raw)
     return [w * scale for w in raw]
 
 
-def row_weights(labels: list[int], tokenizer, weight: float) -> list[float]:
+def row_weights(labels: list[int], tokenizer, weight: float, fact_weight: float = 1.0) -> list[float]:
     """A row's weights aligned with its tokens: 0 where the label is -100, the answer's weights elsewhere.
 
     The answer is every run of labelled tokens (one, for a prompt-completion row)."""
@@ -89,7 +120,7 @@ def row_weights(labels: list[int], tokenizer, weight: float) -> list[float]:
         j = i
         while j < len(labels) and labels[j] != -100:
             j += 1
-        out[i:j] = answer_token_weights(labels[i:j], tokenizer, weight)
+        out[i:j] = answer_token_weights(labels[i:j], tokenizer, weight, fact_weight)
         i = j
     return out
 
@@ -121,6 +152,7 @@ class DecisionWeightedSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         weight = float(self.args.decision_token_weight)
+        fact_weight = float(getattr(self.args, "defect_fact_weight", 1.0))
         if self.args.packing:
             raise ValueError("decision_token_weight does not support packing; set packing: false")
         tokenizer = self.processing_class
@@ -128,7 +160,7 @@ class DecisionWeightedSFTTrainer(SFTTrainer):
 
         extra = {"desc": "Weighting decision tokens"} if isinstance(self.train_dataset, Dataset) else {}
         self.train_dataset = self.train_dataset.map(
-            lambda row: {WEIGHTS_COLUMN: row_weights(row["labels"], tokenizer, weight)}, **extra)
+            lambda row: {WEIGHTS_COLUMN: row_weights(row["labels"], tokenizer, weight, fact_weight)}, **extra)
         self.data_collator = WeightedCollator(self.data_collator)
 
     def _set_signature_columns_if_needed(self):
@@ -152,7 +184,7 @@ class DecisionWeightedSFTTrainer(SFTTrainer):
         metrics = self._metrics["train"]
         gather = self.accelerator.gather_for_metrics
         valid = gather(mask.sum()).sum()
-        decision = mask & _decision_positions(weights[:, 1:], mask, float(self.args.decision_token_weight))
+        decision = mask & _decision_positions(weights[:, 1:], mask, _marked_weight(self.args))
         with torch.no_grad():
             metrics["entropy"].append((gather(outputs.entropy.sum()).sum() / valid).item() if valid > 0 else 0.0)
             metrics["mean_token_accuracy"].append(
@@ -175,8 +207,14 @@ def _decision_positions(weights: torch.Tensor, mask: torch.Tensor, weight: float
     return weights < ceiling * (1 - 1e-4)
 
 
+def _marked_weight(args) -> float:
+    """The weight whose tokens ``decision_nll`` reports: the one furthest from 1 (either may be 1)."""
+    weights = (float(getattr(args, "decision_token_weight", 1.0)), float(getattr(args, "defect_fact_weight", 1.0)))
+    return max(weights, key=lambda w: abs(math.log(w)))
+
+
 def trainer_class(training_args):
-    """The plain ``SFTTrainer`` unless the recipe weights decision tokens."""
-    if float(getattr(training_args, "decision_token_weight", 1.0)) == 1.0:
+    """The plain ``SFTTrainer`` unless the recipe weights decision tokens or defect facts."""
+    if _marked_weight(training_args) == 1.0:
         return SFTTrainer
     return DecisionWeightedSFTTrainer
