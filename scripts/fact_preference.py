@@ -15,6 +15,10 @@ constructs whose line *lacks* something the schema has (``key none``, ``1 end``)
 correct design, so a fact the model takes from it rather than from the diagram line moves when it is gone.
 ``--disguised``: the data folder was built with ``r2ta dataset build --disguise``; each base schema is
 compared under the row's own renaming (r2ta.disguise.renaming_for).
+``--sound``: the mirror — at constructs whose facts *are* the base schema's and state a key, an end or
+role names, the diagram's fact against the same facts with that removed (``key Ssn`` vs ``key none``): a
+model that reads prefers the diagram's in both probes; one that learnt to write defects everywhere
+(run64m, dense rows) loses here (one forward pass per variant).
 No generation: one forward pass per construct. Used for docs/measured/loop-run64e-evidence-2026-12-06.txt
 and loop-run64n-disguised-2026-12-06.txt.
 
@@ -80,7 +84,9 @@ def disguised_bases(variants) -> dict[str, object]:
     if manifest.get("disguise", "none") == "none":
         sys.exit("--disguised: this data folder's dataset was built without --disguise")
     cfg = BuildConfig(seed=manifest["seed"], n_variants=manifest["variants"], n_test=manifest["splits"].get("test", 150),
-                      split_by=manifest["split_by"])
+                      split_by=manifest["split_by"], densify=manifest.get("densify", "none"),
+                      dense_mistakes=manifest.get("dense_mistakes", 8),
+                      dense_removals=manifest.get("dense_removals", False))
     originals = {v.id: v for v in build_variants(load_base_schemas(), cfg)[0]}
     bases = {b.id: b.diagram for b in load_base_schemas()}
     return {v.id: rename_diagram(bases[v.base_id], renaming_for(originals[v.id], cfg.seed)) for v in variants}
@@ -118,6 +124,69 @@ def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> 
                 continue
             out.append((a[:cut], a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {theirs!r}", lacks(mine, theirs)))
     return out
+
+
+def removed(facts: str) -> str | None:
+    """The facts with the thing a removal mutation takes away gone: a key, a partial key, an end, role names."""
+    for pattern, repl in ((r"^key (?!none\b)[^;.]+", "key none"), (r"partial key (?!none\b)[^;.]+", "partial key none"),
+                          (r"roles [^;.]+", "no roles"), (r"^2 ends", "1 end")):
+        if re.search(pattern, facts):
+            return re.sub(pattern, repl, facts, count=1)
+    return None
+
+
+def sound_cases(tok, variants) -> list[tuple[list[int], list[tuple[int, int, int, str]]]]:
+    """The mirror of :func:`cases`: per variant, its prompt and true evidence walk's ids (one forward pass), and
+    per construct whose facts are the base schema's and state a key, an end or role names, (position, the
+    diagram's token, the token of the same facts with that thing removed, a label). A model that prefers
+    ``key none`` at lines that lack a key only because it now writes ``key none`` everywhere loses here."""
+    bases = {b.id: b.diagram for b in load_base_schemas()}
+    out = []
+    for v in variants:
+        diagram, base = _diagram(v), bases.get(v.base_id)
+        if base is None:
+            continue
+        base_facts = {k.id: construct_evidence(base, k) for k in constructs(base)}
+        prompt = tok.apply_chat_template(build_messages(v.requirements, diagram), tokenize=False, add_generation_prompt=True)
+        steps = walk_steps(diagram, _truth(v), evidence=True)
+        lines = [render_step(s) for s in steps]
+        full = tok(prompt + "\n".join(lines), add_special_tokens=False)["input_ids"]
+        points, seen = [], set()
+        for n, step in enumerate(steps):
+            first = step.element_ids[0] if step.element_ids else None
+            k = next((c for c in constructs(diagram) if c.id == first), None)
+            if k is None or k.id in seen:
+                continue
+            seen.add(k.id)
+            mine = construct_evidence(diagram, k)
+            alt = removed(mine)
+            if alt is None or base_facts.get(k.id) != mine:
+                continue
+            head = prompt + "\n".join(lines[:n] + [lines[n].split("]: ")[0] + "]:"])
+            a = tok(head + " " + mine, add_special_tokens=False)["input_ids"]
+            b = tok(head + " " + alt, add_special_tokens=False)["input_ids"]
+            cut = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+            if cut is None or full[: cut + 1] != a[: cut + 1]:  # the one pass must see the same tokens
+                continue
+            points.append((cut, a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {alt!r}"))
+        out.append((full, points))
+    return out
+
+
+def sound(model, cases, show: bool) -> str:
+    keeps, n = 0, 0
+    for ids, points in cases:
+        if not points:
+            continue
+        with torch.inference_mode():
+            logits = model(torch.tensor([ids])).logits[0].float()
+        for cut, mine, alt, label in points:
+            p = torch.softmax(logits[cut - 1], -1)
+            keeps += p[mine].item() > p[alt].item()
+            n += 1
+            if show:
+                print(f"  {label}: {p[mine].item():.3f} vs {p[alt].item():.3f}")
+    return f"keeps the diagram's fact at {keeps} of {n} sound constructs"
 
 
 def decision_cases(tok, variants) -> list[tuple[list[int], list[tuple[int, int, bool, bool]]]]:
@@ -184,6 +253,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--disguised", action="store_true",
                     help="the data folder's dataset was built with --disguise: compare with each base schema "
                     "under the row's own renaming")
+    ap.add_argument("--sound", action="store_true",
+                    help="instead: at constructs whose facts are the base schema's, the diagram's fact vs the same "
+                    "with its key, end or role names removed (does the model now write the defect everywhere?)")
     ap.add_argument("--decisions", action="store_true",
                     help="instead: P(flag) right after each construct's true facts, wrong vs right constructs")
     args = ap.parse_args(argv)
@@ -194,6 +266,16 @@ def main(argv: list[str]) -> None:
                                      .order_by(VariantRow.id).limit(args.limit)))
     if not variants:
         sys.exit(f"no {args.split} variants in this database (R2TA_DATA_DIR / R2TA_DATABASE_URL)")
+    if args.sound:
+        todo_s = sound_cases(tok, variants)
+        print(f"{sum(len(p) for _, p in todo_s)} sound constructs stating a key, an end or roles in "
+              f"{len(variants)} {args.split} variants")
+        for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
+            model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
+            model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+            t0 = time.time()
+            print(f"{name}: {sound(model, todo_s, args.show)}; {time.time() - t0:.0f} s", flush=True)
+        return
     if args.decisions:
         dot, arrow = (tok(x, add_special_tokens=False)["input_ids"][-1] for x in ("key none.", "key none ->"))
         todo_d = decision_cases(tok, variants)
