@@ -192,9 +192,7 @@ def build_variants(schemas: list[BaseSchema], config: BuildConfig) -> tuple[list
         test_schemas = []
         assign_split_by_category(variants, config.n_test, rng)
     if config.densify != "none":
-        from r2ta.densify import densify_variants
-
-        from r2ta.densify import REMOVAL_OPERATORS
+        from r2ta.densify import REMOVAL_OPERATORS, densify_variants
 
         favour = REMOVAL_OPERATORS if config.dense_removals else frozenset()
         variants = densify_variants(variants, config.densify, config.dense_mistakes, config.seed, favour)

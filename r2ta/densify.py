@@ -16,6 +16,12 @@ introduce only its own finding without changing any earlier one (the operators' 
 ``_introduces_only`` check), and the finished row passes the same check the build uses:
 every checker finding is explained by the ground truth. The other split is left
 byte-for-byte as built, so a dense training set is evaluated on the usual test rows.
+
+Measured (run64m, docs/measured/loop-run64m-dense-rows-2026-12-06.txt; 10 mistakes per train
+row, removals first): teacher-forced, the model trained on dense rows reads 10 of 18 lines
+that lack something (run64e 3, the untrained model 7) and keeps 92 % of sound facts; but
+generating, it flags about half of the constructs it walks to, wrong and right alike — the
+rate of its rows (half their steps find a mistake). No shipped recipe or default uses it.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from collections import Counter
 from typing import Literal
 
 from r2ta.checker import check
-from r2ta.records import Variant
 from r2ta.errors import DatasetError
 from r2ta.mutations import OPERATORS, Operator
+from r2ta.records import Variant
 
 DenseSplit = Literal["train", "test", "all"]
 MAX_TOTAL_MISTAKES = 20
