@@ -92,6 +92,26 @@ def disguised_bases(variants) -> dict[str, object]:
     return {v.id: rename_diagram(bases[v.base_id], renaming_for(originals[v.id], cfg.seed)) for v in variants}
 
 
+def first_steps(diagram, steps):
+    """(index, construct) of each step that is the first to name a construct of the diagram first."""
+    walk, seen = constructs(diagram), set()
+    for n, step in enumerate(steps):
+        first = step.element_ids[0] if step.element_ids else None
+        k = next((c for c in walk if c.id == first), None)
+        if k is not None and k.id not in seen:
+            seen.add(k.id)
+            yield n, k
+
+
+def parting(tok, prompt: str, lines: list[str], n: int, mine: str, other: str):
+    """Step ``n``'s header after the walk so far, continued with each fact string: both token lists and the
+    index of the first token where they part (None when one is a prefix of the other)."""
+    head = prompt + "\n".join(lines[:n] + [lines[n].split("]: ")[0] + "]:"])
+    a = tok(head + " " + mine, add_special_tokens=False)["input_ids"]
+    b = tok(head + " " + other, add_special_tokens=False)["input_ids"]
+    return a, b, next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
 def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> list[tuple[list[int], int, int, str, bool]]:
     """(context ids, the diagram's token, the base schema's token, a label, lacks?) per construct whose facts differ."""
     bases = {b.id: b.diagram for b in load_base_schemas()}
@@ -106,20 +126,11 @@ def cases(tok, variants, requirements: bool = True, disguised: bool = False) -> 
         prompt = tok.apply_chat_template(build_messages(text, diagram), tokenize=False, add_generation_prompt=True)
         steps = walk_steps(diagram, _truth(v), evidence=True)
         lines = [render_step(s) for s in steps]
-        seen = set()
-        for n, step in enumerate(steps):
-            first = step.element_ids[0] if step.element_ids else None
-            k = next((c for c in constructs(diagram) if c.id == first), None)
-            if k is None or k.id in seen:
-                continue
-            seen.add(k.id)
+        for n, k in first_steps(diagram, steps):
             mine, theirs = construct_evidence(diagram, k), base_facts.get(k.id)
             if theirs is None or theirs == mine or same_but_order(mine, theirs):
                 continue
-            head = prompt + "\n".join(lines[:n] + [lines[n].split("]: ")[0] + "]:"])
-            a = tok(head + " " + mine, add_special_tokens=False)["input_ids"]
-            b = tok(head + " " + theirs, add_special_tokens=False)["input_ids"]
-            cut = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+            a, b, cut = parting(tok, prompt, lines, n, mine, theirs)
             if cut is None:  # one fact is a prefix of the other ("...; disjoint" vs "...; disjoint; total")
                 continue
             out.append((a[:cut], a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {theirs!r}", lacks(mine, theirs)))
@@ -151,21 +162,13 @@ def sound_cases(tok, variants) -> list[tuple[list[int], list[tuple[int, int, int
         steps = walk_steps(diagram, _truth(v), evidence=True)
         lines = [render_step(s) for s in steps]
         full = tok(prompt + "\n".join(lines), add_special_tokens=False)["input_ids"]
-        points, seen = [], set()
-        for n, step in enumerate(steps):
-            first = step.element_ids[0] if step.element_ids else None
-            k = next((c for c in constructs(diagram) if c.id == first), None)
-            if k is None or k.id in seen:
-                continue
-            seen.add(k.id)
+        points = []
+        for n, k in first_steps(diagram, steps):
             mine = construct_evidence(diagram, k)
             alt = removed(mine)
             if alt is None or base_facts.get(k.id) != mine:
                 continue
-            head = prompt + "\n".join(lines[:n] + [lines[n].split("]: ")[0] + "]:"])
-            a = tok(head + " " + mine, add_special_tokens=False)["input_ids"]
-            b = tok(head + " " + alt, add_special_tokens=False)["input_ids"]
-            cut = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+            a, b, cut = parting(tok, prompt, lines, n, mine, alt)
             if cut is None or full[: cut + 1] != a[: cut + 1]:  # the one pass must see the same tokens
                 continue
             points.append((cut, a[cut], b[cut], f"{v.id} {k.id}: {mine!r} vs {alt!r}"))
