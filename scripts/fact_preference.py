@@ -243,6 +243,13 @@ def decisions(model, cases, dot: int, arrow: int) -> str:
             f"AUC {auc(defect[True], defect[False]):.3f}")
 
 
+def models(base_dir: str, adapters: list[str]):
+    """("base", the base model), then (adapter, base + that LoRA adapter) for each, fp32, in eval mode."""
+    for adapter in [None, *adapters]:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        yield adapter or "base", (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base_dir")
@@ -273,9 +280,7 @@ def main(argv: list[str]) -> None:
         todo_s = sound_cases(tok, variants)
         print(f"{sum(len(p) for _, p in todo_s)} sound constructs stating a key, an end or roles in "
               f"{len(variants)} {args.split} variants")
-        for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
-            model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
-            model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+        for name, model in models(args.base_dir, args.adapters):
             t0 = time.time()
             print(f"{name}: {sound(model, todo_s, args.show)}; {time.time() - t0:.0f} s", flush=True)
         return
@@ -283,17 +288,13 @@ def main(argv: list[str]) -> None:
         dot, arrow = (tok(x, add_special_tokens=False)["input_ids"][-1] for x in ("key none.", "key none ->"))
         todo_d = decision_cases(tok, variants)
         print(f"{sum(len(p) for _, p in todo_d)} construct decisions in {len(variants)} {args.split} variants")
-        for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
-            model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
-            model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+        for name, model in models(args.base_dir, args.adapters):
             t0 = time.time()
             print(f"{name}: {decisions(model, todo_d, dot, arrow)}; {time.time() - t0:.0f} s", flush=True)
         return
     todo = cases(tok, variants, requirements=not args.no_requirements, disguised=args.disguised)
     print(f"{len(todo)} constructs whose facts differ from the base schema's, in {len(variants)} {args.split} variants")
-    for name, adapter in [("base", None)] + [(a, a) for a in args.adapters]:
-        model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
-        model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+    for name, model in models(args.base_dir, args.adapters):
         t0, reads, p_mine, p_theirs, by_kind = time.time(), 0, [], [], {True: [0, 0], False: [0, 0]}
         for context, mine, theirs, label, lacking in todo:
             with torch.inference_mode():
