@@ -113,8 +113,12 @@ def test_precision_follows_the_hardware():
     assert load_recipe("qwen2.5-0.5b-gpu").run.hardware == "gpu"
 
 
-def test_a_cpu_that_computes_bf16_natively_trains_in_bf16_only_when_asked():
-    assert hardware.resolve_precision("auto", AMX_CPU).name == "fp32"
+def test_a_cpu_that_computes_bf16_natively_trains_in_bf16_under_auto_and_in_fp32_when_asked():
+    assert hardware.resolve_precision("auto", AMX_CPU) == hardware.resolve_precision("bf16", AMX_CPU)
+    assert hardware.resolve_precision("fp32", AMX_CPU).name == "fp32"
+    assert hardware.precision_choices(AMX_CPU) == ["bf16", "fp32"] and hardware.precision_choices(CPU) == ["fp32"]
+    # the tiny recipe (tests, smoke runs) stays in fp32 everywhere: the same numbers on every machine
+    assert load_recipe("tiny-cpu").run.precision == "fp32" and load_recipe("smollm2-135m-cpu").run.precision == "auto"
     bf16 = hardware.resolve_precision("bf16", AMX_CPU)
     assert (bf16.bf16, bf16.fp16, bf16.dtype) == (True, False, "bfloat16")
     # transformers refuses bf16 without a GPU unless use_cpu is said; a GPU run must not get it

@@ -1,14 +1,16 @@
 """What the machine has (CPU, one GPU, several GPUs), which precision to train in, and how to launch.
 
-* CPU: fp32 by default (TRL 1.16's configs default to bf16 and refuse to start on
-  a CPU-only machine, so precision is always set explicitly from here). A CPU that
-  computes bf16 natively (Intel AMX or AVX512-BF16: Sapphire Rapids and newer Xeons,
-  AMD Zen 4 and newer) may train in bf16 when asked (``run.precision: bf16``,
-  ``--precision bf16``): autocast on the CPU, the frozen base held in bf16, LoRA
-  weights in fp32. Measured on a 2-core AMX Xeon: a 2048² matmul 6.8x as fast as fp32,
-  the default recipe's SFT 1.39x and DPO 1.77x the tokens/s (benchmarks/bench_training.py
-  --settings project,project-bf16).
-  A CPU without it would emulate bf16, slower than fp32: refused.
+* CPU: TRL 1.16's configs default to bf16 and refuse to start on a CPU-only machine,
+  so precision is always set explicitly from here. A CPU that computes bf16 natively
+  (Intel AMX or AVX512-BF16: Sapphire Rapids and newer Xeons, AMD Zen 4 and newer)
+  trains in bf16 under ``auto``: autocast on the CPU, the frozen base held in bf16,
+  LoRA weights in fp32. Measured (benchmarks/bench_training.py --settings
+  project,project-bf16): on a 2-core AMX Xeon a 2048² matmul 6.8x as fast as fp32, the
+  default recipe's SFT 1.39x and DPO 1.77x the tokens/s; on a 2-core AMD EPYC with
+  AVX512-BF16 and no AMX, the matmul 2.6x, SFT 1.41x and DPO 1.72x
+  (docs/measured/cpu-bf16-zen4-2026-12-06.txt); and bf16 training reproduced fp32's
+  losses and answers (run64kb beside run64k). Any other CPU trains in fp32; it would
+  emulate bf16, slower than fp32, so bf16 is refused there. ``fp32`` stays a choice.
 * One GPU: bf16 where the GPU has it (Ampere and newer), else fp16 mixed precision.
 * Several GPUs: the same precision, one process per GPU through
   ``accelerate launch`` (DDP); :func:`launch_command` says how.
@@ -103,7 +105,7 @@ def resolve_precision(requested: str, hardware: Hardware) -> Precision:
         raise TrainingError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
     if requested == "auto":
         if hardware.kind == "cpu":
-            requested = "fp32"
+            requested = "bf16" if hardware.bf16_supported else "fp32"
         else:
             requested = "bf16" if hardware.bf16_supported else "fp16"
     if requested == "fp32":
@@ -127,7 +129,7 @@ def resolve_precision(requested: str, hardware: Hardware) -> Precision:
 def precision_choices(hardware: Hardware) -> list[str]:
     """The precisions a run can ask for on ``hardware``, the one ``auto`` picks first."""
     if hardware.kind == "cpu":
-        return ["fp32", "bf16"] if hardware.bf16_supported else ["fp32"]
+        return ["bf16", "fp32"] if hardware.bf16_supported else ["fp32"]
     return ["bf16", "fp16", "fp32"] if hardware.bf16_supported else ["fp16", "fp32"]
 
 

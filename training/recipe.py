@@ -49,7 +49,8 @@ class RunConfig:
     )
     precision: str = field(
         default="auto",
-        metadata={"help": "auto (fp32 on CPU, bf16 on a GPU that has it), fp32, bf16 or fp16.",
+        metadata={"help": "auto (bf16 on a CPU that computes it natively and on a GPU that has it, else fp32), "
+                          "fp32, bf16 or fp16.",
                   "choices": ["auto", "fp32", "bf16", "fp16"]},
     )
     save_merged: bool = field(

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name or YAML path (default {DEFAULT_RECIPE})")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: a new one under data/runs/)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="auto: the recipe's choice (fp32 on CPU, bf16 on a GPU that has it)")
+                   help="auto: the recipe's choice (bf16 on a CPU with AMX or AVX512-BF16 and on a GPU that has it, else "
+                        "fp32; the tiny recipe fp32)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each stage after this many steps (smoke runs)")
     merged = p.add_mutually_exclusive_group()
     merged.add_argument("--merge", dest="save_merged", action="store_true", default=None,
