@@ -13,8 +13,9 @@ require_app()
 st.title("Train")
 st.caption(
     "One click exports the accepted and edited refinements of the train split (SFT examples and DPO pairs), trains "
-    "SFT and then DPO from the SFT result as a background job, and evaluates both models on the test split when it "
-    "succeeds. The job keeps running if you close or reload this page."
+    "SFT and then DPO from the SFT result as a background job, and when it succeeds evaluates both models on the "
+    "test split beside the model they were trained from (its answers are generated once and kept). The job keeps "
+    "running if you close or reload this page."
 )
 
 
@@ -100,10 +101,12 @@ with left:
         picked = recipe_where[1] if recipe_where and recipe_where[1] in choices else choices[0]
         precision = st.selectbox(
             "Precision", choices, index=choices.index(picked), key=f"precision:{recipe}", disabled=len(choices) == 1,
-            help="What this machine can train in; the recipe's choice is selected. bf16 on a CPU needs one that "
-            "computes it natively (Intel AMX or AVX512-BF16): on a 2-core AMX Xeon the default recipe's SFT ran "
-            "at 1.39x and DPO at 1.77x the tokens/s of fp32 (benchmarks/bench_training.py); the result differs "
-            "from fp32's in rounding.",
+            help="What this machine can train in; the recipe's choice is selected (auto: bf16 where the CPU or "
+            "GPU computes it, else fp32). bf16 on a CPU needs one that computes it natively (Intel AMX or "
+            "AVX512-BF16): the default recipe's SFT ran at 1.39-1.41x and DPO at 1.72-1.77x the tokens/s of fp32 "
+            "on a 2-core AMX Xeon and a 2-core AMD EPYC (benchmarks/bench_training.py); the result differs from "
+            "fp32's in rounding. A run's models are evaluated in the dtype it trained in, the base model beside "
+            "them in the same one.",
         )
 with right:
     st.metric("Hardware", _hardware())
@@ -116,7 +119,8 @@ try:
     planned = train_view.recipe_overrides(recipe, chosen)
     estimate = where and timing.estimate_for_recipe(
         recipe, planned, {"sft": counts["accepted"] + counts["edited"], "dpo": counts["pairs_ready"]},
-        hardware=where[0], precision=where[1], eval_variants=_test_variants(limit), run_dirs=_run_dirs())
+        hardware=where[0], precision=where[1], eval_variants=_test_variants(limit), run_dirs=_run_dirs(),
+        base_variants=train_view.base_answers_missing(recipe, where[1], limit, engine=engine()))
 except R2taError:  # a setting out of bounds: the button says so
     estimate = None
 st.caption(f"Expected on this machine: {estimate.describe()}." if estimate else timing.NO_ESTIMATE)
@@ -169,7 +173,10 @@ def live_run() -> None:
         evaluation = eval_jobs.read_eval_status(run_dir)  # {} when this run is not evaluated afterwards
         rest = timing.after_this_stage(
             progress, timing.reference_run(status.get("recipe") or "", where[0], where[1], _run_dirs()),
-            eval_variants=_test_variants(evaluation.get("limit") or 0) if evaluation else 0)
+            eval_variants=_test_variants(evaluation.get("limit") or 0) if evaluation else 0,
+            base_variants=train_view.base_answers_missing(run_dir / "recipe.yaml", status.get("precision") or "",
+                                                          evaluation.get("limit") or 0, engine=engine())
+            if evaluation else 0)
         if rest and (rest.stages or rest.evaluation_s is not None):
             st.caption(f"After {progress.stage.upper()}: {rest.describe()}.")
     if status.get("overrides"):
@@ -211,12 +218,32 @@ def live_run() -> None:
     elif progress.state == jobs.SUCCEEDED and st.button("Evaluate this run", icon=":material/analytics:"):
         eval_jobs.start_run_evaluation(run_dir, limit=limit or None)
         st.rerun(scope="app")  # the page sets its refresh timer from whether a job is going
+    if ev.get("base_note"):
+        st.caption(ev["base_note"])
+    if ev.get("evaluations"):
+        _comparison(run_dir, ev)
     if ev.get("status") == eval_jobs.SUCCEEDED:
         st.page_link("pages/evaluate.py", label="Compare on the Evaluate page", icon=":material/analytics:")
     if progress.state in (jobs.FAILED, jobs.CANCELLED) or st.toggle("Show the log", key="show_log"):
         st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
     if was_active and not _active():
         st.rerun(scope="app")  # finished: redraw once without the timer
+
+
+def _comparison(run_dir, ev: dict) -> None:
+    """The new models against the one they were trained from, on the test variants all of them answered."""
+    rows = train_view.run_comparison(run_dir, engine=engine())
+    if not rows:
+        return
+    st.markdown("**Before and after training**" + ("" if ev.get("status") == eval_jobs.SUCCEEDED else " (so far)"))
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
+                                ("micro F1", "macro F1", "hallucination", "grounding", "format validity",
+                                 "validity, unforced")})
+    st.caption(f"Scored on the {rows[0]['variants']} test variants the models above all answered"
+               + (f", generated in {ev['dtype']}" if ev.get("dtype") else "")
+               + ". None is n/a (no predicted mistakes to judge, no cited elements). Per category and variant by "
+                 "variant: the Evaluate page.")
 
 
 def _resume_controls(run_dir, status: dict) -> None:

@@ -8,13 +8,16 @@ with :func:`r2ta.jobs.prepare_run` and starts a small *supervisor* process. The
 supervisor launches the training runner exactly as :func:`r2ta.jobs.launch`
 does (so ``status.json``, cancel and liveness work as for any run), waits for
 it, and when it succeeded evaluates the run's SFT and SFT+DPO models with
-:func:`r2ta.evaluation.evaluate`; each evaluation is stored linked to the run's
-``training_run`` row of that stage. The page may be closed or reloaded at any
-time: everything is in the run folder.
+:func:`r2ta.evaluation.evaluate`, each linked to the run's ``training_run`` row of
+that stage, then the model the run started from on the same variants in the same
+dtype (:func:`evaluate_run`), so that the new models stand beside the old one. The
+page may be closed or reloaded at any time: everything is in the run folder.
 
 Files in ``RUN_DIR/evaluation/``: ``status.json`` (``status``: waiting, running,
-succeeded, failed, skipped; ``stage``: the model being evaluated; ``evaluations``:
-stage -> evaluation id; ``error``) and ``eval.log``.
+succeeded, failed, skipped; ``stage``: the model being evaluated (``sft``, ``sft+dpo``,
+``base``); ``models``: those stages in order; ``base_pending``: the variants the base model
+had no answer to when the job began; ``evaluations``: stage -> evaluation id; ``generated``:
+stage -> answers generated and their seconds; ``dtype``; ``error``) and ``eval.log``.
 
 A run started elsewhere (``r2ta train``) is evaluated by :func:`start_run_evaluation`
 (the Train page offers it for any finished run without an evaluation, and
@@ -38,6 +41,7 @@ from r2ta.errors import R2taError
 EVAL_DIR = "evaluation"
 WAITING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "waiting", "running", "succeeded", "failed", "skipped"
 FINISHED = frozenset({SUCCEEDED, FAILED, SKIPPED})
+BASE = "base"  # the model a run started from, evaluated after the run's two beside them
 DEFAULT_CPU_LIMIT = 24  # test variants evaluated after a CPU run (generation is ~30 s a variant there)
 
 
@@ -84,6 +88,27 @@ def default_limit() -> int | None:
     except ImportError:  # pragma: no cover - torch is a dependency
         return DEFAULT_CPU_LIMIT
     return None if torch.cuda.is_available() else DEFAULT_CPU_LIMIT
+
+
+def base_answers_missing(base_model: str, dtype: str | None, limit: int | None, *, split: str = "test",
+                         spread: bool = False, engine=None) -> int:
+    """Of the first ``limit`` variants of ``split``, how many the model a recipe starts from (its
+    ``model_name_or_path``) has no answer to in ``dtype`` (a marking one: ``bfloat16`` after bf16 on a CPU, see
+    :func:`r2ta.evaluation.run_generation_dtype`): what the evaluation after a run generates for it beside the
+    run's two models. 0 when that model is not on this machine (it is then not evaluated)."""
+    from sqlmodel import Session
+
+    from db.engine import get_engine
+    from r2ta.evaluation import base_model_id
+    from r2ta.store import list_variants_without_trace
+
+    model_id = base_model_id(base_model, dtype)
+    if model_id is None:
+        return 0
+    with Session(engine or get_engine()) as session:
+        pending, _ = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit,
+                                                 spread=spread)
+    return len(pending)
 
 
 def _spawn(run_dir: Path, argv: list[str]) -> subprocess.Popen:
@@ -171,28 +196,44 @@ def start_run_evaluation(
 
 def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None,
                  spread: bool = False) -> int:
-    """Evaluate the run's SFT and SFT+DPO models, one after the other, recording each in the status file.
+    """Evaluate the run's SFT and SFT+DPO models, then the model it started from, recording each in the status file.
 
+    The trained models generate in the dtype the run trained in (``@bfloat16`` after bf16 on a CPU), and the
+    base model (:data:`BASE`: the recipe's ``model_name_or_path``) in the same one, on the same variants, so that
+    the new models stand against the old one; the base's answers are generated only where it has none yet (the
+    first run pays for them, later runs reuse them). A base that is not on this machine (a model hub id) is
+    skipped with a note (``base_note``). Status ``generated``: per model, the variants it answered and the
+    seconds that took (what :mod:`r2ta.timing` estimates the next evaluation from).
     ``spread``: the first ``limit`` variants round-robin across base schemas (``r2ta eval --pending --spread``).
     """
-    from r2ta.evaluation import FINAL, SFT, evaluate
+    from r2ta.evaluation import FINAL, SFT, evaluate, run_base_model, run_generation_dtype
 
     evaluations: dict[str, int | None] = {}
+    generated: dict[str, dict] = {}
+    dtype = run_generation_dtype(run_dir)
+    base = run_base_model(run_dir)
+    models = {SFT: f"{run_dir}:{SFT}", FINAL: f"{run_dir}:{FINAL}", **({BASE: base} if base else {})}
+    base_pending = base_answers_missing(str(jobs.read_status(run_dir).get("base_model") or ""), dtype, limit,
+                                        split=split, spread=spread) if base else 0
     write_eval_status(run_dir, status=RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
-                      pid_start=jobs.process_start_ticks(os.getpid()))
+                      pid_start=jobs.process_start_ticks(os.getpid()), dtype=dtype, models=list(models),
+                      base_pending=base_pending,
+                      base_note=None if base else "the model the run started from is not on this machine "
+                                                   "(a model hub id?): not evaluated beside it")
     try:
-        for stage in (SFT, FINAL):
+        for stage, model in models.items():
             write_eval_status(run_dir, stage=stage, stage_started_at=jobs.now_iso(), done=0, total=None)
 
             def progress(done: int, total: int, stage=stage) -> None:
                 write_eval_status(run_dir, done=done, total=total)
 
-            outcome = evaluate(f"{run_dir}:{stage}", split=split, limit=limit, max_new_tokens=max_new_tokens,
-                               progress=progress, spread=spread)
+            outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens, progress=progress,
+                               spread=spread, dtype=dtype if stage == BASE else None)
             evaluations[stage] = outcome.evaluation_id
-            write_eval_status(run_dir, evaluations=evaluations)
-            print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f}",
-                  flush=True)
+            generated[stage] = {"variants": outcome.generated, "seconds": round(outcome.generation_s, 2)}
+            write_eval_status(run_dir, evaluations=evaluations, generated=generated)
+            print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f}"
+                  f" ({outcome.generated} answers generated in {outcome.generation_s:.0f} s)", flush=True)
     except R2taError as err:
         write_eval_status(run_dir, status=FAILED, error=str(err), finished_at=jobs.now_iso())
         print(f"error: {err}", file=sys.stderr)

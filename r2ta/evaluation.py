@@ -86,6 +86,63 @@ def run_model_id(run_dir: str | Path, stage: str) -> str:
     return f"{Path(run_dir).name}:{stage}"
 
 
+def generation_dtype(precision: str | None, hardware_kind: str | None) -> str | None:
+    """The dtype the models of a run trained at ``precision`` on ``hardware_kind`` generate in: ``bfloat16`` for
+    bf16 on a CPU (a local model otherwise generates in float32 there), else None: the backend's default, which on
+    a GPU is the training precision's already."""
+    return "bfloat16" if precision == "bf16" and hardware_kind == "cpu" else None
+
+
+def run_generation_dtype(run_dir: str | Path) -> str | None:
+    """The dtype a run's models generate in unless told otherwise (:func:`generation_dtype` of its status); an
+    unreadable status gives None."""
+    from r2ta import jobs
+
+    try:
+        status = jobs.read_status(Path(run_dir))
+    except R2taError:
+        return None
+    hardware = status.get("hardware")
+    return generation_dtype(status.get("precision"), hardware.get("kind") if isinstance(hardware, dict) else None)
+
+
+def base_model_name(name_or_path: str) -> str | None:
+    """What :func:`evaluate` takes for a recipe's ``model_name_or_path``: ``embedded`` for the embedded model,
+    else its local folder; None when it is neither (a model hub id: a machine without the hub cannot load it)."""
+    from r2ta.config import models_dir
+    from r2ta.embedded_model import EMBEDDED_MODEL_ID
+
+    kind, _, name = name_or_path.partition(":")
+    if kind == "embedded" and name == EMBEDDED_MODEL_ID:
+        return "embedded"
+    folder = models_dir() / name if kind in ("embedded", "builtin") and name else Path(name_or_path).expanduser()
+    return str(folder.resolve()) if name_or_path and (folder / "config.json").is_file() else None
+
+
+def base_model_id(name_or_path: str, dtype: str | None = None) -> str | None:
+    """The model id :func:`evaluate` stores that model's answers under (``dtype``: one that marks the id, such as
+    ``bfloat16`` on a CPU); None where :func:`base_model_name` is None. Torch-free."""
+    from r2ta.backends import DTYPE_MARK
+    from r2ta.embedded_model import EMBEDDED_MODEL_ID
+
+    name = base_model_name(name_or_path)
+    if name is None:
+        return None
+    model_id = EMBEDDED_MODEL_ID if name == "embedded" else f"{Path(name).parent.name}/{Path(name).name}"
+    return model_id + (DTYPE_MARK + dtype if dtype else "")
+
+
+def run_base_model(run_dir: str | Path) -> str | None:
+    """:func:`base_model_name` of the model a run started from (its status's ``base_model``)."""
+    from r2ta import jobs
+
+    try:
+        base = jobs.read_status(Path(run_dir)).get("base_model")
+    except R2taError:
+        return None
+    return base_model_name(base) if isinstance(base, str) else None
+
+
 def run_stage_path(run_dir: str | Path, stage: str) -> Path:
     """The folder of a finished run's stage: the SFT adapter, or the merged (else adapter) SFT+DPO model."""
     run_dir = Path(run_dir)
@@ -282,7 +339,9 @@ def evaluate(
     model's weights (``bfloat16`` on a GPU, or on a CPU that computes it natively, is faster
     than ``float32`` and decodes slightly different tokens); a dtype other than the machine's default
     for the model stores its traces and evaluation as ``<model id>@<dtype>`` (``@bfloat16`` on a CPU),
-    apart from the default's and not linked to a run.
+    apart from the default's. A run's models default to the dtype the run trained in
+    (:func:`run_generation_dtype`: ``@bfloat16`` after bf16 on a CPU), and only an evaluation in that
+    dtype is linked to the run.
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
@@ -298,6 +357,10 @@ def evaluate(
         spec = model if isinstance(model, ModelSpec) else spec_with_backend(model, backend)
     outcome_notes: list[str] = []
     dtype_suffix = ""
+    # A run's models generate in the dtype the run trained in unless told otherwise (bfloat16 after bf16 on a CPU).
+    run_dtype = run_generation_dtype(spec.run_dir) if spec.kind == "run" else None
+    if dtype is None and given is None:
+        dtype = run_dtype
     generated = tokens = 0
     seconds = 0.0
     if spec.kind == "checker" and verdict_grammar:
@@ -329,9 +392,10 @@ def evaluate(
     report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True)
     if report.n == 0:
         raise EvaluationError(f"{model_id} has no traces on the {split} split to score")
-    # A run's stage is linked to its evaluation in the default decoding only: under the grammar or in another
-    # dtype (model ids "+grammar", "@bfloat16") the evaluation stands beside it under its own id.
-    run_id = _link_run(engine, spec, evaluation_id) if not (verdict_grammar or dtype_suffix) else None
+    # A run's stage is linked to its evaluation in the default decoding and the run's own dtype only: under the
+    # grammar or in another dtype (model ids "+grammar", "@float32") the evaluation stands beside it under its id.
+    own_dtype = dtype == run_dtype if run_dtype else not dtype_suffix
+    run_id = _link_run(engine, spec, evaluation_id) if spec.kind == "run" and own_dtype and not verdict_grammar else None
     return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes)
 
 
@@ -613,9 +677,17 @@ _LEGEND_ON_TOP = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor":
 
 
 def run_evaluations(run_dir: str | Path, *, split: str = "test", engine: Engine | None = None) -> dict[str, ModelMetrics]:
-    """The latest evaluations of a run's stages (``sft``, ``sft+dpo``) that exist."""
-    ids = {run_model_id(run_dir, s): s for s in (SFT, FINAL)}
-    return {ids[m.model_id]: m for m in list_evaluations(split=split, engine=engine) if m.model_id in ids}
+    """The latest evaluations of a run's stages (``sft``, ``sft+dpo``) that exist: in the dtype the run generates
+    in by default (:func:`run_generation_dtype`; ``RUN:sft@bfloat16`` for a bf16 run on a CPU) where there is one,
+    else in the backend's default."""
+    from r2ta.backends import DTYPE_MARK
+
+    own = run_generation_dtype(run_dir)
+    found: dict[str, ModelMetrics] = {}
+    for suffix in ("", *([DTYPE_MARK + own] if own else [])):  # the run's own dtype last: it wins
+        ids = {run_model_id(run_dir, s) + suffix: s for s in (SFT, FINAL)}
+        found.update({ids[m.model_id]: m for m in list_evaluations(split=split, engine=engine) if m.model_id in ids})
+    return found
 
 
 def training_run_id(run_dir: str | Path, *, engine: Engine | None = None) -> int | None:

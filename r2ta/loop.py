@@ -90,9 +90,10 @@ class LoopConfig:
     # each model is also scored with its verdicts decoded under r2ta.grammar, from the same
     # answers (r2ta eval --verdict-grammar --reuse-answers): extra columns <model>+grammar.
     verdict_grammar: bool = False
-    # the generating stages' weights (r2ta reason/eval --dtype; None: the backend's). With another dtype than
-    # auto's on this machine (bfloat16 on a CPU) the models' ids carry "@bfloat16". Training's precision is
-    # the recipe's (--set run.precision=bf16).
+    # the generating stages' weights (r2ta reason/eval --dtype). None: the backend's for the base model's train
+    # answers, and for the evaluations the dtype the run trained in (bfloat16 after bf16 on a CPU). With another
+    # dtype than auto's on this machine (bfloat16 on a CPU) the models' ids carry "@bfloat16". Training's
+    # precision is the recipe's (auto: bf16 on a CPU with AMX or AVX512-BF16; --set run.precision=fp32).
     dtype: str | None = None
     overrides: list[str] = field(default_factory=list)  # recipe settings, "sft.learning_rate=1e-4"
     stages: list[StageResult] = field(default_factory=list)
@@ -303,7 +304,7 @@ def _earlier_runs(out: Path, recipe: str, max_steps: int | None) -> tuple[Path |
 def run_loop(config: LoopConfig, say=print) -> str:
     """Run every stage; returns the side-by-side table (also written to ``<out>/table.txt``)."""
     from r2ta.backends import GRAMMAR_SUFFIX, get_backend
-    from r2ta.evaluation import CHECKER_MODEL_ID, FINAL, SFT, run_model_id
+    from r2ta.evaluation import CHECKER_MODEL_ID, FINAL, SFT, run_generation_dtype, run_model_id
 
     out = config.out or data_dir() / "loops" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(out).resolve()
@@ -314,8 +315,6 @@ def run_loop(config: LoopConfig, say=print) -> str:
         raise LoopError(f"--dtype sets the weights of a model loaded here; the base backend {config.base_backend!r} "
                         "is a server")
     base_id = base.id
-    # the trained models are evaluated on the local "embedded" settings with their own weights (make_backend_for)
-    run_suffix = get_backend("embedded", dtype=config.dtype).dtype_suffix if config.dtype else ""
     lim = lambda flag, n: [flag, str(n)] if n else []  # noqa: E731
     gen, base_gen = generation_args(config, base=False), generation_args(config, base=True)
 
@@ -372,6 +371,14 @@ def run_loop(config: LoopConfig, say=print) -> str:
     _save(config)
 
     stage("eval-checker", ["eval", "--model", CHECKER_MODEL_ID, "--split", "test"])
+    # Without --dtype the trained models generate in the dtype the run trained in (r2ta eval: bfloat16 after bf16
+    # on a CPU), and a local base model beside them in the same one; the trained models are evaluated on the
+    # local "embedded" settings with their own weights (make_backend_for).
+    eval_dtype = config.dtype or run_generation_dtype(run_dir)
+    run_suffix = get_backend("embedded", dtype=eval_dtype).dtype_suffix if eval_dtype else ""
+    if eval_dtype and not config.dtype and base.config.kind == "local":
+        base_gen = [*base_gen, "--dtype", eval_dtype]
+        base_id = get_backend(config.base_backend, dtype=eval_dtype).id
     models = {"sft+dpo": str(run_dir), "sft": f"{run_dir}:sft", "base": config.base_backend}
     for label, model in models.items():
         stage(f"eval-{label}", ["eval", "--model", model, "--split", "test", *lim("--limit", config.test_limit),

@@ -229,7 +229,14 @@ def run_rates(run_dir: Path) -> RunRates | None:
         ev = {}
     started, finished = parse_time(ev.get("started_at")), parse_time(ev.get("finished_at"))
     models = len(ev.get("evaluations") or {})
-    if ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
+    answered = [g for g in (ev.get("generated") or {}).values() if isinstance(g, dict) and g.get("variants")]
+    if ev.get("status") == "succeeded" and answered:
+        # the models' generation alone: a base model that had its answers already generated none
+        try:
+            eval_rate = sum(float(g.get("seconds") or 0) for g in answered) / sum(int(g["variants"]) for g in answered)
+        except (TypeError, ValueError):
+            eval_rate = None
+    elif ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
         eval_rate = (finished - started).total_seconds() / (models * int(ev["total"]))
     try:
         revision = int(status.get("speed_revision") or 1)
@@ -285,6 +292,7 @@ class RunEstimate:
     epochs: dict[str, float] = field(default_factory=dict)
     evaluation_s: float | None = None
     eval_variants: int = 0
+    base_variants: int = 0  # test variants the base model still has to answer (the first run's evaluation)
     differs: list[str] = field(default_factory=list)  # speed settings the reference run had otherwise
     resumed_at: dict[str, int] = field(default_factory=dict)  # a resumed run: the step its stage goes on from
     changes_since: list[str] = field(default_factory=list)  # speed changes made after the reference run
@@ -299,7 +307,9 @@ class RunEstimate:
                  + (f", from step {self.resumed_at[stage]}" if self.resumed_at.get(stage) else "") + ")"
                  for stage, s in self.stages.items()]
         if self.evaluation_s is not None:
-            parts.append(f"evaluation {format_duration(self.evaluation_s)} ({self.eval_variants} test variants × 2 models)")
+            base = f" + the base model on {self.base_variants}" if self.base_variants else ""
+            parts.append(f"evaluation {format_duration(self.evaluation_s)} ({self.eval_variants} test variants × 2 models"
+                         f"{base})")
         elif self.eval_variants:
             parts.append("evaluation not estimated (the reference run has no finished evaluation)")
         text = f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
@@ -313,17 +323,18 @@ class RunEstimate:
 
 def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_variants: int = 0, *,
                  max_steps: int | None = None, processes: int = 1, resume: dict | None = None,
-                 allocator: str | None = None) -> RunEstimate:
+                 allocator: str | None = None, base_variants: int = 0) -> RunEstimate:
     """A job training ``rows`` (``{"sft": n, "dpo": m}``) under ``recipe_data`` (its overrides applied), at ``rates``.
 
     ``max_steps``: each stage stops there (``r2ta train --max-steps``). ``resume``: a resumed run's
     ``request.json`` ``resume`` (stages carried over take no time; the stage it goes on with, its steps left).
     ``allocator``: the one this run will train on (:func:`r2ta.jobs.planned_allocator`); named when the reference
-    run recorded another."""
+    run recorded another. ``base_variants``: test variants the model the run starts from has no answer to yet
+    (:func:`r2ta.eval_jobs.base_answers_missing`); the evaluation after the run generates those too."""
     differs = speed_differences(rates.recipe, recipe_data) if rates.recipe else []
     if allocator and rates.allocator and allocator != rates.allocator:
         differs.append(f"memory allocator ({rates.allocator}; this run: {allocator})")
-    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants, differs=differs,
+    estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants, base_variants=base_variants, differs=differs,
                            changes_since=changes_since(rates))
     resume = resume or {}
     for stage in STAGES:
@@ -341,21 +352,24 @@ def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_
         estimate.rows[stage], estimate.epochs[stage] = n, epochs
         estimate.stages[stage] = rate.overhead_s + rate.seconds_per_row * seen
     if eval_variants and rates.eval_seconds_per_variant is not None:
-        estimate.evaluation_s = rates.eval_seconds_per_variant * 2 * eval_variants
+        estimate.evaluation_s = rates.eval_seconds_per_variant * (2 * eval_variants + base_variants)
     return estimate
 
 
 def estimate_for_recipe(recipe: str, overrides: list[str], rows: dict[str, int], *, hardware: str, precision: str,
-                        eval_variants: int = 0, run_dirs: list[Path] | None = None) -> RunEstimate | None:
+                        eval_variants: int = 0, run_dirs: list[Path] | None = None,
+                        base_variants: int = 0) -> RunEstimate | None:
     """:func:`estimate_run` from the :func:`reference_run` of ``recipe``; None when this machine has none."""
     rates = reference_run(recipe, hardware, precision, jobs.list_runs() if run_dirs is None else run_dirs)
     if rates is None:
         return None
     data = jobs.apply_overrides(read_recipe(jobs.recipe_file(recipe)), overrides)
-    return estimate_run(rates, data, rows, eval_variants, allocator=jobs.planned_allocator())
+    return estimate_run(rates, data, rows, eval_variants, allocator=jobs.planned_allocator(),
+                        base_variants=base_variants)
 
 
-def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_variants: int = 0) -> RunEstimate | None:
+def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_variants: int = 0,
+                     base_variants: int = 0) -> RunEstimate | None:
     """What a running job has still to do after the stage it is in (DPO after SFT, then the evaluation), at ``rates``."""
     if rates is None or progress.finished or progress.stage not in STAGES:
         return None
@@ -372,7 +386,7 @@ def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_va
         max_steps = None
     processes = int((progress.status.get("hardware") or {}).get("processes") or 1)
     estimate = estimate_run(rates, data, rows, eval_variants, max_steps=max_steps, processes=processes,
-                            allocator=progress.status.get("allocator"))
+                            allocator=progress.status.get("allocator"), base_variants=base_variants)
     for stage in STAGES[: STAGES.index(progress.stage) + 1]:
         del estimate.stages[stage]
     return estimate
@@ -380,18 +394,24 @@ def after_this_stage(progress: jobs.RunProgress, rates: RunRates | None, eval_va
 
 def evaluation_time_left(evaluation: dict, now: _dt.datetime | None = None) -> float | None:
     """Seconds a run's evaluation job has left: its model's time a variant so far times the variants left, and
-    the same again for each model after it (:data:`r2ta.eval_jobs` scores SFT, then SFT+DPO). None before the
-    first variant is done."""
+    the same again for each model after it (:data:`r2ta.eval_jobs` scores SFT, then SFT+DPO, then the base model
+    on the variants it had no answer to: ``base_pending``). None before the first variant is done."""
     from r2ta.evaluation import FINAL, SFT
 
-    order = (SFT, FINAL)
+    order = tuple(evaluation.get("models") or (SFT, FINAL))  # a job before the base was evaluated: two
+    if not all(isinstance(m, str) for m in order):
+        return None
     started = parse_time(evaluation.get("stage_started_at"))
     done, total, stage = evaluation.get("done") or 0, evaluation.get("total") or 0, evaluation.get("stage")
     if evaluation.get("status") != "running" or stage not in order or not started or done <= 0 or total <= 0:
         return None
     per_variant = max(0.0, ((now or _now()) - started).total_seconds()) / done
-    later = len(order) - 1 - order.index(stage)
-    return per_variant * ((total - done) + later * total)
+    later = order[order.index(stage) + 1:]
+    try:  # the base model answers only the variants it had no answer to when the job began
+        later_variants = sum(int(evaluation.get("base_pending") or 0) if m == "base" else total for m in later)
+    except (TypeError, ValueError):
+        return None
+    return per_variant * ((total - done) + later_variants)
 
 
 NO_ESTIMATE = ("No run of this recipe has finished on this hardware yet, so there is no estimate of its time; once "

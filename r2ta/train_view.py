@@ -367,3 +367,50 @@ def sync_to_db(run_dir: Path, *, engine: Engine) -> None:
 
     with Session(engine) as session:
         jobs.sync_run_to_db(run_dir, session=session)
+
+
+COMPARISON_COLUMNS = ("model", "variants", "micro F1", "macro F1", "hallucination", "grounding", "format validity",
+                      "validity, unforced")
+
+
+def run_comparison(run_dir: Path, *, engine: Engine) -> list[dict]:
+    """The evaluation after a run, side by side: the model it started from, SFT and SFT+DPO, scored on the test
+    variants all three answered (:func:`r2ta.evaluation.rescore`), with each model's id. [] before any evaluation."""
+    from r2ta.eval_jobs import BASE, read_eval_status
+    from r2ta.evaluation import FINAL, SFT, rescore, summary_rows
+
+    done = {stage: eid for stage, eid in (read_eval_status(run_dir).get("evaluations") or {}).items()
+            if isinstance(eid, int)}
+    labels = {BASE: "base (before training)", SFT: "SFT", FINAL: "SFT+DPO"}
+    ordered = {labels[stage]: done[stage] for stage in (BASE, SFT, FINAL) if stage in done}
+    if not ordered:
+        return []
+    reports, _ = rescore(ordered, common_only=True, engine=engine)
+    ids = model_ids_of(ordered, engine=engine)
+    return [{**{k: row.get(k) for k in COMPARISON_COLUMNS}, "model id": ids.get(row["model"], "")}
+            for row in summary_rows(reports)]
+
+
+def model_ids_of(evaluations: dict[str, int], *, engine: Engine) -> dict[str, str]:
+    """label -> the model id each evaluation scored."""
+    from sqlmodel import Session
+
+    from db.models import EvaluationRow
+
+    with Session(engine) as session:
+        rows = {label: session.get(EvaluationRow, eid) for label, eid in evaluations.items()}
+    return {label: row.model_id for label, row in rows.items() if row is not None}
+
+
+def base_answers_missing(recipe: str | Path, precision: str, limit: int, *, engine: Engine) -> int:
+    """Test variants (of the first ``limit``; 0 = all) the model ``recipe`` starts from has not answered in the dtype
+    a run at ``precision`` on this machine is evaluated in: the evaluation after the run generates them too."""
+    from r2ta.eval_jobs import base_answers_missing as missing
+    from r2ta.evaluation import generation_dtype
+    from training.hardware import detect_hardware
+
+    try:
+        base = str((_recipe_data(recipe).get("model") or {}).get("model_name_or_path") or "")
+    except R2taError:  # a recipe gone or unreadable: its own error shows where it is used
+        return 0
+    return missing(base, generation_dtype(precision, detect_hardware().kind), limit or None, engine=engine)

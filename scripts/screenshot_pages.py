@@ -133,6 +133,10 @@ def main() -> int:
                 if args.scroll_to:
                     page.get_by_text(args.scroll_to).first.scroll_into_view_if_needed()
                 page.wait_for_timeout(1500)
+                for grid in page.get_by_test_id("stDataFrame").all():  # a table draws its canvas once on screen
+                    if grid.is_visible():
+                        expect(grid.locator("canvas").first).to_be_visible()
+                page.wait_for_timeout(1000)
                 slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
                 path = args.out / f"{args.prefix}{slug}.png"
                 page.screenshot(path=str(path), full_page=args.full_page)

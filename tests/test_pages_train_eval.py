@@ -96,6 +96,26 @@ def test_train_page_shows_the_newest_run_with_curves_and_past_runs(studio):
     assert any(b.label == "Evaluate this run" for b in at.button)  # finished, never evaluated
 
 
+def test_train_page_shows_the_run_against_the_model_it_started_from(studio):
+    """After its evaluation the run's page shows base vs SFT+DPO side by side, on the variants both answered."""
+    engine, done, _ = studio
+    with Session(engine) as session:
+        ids = {e.model_id: e.id for e in session.exec(select(EvaluationRow))}
+    eval_jobs.write_eval_status(done, status=eval_jobs.SUCCEEDED, split="test", limit=3, dtype=None,
+                                evaluations={"sft+dpo": ids[run_model_id(done, "sft+dpo")], "base": ids["base"]})
+    rows = train_view.run_comparison(done, engine=engine)
+    assert [(r["model"], r["model id"]) for r in rows] == [
+        ("base (before training)", "base"), ("SFT+DPO", run_model_id(done, "sft+dpo"))]
+    # the base answered ONLY_FK, WRONG, ONLY_FK; the trained model the correct trace on all three
+    assert rows[0]["variants"] == rows[1]["variants"] == 3 and rows[1]["micro F1"] == 1.0 > rows[0]["micro F1"]
+    at = _page("pages/train.py", run=done.name)
+    assert any(m.value == "**Before and after training**" for m in at.markdown)
+    shown = next(d.value for d in at.dataframe if "model id" in d.value.columns)
+    assert list(shown["model"]) == ["base (before training)", "SFT+DPO"] and list(shown["micro F1"]) == [
+        rows[0]["micro F1"], 1.0]
+    assert any(c.value.startswith("Scored on the 3 test variants the models above all answered") for c in at.caption)
+
+
 def test_train_page_shows_a_crashed_run_with_its_log(studio):
     _, _, crashed = studio
     at = _page("pages/train.py", run=crashed.name)

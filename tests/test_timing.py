@@ -157,18 +157,24 @@ def test_what_a_running_job_has_left_after_its_stage(tmp_path):
     assert timing.after_this_stage(jobs.RunProgress(running, status, []), None) is None
 
 
-def test_r2ta_train_prints_the_estimate_a_real_run_gives_the_next(tmp_path, monkeypatch):
+def test_r2ta_train_prints_the_estimate_a_real_run_gives_the_next(tmp_path, monkeypatch, capsys):
     """The rates come from what the real runner writes: a tiny run, then the estimate of the next from it."""
+    from r2ta.commands.train import follow
+
     monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
     sft, dpo = smoke_rows(4)
     write_rows(sft, tmp_path / "sft.jsonl")
     write_rows(dpo, tmp_path / "dpo.jsonl")
     command = [sys.executable, "-m", "r2ta", "train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo",
                str(tmp_path / "dpo.jsonl"), "--recipe", "tiny-cpu", "--no-merge", "--run-dir", str(tmp_path / "run")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "expected:   no estimate: no run of this recipe has finished on this hardware yet" in done.stdout
-    assert "s a step, " in done.stdout  # the follower's time left
+    started = subprocess.run([*command, "--detach"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "expected:   no estimate: no run of this recipe has finished on this hardware yet" in started.stdout
+    # what `r2ta train` does after starting a run, polling often enough to see a tiny run's steps one by one (a
+    # tiny step takes ~0.1 s: at the command's 1 s a whole stage may arrive in one poll, with no time left to say)
+    capsys.readouterr()
+    assert follow(tmp_path / "run", poll_s=0.01) == 0
+    assert "s a step, " in capsys.readouterr().out  # the follower's time left
     from r2ta.train_view import hardware_and_precision
 
     hardware, precision = hardware_and_precision("tiny-cpu")
@@ -198,6 +204,27 @@ def test_an_evaluation_has_left_its_models_time_a_variant_times_the_variants_lef
     assert timing.evaluation_time_left({**running, "done": 0}) is None  # nothing to measure yet
     assert timing.evaluation_time_left({**running, "status": "succeeded"}) is None
     assert timing.evaluation_time_left({"status": "running", "stage": "sft", "done": 5, "total": 50}) is None
+
+
+def test_the_base_model_counts_only_the_answers_it_lacks(tmp_path):
+    """The evaluation after a run scores the base model too, generating only what it has not answered yet."""
+    run = _finished_run(tmp_path / "run")
+    # the job records each model's generation: the base had all 5 answers already (0 generated, 0.2 s)
+    eval_jobs.write_eval_status(run, evaluations={"sft": 1, "sft+dpo": 2, "base": 3}, total=5, generated={
+        "sft": {"variants": 5, "seconds": 40.0}, "sft+dpo": {"variants": 5, "seconds": 60.0},
+        "base": {"variants": 0, "seconds": 0.2}})
+    rates = timing.run_rates(run)
+    assert rates.eval_seconds_per_variant == pytest.approx(10.0)  # 100 s / 10 answers, not 100 s / 15
+    estimate = timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=6, base_variants=4)
+    assert estimate.evaluation_s == pytest.approx(10.0 * (2 * 6 + 4))
+    assert "evaluation 3 min (6 test variants × 2 models + the base model on 4)" in estimate.describe()
+    running = {"status": "running", "stage": "sft", "stage_started_at": T0.isoformat(), "done": 5, "total": 50,
+               "models": ["sft", "sft+dpo", "base"], "base_pending": 10}
+    # 5 variants in 100 s: 45 more of SFT, 50 of SFT+DPO, the base model's 10 missing answers
+    assert timing.evaluation_time_left(running, now=T0 + dt.timedelta(seconds=100)) == pytest.approx(20.0 * 105)
+    at_base = {**running, "stage": "base", "done": 2, "total": 10}
+    assert timing.evaluation_time_left(at_base, now=T0 + dt.timedelta(seconds=100)) == pytest.approx(50.0 * 8)
+    assert timing.evaluation_time_left({**running, "base_pending": "lots"}) is None
 
 
 def test_hand_edited_run_files_give_no_rates_and_a_bad_recipe_a_clear_error(tmp_path):

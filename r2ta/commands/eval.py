@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--model", help="checker, a run folder[:sft|:sft+dpo], a model folder or a backend name")
     what.add_argument("--compare", nargs="+", metavar="MODEL_ID", help="stored model ids to compare side by side")
     what.add_argument("--pending", action="store_true",
-                      help="evaluate every succeeded training run that has no evaluation yet (SFT and SFT+DPO)")
+                      help="evaluate every succeeded training run that has no evaluation yet (SFT and SFT+DPO, then "
+                           "the model it started from beside them)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="default: %(default)s")
     p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order; see --spread)")
     p.add_argument("--spread", action="store_true",
@@ -35,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="named backend settings to generate with")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--dtype", choices=DTYPES, default=None,
-                   help="weights of a local model (auto: float32 on a CPU, bf16 or fp16 on a GPU); bfloat16 on a CPU "
-                        "with AMX or AVX512-BF16 generated 1.6x as fast as float32; another dtype than "
+                   help="weights of a local model (auto: float32 on a CPU, bf16 or fp16 on a GPU; a training run's "
+                        "models: the dtype the run trained in, bfloat16 after bf16 on a CPU); bfloat16 on a CPU "
+                        "with AMX or AVX512-BF16 generated 1.6-1.8x as fast as float32; another dtype than "
                         "auto's gives other tokens, so its traces and evaluation are stored as MODEL@DTYPE")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
