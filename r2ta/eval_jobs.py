@@ -19,9 +19,10 @@ succeeded, failed, skipped; ``stage``: the model being evaluated (``sft``, ``sft
 had no answer to when the job began; ``evaluations``: stage -> evaluation id; ``generated``:
 stage -> answers generated and their seconds; ``dtype``; ``error``) and ``eval.log``.
 
-A run started elsewhere (``r2ta train``) is evaluated by :func:`start_run_evaluation`
+``r2ta train`` starts the same supervisor (unless ``--no-eval``) and follows both. A run
+started without it (``--no-eval``, ``r2ta loop``) is evaluated by :func:`start_run_evaluation`
 (the Train page offers it for any finished run without an evaluation, and
-``r2ta eval --model RUN_DIR`` does the same in the foreground).
+``r2ta eval --pending`` does the same in the foreground).
 
 Standard library and the project only; no streamlit, no torch at import.
 """
@@ -139,15 +140,16 @@ def _job_args(split: str, limit: int | None, max_new_tokens: int | None) -> list
 def start_training_with_evaluation(
     sft_file: str | Path, dpo_file: str | Path, *, recipe: str | Path = jobs.DEFAULT_RECIPE, split: str = "test",
     limit: int | None = None, max_new_tokens: int | None = None, max_steps: int | None = None,
-    overrides: list[str] | None = None, precision: str = "auto",
+    overrides: list[str] | None = None, precision: str = "auto", **run_options,
 ) -> Path:
     """Prepare a run and start the supervisor (training, then its evaluation); returns the run folder at once.
 
     ``overrides``: recipe settings changed for this run (``SECTION.KEY=VALUE``, see :func:`jobs.prepare_run`);
-    ``precision``: auto (the recipe's) or one the hardware has (:func:`training.hardware.precision_choices`).
+    ``precision``: auto (the recipe's) or one the hardware has (:func:`training.hardware.precision_choices`);
+    ``run_options``: the rest of :func:`jobs.prepare_run`'s (``run_dir``, ``save_merged``, ``num_processes``).
     """
     run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps, overrides=overrides,
-                               precision=precision)
+                               precision=precision, **run_options)
     _start_supervisor(run_dir, split, limit, max_new_tokens)
     return run_dir
 
@@ -208,6 +210,10 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     """
     from r2ta.evaluation import FINAL, SFT, evaluate, run_base_model, run_generation_dtype
 
+    if not _split_has_variants(split):
+        write_eval_status(run_dir, status=SKIPPED, finished_at=jobs.now_iso(),
+                          error=f"the store has no {split} variants to evaluate on (r2ta seed, or r2ta dataset build)")
+        return 0
     evaluations: dict[str, int | None] = {}
     generated: dict[str, dict] = {}
     dtype = run_generation_dtype(run_dir)
@@ -240,6 +246,18 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
         return 2
     write_eval_status(run_dir, status=SUCCEEDED, stage=None, finished_at=jobs.now_iso())
     return 0
+
+
+def _split_has_variants(split: str) -> bool:
+    from sqlmodel import Session
+
+    from db.engine import get_engine, init_db
+    from r2ta.store import first_variant_ids
+
+    engine = get_engine()
+    init_db(engine)
+    with Session(engine) as session:
+        return session.exec(first_variant_ids(split, 1)).first() is not None
 
 
 def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None) -> int:

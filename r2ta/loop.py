@@ -355,8 +355,9 @@ def run_loop(config: LoopConfig, say=print) -> str:
             say(f"[{_now()}] train: {resumable.name} stopped; {jobs.resume_point(resumable).describe()}")
             stage("train", ["train", "--resume", str(resumable), "--run-dir", str(run_dir)])
         else:
+            # --no-eval: the loop evaluates every model itself below, with its own budget and test variants
             stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"), "--recipe",
-                            recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps)])
+                            recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps), "--no-eval"])
         # `r2ta train` only starts and follows the runner process: its own RSS is not the training's.
         config.stages[-1].note = "launcher; the runner's time and memory are the train-sft/train-dpo rows"
         _save(config)

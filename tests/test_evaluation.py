@@ -273,8 +273,8 @@ def test_only_a_succeeded_run_can_be_evaluated(tmp_path):
     assert eval_jobs.read_eval_status(run) == {}
 
 
-def _train_and_evaluate_tiny(engine, tmp_path, **kwargs) -> tuple[Path, dict]:
-    """The Train page's button on the tiny recipe (rows made longer for its character tokenizer), waited for."""
+def _tiny_data(engine, tmp_path) -> Path:
+    """Reviewed rows exported as sft.jsonl / dpo.jsonl in ``tmp_path``; the tiny recipe with room for them."""
     reason(QueuedBackend([ONLY_FK] * 3, "base"), split="train", engine=engine)
     refine(model_id="base", split="train", engine=engine)
     bulk_accept(model_id="base", split="train", engine=engine)
@@ -284,6 +284,12 @@ def _train_and_evaluate_tiny(engine, tmp_path, **kwargs) -> tuple[Path, dict]:
     write_rows(export_rows("dpo", engine=engine).rows, tmp_path / "dpo.jsonl")
     recipe = tmp_path / "tiny-long.yaml"  # the tiny tokenizer spends a token per character: longer rows
     recipe.write_text((Path(jobs.RECIPES_DIR) / "tiny-cpu.yaml").read_text().replace("max_length: 2048", "max_length: 6000"))
+    return recipe
+
+
+def _train_and_evaluate_tiny(engine, tmp_path, **kwargs) -> tuple[Path, dict]:
+    """The Train page's button on the tiny recipe (rows made longer for its character tokenizer), waited for."""
+    recipe = _tiny_data(engine, tmp_path)
     run = eval_jobs.start_training_with_evaluation(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe,
                                                    limit=2, max_new_tokens=8, max_steps=1, **kwargs)
     deadline = time.monotonic() + 400
@@ -343,6 +349,31 @@ def test_a_bf16_run_on_a_cpu_is_evaluated_in_bf16_beside_the_base_in_bf16(engine
         assert run_evaluations(run, engine=engine)[stage].evaluation_id == row.id
     assert rows["models/tiny-llama@bfloat16"].id == status["evaluations"]["base"]
     assert not any(m in rows for m in (run_model_id(run, "sft"), "models/tiny-llama"))  # nothing in fp32
+
+
+@pytest.mark.slow
+def test_r2ta_train_evaluates_the_run_beside_its_base_and_prints_them_side_by_side(engine, tmp_path, capsys):
+    """Every finished run is evaluated, from the command line too: r2ta train follows the training, then the
+    evaluation, then prints base, SFT and SFT+DPO on the variants all three answered."""
+    recipe = _tiny_data(engine, tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo", str(tmp_path / "dpo.jsonl"), "--recipe",
+                 str(recipe), "--max-steps", "1", "--no-merge", "--run-dir", str(run), "--eval-limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation: afterwards, on the first 2 test variants" in out
+    assert "evaluation on the 2 test variants all of them answered:" in out
+    table = out.split("all of them answered:")[1].splitlines()
+    assert [line.split()[0] for line in table[2:5]] == ["base", "SFT", "SFT+DPO"]
+    assert table[2].split()[-1] == "models/tiny-llama" and table[4].split()[-1] == run_model_id(run, "sft+dpo")
+    status = eval_jobs.read_eval_status(run)
+    assert status["status"] == eval_jobs.SUCCEEDED and status["limit"] == 2 and not (run / "merged").exists()
+    # --no-eval: none; a negative limit is refused before anything starts
+    assert main(["train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo", str(tmp_path / "dpo.jsonl"), "--recipe",
+                 str(recipe), "--max-steps", "1", "--run-dir", str(tmp_path / "plain"), "--no-eval"]) == 0
+    assert eval_jobs.read_eval_status(tmp_path / "plain") == {} and "evaluation" not in capsys.readouterr().out
+    assert main(["train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo", str(tmp_path / "dpo.jsonl"),
+                 "--run-dir", str(tmp_path / "never"), "--eval-limit", "-1"]) == 2
+    assert "--eval-limit must be 0" in capsys.readouterr().err and not (tmp_path / "never").exists()
 
 
 def test_loop_stage_is_timed_and_a_failing_stage_names_its_log(tmp_path):

@@ -278,6 +278,8 @@ def test_r2ta_train_follows_a_run_to_the_end(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sft step 2/2  loss" in done.stdout and "dpo step 2/2  loss" in done.stdout
     assert "margin" in done.stdout and "model card:" in done.stdout
+    # evaluated afterwards by default: a data folder with no test variants says so and is not an error
+    assert "evaluation: skipped: the store has no test variants to evaluate on" in done.stdout
     assert not (tmp_path / "run" / "merged").exists()
     first_dpo = next(p for p in jobs.read_progress(tmp_path / "run").points if p["stage"] == "dpo")
     assert first_dpo["loss"] > math.log(2) + 0.1  # ln 2 from the pair at step 1, plus the chosen answer's NLL

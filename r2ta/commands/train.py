@@ -7,10 +7,16 @@
     r2ta train --follow RUN_DIR                                # follow a run started elsewhere
     r2ta train --cancel RUN_DIR                                # stop after this step (a checkpoint is saved)
     r2ta train --resume RUN_DIR                                # go on with a failed or cancelled run
+    r2ta train --sft sft.jsonl --dpo dpo.jsonl --eval-limit 0  # then evaluate on all test variants (default: 24
+                                                               # on a CPU, all on a GPU); --no-eval: none
 
-The job is the same one the Train page starts (:mod:`r2ta.jobs`); Ctrl-C while
-following cancels it cleanly. Exit status: 0 succeeded, 2 failed (the error and
-the log's path are printed), 130 cancelled.
+The job is the same one the Train page starts (:mod:`r2ta.jobs`, :mod:`r2ta.eval_jobs`):
+when training succeeds, the run's SFT and SFT+DPO models are evaluated on the test split
+beside the model they started from, and the follower prints the three side by side.
+Ctrl-C while following the training cancels it cleanly; during the evaluation it stops
+following and the evaluation goes on. Exit status: 0 succeeded, 2 failed (the error and
+the log's path are printed; an evaluation that failed after training succeeded too), 130
+cancelled.
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="change a recipe setting for this run, e.g. --set dpo.beta=0.2 (repeatable; the changed "
                         "recipe is saved in the run folder)")
     p.add_argument("--detach", action="store_true", help="start in the background and return at once")
+    evaluation = p.add_mutually_exclusive_group()
+    evaluation.add_argument("--eval-limit", type=int, default=None, metavar="N",
+                            help="when training succeeds, evaluate the run's models and the one they started from on "
+                                 "the first N test variants (0 = all; default: 24 on a CPU, all on a GPU)")
+    evaluation.add_argument("--no-eval", action="store_true",
+                            help="do not evaluate afterwards (r2ta eval --model RUN_DIR does it later)")
     p.set_defaults(func=cmd_train)
 
 
@@ -78,11 +90,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise jobs.TrainingError("--dpo FILE is required with --sft (training runs SFT, then DPO)")
     if args.max_steps is not None and args.max_steps < 1:
         raise jobs.TrainingError("--max-steps must be at least 1")
-    run_dir = jobs.start_training(
-        args.sft, args.dpo, recipe=args.recipe, run_dir=args.run_dir, precision=args.precision,
-        max_steps=args.max_steps, save_merged=args.save_merged, num_processes=args.num_processes,
-        overrides=args.overrides,
-    )
+    if args.eval_limit is not None and args.eval_limit < 0:
+        raise jobs.TrainingError("--eval-limit must be 0 (all test variants) or more")
+    options = dict(recipe=args.recipe, run_dir=args.run_dir, precision=args.precision, max_steps=args.max_steps,
+                   save_merged=args.save_merged, num_processes=args.num_processes, overrides=args.overrides)
+    if args.no_eval:
+        run_dir = jobs.start_training(args.sft, args.dpo, **options)
+    else:
+        from r2ta.eval_jobs import default_limit, start_training_with_evaluation
+
+        limit = default_limit() if args.eval_limit is None else (args.eval_limit or None)
+        run_dir = start_training_with_evaluation(args.sft, args.dpo, limit=limit, **options)
+        print(f"evaluation: afterwards, on {f'the first {limit}' if limit else 'all'} test variants", flush=True)
     return _started(run_dir, args.detach)
 
 
@@ -157,12 +176,77 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
             seen = len(progress.points)
             if progress.finished:
                 break
+            if progress.state == jobs.QUEUED and (gone := _supervisor_gone(run_dir)):
+                # the process that was to launch the runner died first: nothing will start
+                raise jobs.TrainingError(f"the run never started: {gone}")
             time.sleep(poll_s)
     except KeyboardInterrupt:
         print("\ncancelling (the current step finishes first)...", file=sys.stderr, flush=True)
         progress = jobs.cancel(run_dir, wait_s=60, force=True)
     _record(run_dir)
-    return _report(progress)
+    code = _report(progress)
+    return max(code, follow_evaluation(run_dir, poll_s=poll_s)) if code == 0 else code
+
+
+def _supervisor_gone(run_dir: Path) -> str | None:
+    """The error of an evaluation supervisor that died before its run started (None when there is none)."""
+    from r2ta.eval_jobs import FAILED, read_eval_status
+
+    status = read_eval_status(run_dir)
+    return status.get("error") if status.get("status") == FAILED else None
+
+
+def follow_evaluation(run_dir: Path, *, poll_s: float = 1.0) -> int:
+    """After a succeeded run: print its evaluation's progress (when one was asked for), then the models side by side.
+
+    Returns 0 (done, skipped, or none asked for), 2 (it failed). Ctrl-C stops following; the evaluation goes on."""
+    from r2ta import eval_jobs, timing
+
+    status = eval_jobs.read_eval_status(run_dir)
+    if not status:
+        return 0
+    shown = None
+    try:
+        while status.get("status") not in eval_jobs.FINISHED:
+            now = (status.get("stage"), status.get("done"), status.get("total"))
+            if status.get("status") == eval_jobs.RUNNING and now[0] and now != shown:
+                shown = now
+                left = timing.evaluation_time_left(status)
+                print(f"evaluation: {now[0]} {now[1] or 0}/{now[2] if now[2] is not None else '?'}"
+                      + (f"  (about {timing.format_duration(left)} left)" if left is not None else ""), flush=True)
+            time.sleep(poll_s)
+            status = eval_jobs.read_eval_status(run_dir)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; the evaluation goes on ({eval_jobs.eval_dir(run_dir) / 'eval.log'})",
+              file=sys.stderr, flush=True)
+        return 0
+    if status.get("status") == eval_jobs.SKIPPED:
+        print(f"evaluation: skipped: {status.get('error')}", flush=True)
+        return 0
+    if status.get("status") == eval_jobs.FAILED:
+        print(f"evaluation failed: {status.get('error')}\nlog: {eval_jobs.eval_dir(run_dir) / 'eval.log'}",
+              file=sys.stderr, flush=True)
+        return 2
+    _print_comparison(run_dir, status)
+    return 0
+
+
+def _print_comparison(run_dir: Path, status: dict) -> None:
+    from r2ta.catalog import open_engine
+    from r2ta.train_view import run_comparison
+
+    rows = run_comparison(run_dir, engine=open_engine())
+    if not rows:
+        return
+    dtype = f", generated in {status['dtype']}" if status.get("dtype") else ""
+    print(f"evaluation on the {rows[0]['variants']} test variants all of them answered{dtype}:")
+    cell = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"  {'model':<24} {'micro F1':>8} {'macro F1':>8} {'halluc.':>8} {'validity':>8}  model id")
+    for row in rows:
+        print(f"  {row['model']:<24} {cell(row['micro F1']):>8} {cell(row['macro F1']):>8} "
+              f"{cell(row['hallucination']):>8} {cell(row['format validity']):>8}  {row['model id']}")
+    if status.get("base_note"):
+        print(f"  {status['base_note']}")
 
 
 def _record(run_dir: Path) -> None:
