@@ -236,7 +236,8 @@ def _comparison(run_dir, ev: dict) -> None:
     if not rows:
         return
     st.markdown("**Before and after training**" + ("" if ev.get("status") == eval_jobs.SUCCEEDED else " (so far)"))
-    st.dataframe(rows, hide_index=True, width="stretch",
+    st.dataframe([{k: v for k, v in row.items() if k != "variants"} for row in rows], hide_index=True,
+                 width="stretch",  # the variants: the caption below, the same for every row
                  column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
                                 ("micro F1", "macro F1", "hallucination", "grounding", "format validity",
                                  "validity, unforced")})

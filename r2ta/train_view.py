@@ -373,19 +373,57 @@ COMPARISON_COLUMNS = ("model", "variants", "micro F1", "macro F1", "hallucinatio
                       "validity, unforced")
 
 
+def _evaluations(run_dir: Path) -> dict[str, int]:
+    from r2ta.eval_jobs import read_eval_status
+
+    return {stage: eid for stage, eid in (read_eval_status(run_dir).get("evaluations") or {}).items()
+            if isinstance(eid, int)}
+
+
+def previous_run(run_dir: Path, *, engine: Engine) -> Path | None:
+    """The newest succeeded run created before ``run_dir`` whose SFT+DPO model was evaluated after it (the model
+    the new one replaces), among the runs the Train page lists; None when there is none."""
+    from r2ta.evaluation import FINAL
+    from r2ta.timing import known_run_dirs
+
+    def created(folder: Path) -> str:
+        try:
+            return str(jobs.read_status(folder).get("created_at") or "")
+        except R2taError:
+            return ""
+
+    mine, found = created(run_dir), []
+    for other in known_run_dirs(engine=engine):
+        if other.resolve() == Path(run_dir).resolve() or not mine:
+            continue
+        when = created(other)
+        if when and when < mine and jobs.read_progress(other).state == jobs.SUCCEEDED and FINAL in _evaluations(other):
+            found.append((when, other))
+    return max(found)[1] if found else None
+
+
 def run_comparison(run_dir: Path, *, engine: Engine) -> list[dict]:
-    """The evaluation after a run, side by side: the model it started from, SFT and SFT+DPO, scored on the test
-    variants all three answered (:func:`r2ta.evaluation.rescore`), with each model's id. [] before any evaluation."""
-    from r2ta.eval_jobs import BASE, read_eval_status
+    """The evaluation after a run, side by side: the model it started from, SFT and SFT+DPO, and the SFT+DPO model
+    of the run before it (:func:`previous_run`, when it was scored on some of the same variants), on the test
+    variants all of them answered (:func:`r2ta.evaluation.rescore`), with each model's id. [] before any
+    evaluation."""
+    from r2ta.eval_jobs import BASE
     from r2ta.evaluation import FINAL, SFT, rescore, summary_rows
 
-    done = {stage: eid for stage, eid in (read_eval_status(run_dir).get("evaluations") or {}).items()
-            if isinstance(eid, int)}
+    done = _evaluations(run_dir)
     labels = {BASE: "base (before training)", SFT: "SFT", FINAL: "SFT+DPO"}
     ordered = {labels[stage]: done[stage] for stage in (BASE, SFT, FINAL) if stage in done}
     if not ordered:
         return []
-    reports, _ = rescore(ordered, common_only=True, engine=engine)
+    reports, common = {}, []
+    if (before := previous_run(run_dir, engine=engine)) is not None:
+        previous = {"previous SFT+DPO": _evaluations(before)[FINAL]}  # its run: the model id column
+        base = {k: v for k, v in ordered.items() if k == labels[BASE]}
+        with_before = {**base, **previous, **ordered}  # base, the model this run replaces, then this run's
+        reports, common = rescore(with_before, common_only=True, engine=engine)
+        ordered = with_before if common else ordered
+    if not common:  # no run before, or one scored on other variants: the run against its base alone
+        reports, _ = rescore(ordered, common_only=True, engine=engine)
     ids = model_ids_of(ordered, engine=engine)
     return [{**{k: row.get(k) for k in COMPARISON_COLUMNS}, "model id": ids.get(row["model"], "")}
             for row in summary_rows(reports)]

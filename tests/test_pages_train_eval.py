@@ -115,6 +115,21 @@ def test_train_page_shows_the_run_against_the_model_it_started_from(studio):
         rows[0]["micro F1"], 1.0]
     assert any(c.value.startswith("Scored on the 3 test variants the models above all answered") for c in at.caption)
 
+    # the next run stands against the model it replaces too: the previous run's SFT+DPO, on the same variants
+    later = jobs.prepare_run(*(jobs.read_request(done)[f"{s}_file"] for s in ("sft", "dpo")), recipe="tiny-cpu",
+                             run_dir=jobs.runs_dir() / "20260101-110000-tiny-cpu")
+    jobs.write_status(done, created_at="2026-01-01T10:00:00+00:00")
+    jobs.write_status(later, status="succeeded", stage="done", created_at="2026-01-01T11:00:00+00:00")
+    evaluate(QueuedBackend([WRONG] * 2, run_model_id(later, "sft+dpo")), split="test", limit=2, engine=engine)
+    with Session(engine) as session:
+        newest = session.exec(select(EvaluationRow).where(EvaluationRow.model_id == run_model_id(later, "sft+dpo"))).one()
+    eval_jobs.write_eval_status(later, status=eval_jobs.SUCCEEDED, evaluations={"sft+dpo": newest.id, "base": ids["base"]})
+    assert train_view.previous_run(later, engine=engine) == done and train_view.previous_run(done, engine=engine) is None
+    rows = train_view.run_comparison(later, engine=engine)
+    assert [(r["model"], r["model id"]) for r in rows] == [("base (before training)", "base"), (
+        "previous SFT+DPO", run_model_id(done, "sft+dpo")), ("SFT+DPO", run_model_id(later, "sft+dpo"))]
+    assert [r["variants"] for r in rows] == [2, 2, 2] and rows[1]["micro F1"] == 1.0  # the 2 all three answered
+
 
 def test_train_page_shows_a_crashed_run_with_its_log(studio):
     _, _, crashed = studio

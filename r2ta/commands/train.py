@@ -134,14 +134,42 @@ def _expected(run_dir: Path) -> str:
     if rates is None:
         return "no estimate: no run of this recipe has finished on this hardware yet"
     rows = {stage: describe_file(stage, request[f"{stage}_file"]).rows for stage in timing.STAGES}
+    eval_variants, base_variants = _evaluation_size(run_dir, request, precision)
     try:
-        estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows,
+        estimate = timing.estimate_run(rates, timing.read_recipe(Path(request["recipe_file"])), rows, eval_variants,
                                        max_steps=request.get("max_steps"),
                                        processes=int(request.get("num_processes") or 1), resume=request.get("resume"),
-                                       allocator=jobs.planned_allocator())
+                                       allocator=jobs.planned_allocator(), base_variants=base_variants)
     except R2taError as err:  # the run is started: say why there is no estimate, and follow it anyway
         return f"no estimate ({err})"
     return estimate.describe()
+
+
+def _evaluation_size(run_dir: Path, request: dict, precision: str) -> tuple[int, int]:
+    """(test variants the run's two models will answer afterwards, those the base model still lacks); (0, 0) when
+    the run is not evaluated afterwards (``--no-eval``) or the store cannot say."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from r2ta.catalog import open_engine
+    from r2ta.eval_jobs import read_eval_status
+    from r2ta.errors import R2taError
+    from r2ta.store import first_variant_ids
+    from r2ta.train_view import base_answers_missing
+
+    evaluation = read_eval_status(run_dir)
+    if not evaluation.get("split"):
+        return 0, 0
+    try:
+        from sqlmodel import Session, func, select
+
+        engine = open_engine()
+        limit = evaluation.get("limit") or None
+        with Session(engine) as session:
+            n = session.exec(select(func.count()).select_from(first_variant_ids(evaluation["split"], limit)
+                                                              .subquery())).one()
+        return n, base_answers_missing(Path(request["recipe_file"]), precision, limit or 0, engine=engine)
+    except (SQLAlchemyError, R2taError):
+        return 0, 0
 
 
 def _line(point: dict) -> str:
@@ -209,10 +237,10 @@ def follow_evaluation(run_dir: Path, *, poll_s: float = 1.0) -> int:
     try:
         while status.get("status") not in eval_jobs.FINISHED:
             now = (status.get("stage"), status.get("done"), status.get("total"))
-            if status.get("status") == eval_jobs.RUNNING and now[0] and now != shown:
+            if status.get("status") == eval_jobs.RUNNING and now[0] and now[2] is not None and now != shown:
                 shown = now
                 left = timing.evaluation_time_left(status)
-                print(f"evaluation: {now[0]} {now[1] or 0}/{now[2] if now[2] is not None else '?'}"
+                print(f"evaluation: {now[0]} {now[1] or 0}/{now[2]}"
                       + (f"  (about {timing.format_duration(left)} left)" if left is not None else ""), flush=True)
             time.sleep(poll_s)
             status = eval_jobs.read_eval_status(run_dir)
