@@ -163,6 +163,24 @@ def test_a_run_that_failed_while_merging_only_merges(uninterrupted, monkeypatch)
     assert set(done.status["artefacts"]) == {"sft", "dpo", "merged"} and (h / "README.md").is_file()
 
 
+@pytest.mark.skipif(not __import__("training.hardware", fromlist=["x"]).cpu_has_native_bf16(),
+                    reason="bf16 training on a CPU needs one with AMX or AVX512-BF16")
+def test_a_bf16_run_that_failed_while_merging_merges_in_bf16_as_it_would_have(tmp_path, monkeypatch):
+    """The merge left over from a bf16 run loads the base in bf16, as the run held it: the same merged weights."""
+    monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    a = jobs.start_training(*_data(tmp_path), recipe="tiny-cpu", run_dir=tmp_path / "a", max_steps=2, precision="bf16")
+    assert jobs.wait_for(a, timeout_s=600).state == "succeeded", jobs.read_log(a)
+    g = tmp_path / "g"
+    shutil.copytree(a, g, ignore=shutil.ignore_patterns("merged", "db.json"))
+    jobs.write_status(g, status="failed", stage="merging", error="OSError: No space left on device")
+    h = jobs.prepare_resume(g, new_dir=tmp_path / "h")
+    jobs.launch(h)
+    assert jobs.wait_for(h, timeout_s=600).state == "succeeded", jobs.read_log(h)
+    merged = _weights(h / "merged/model.safetensors")
+    assert {t.dtype for t in merged.values()} == {t.dtype for t in _weights(a / "merged/model.safetensors").values()}
+    assert _same(a / "merged/model.safetensors", h / "merged/model.safetensors") == 0.0
+
+
 def test_what_cannot_be_resumed_says_why(tmp_path):
     sft, dpo = _data(tmp_path)
     running = jobs.prepare_run(sft, dpo, recipe="tiny-cpu", run_dir=tmp_path / "queued")

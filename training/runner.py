@@ -212,7 +212,7 @@ def run(run_dir: Path, request: dict, *, worker: bool = False) -> int | None:
     start = ["--init_adapter", str(run_dir / "sft")] if use_peft else ["--model_name_or_path", str(run_dir / "sft")]
     if "dpo" in carried:  # only the merge was left to do
         merge = use_peft and save_merged and main_process
-        dpo_model = _load_adapter_model(base_model_path, run_dir / "dpo") if merge else None
+        dpo_model = _load_adapter_model(base_model_path, run_dir / "dpo", precision.dtype) if merge else None
         tokenizer, dpo_trainer = None, None
     else:
         dpo_trainer, _ = _run_stage("dpo", 1, run_dir, request, recipe, precision, start, metrics, main_process)
@@ -340,12 +340,16 @@ def _stage_finished(stage: str, run_dir: Path, main_process: bool) -> None:
     remove_checkpoints(run_dir / stage)
 
 
-def _load_adapter_model(base_model_path: str, adapter_dir: Path):
-    """The base model with a saved adapter on it, in fp32 (for a merge that an earlier attempt did not finish)."""
+def _load_adapter_model(base_model_path: str, adapter_dir: Path, dtype: str = "float32"):
+    """The base model with a saved adapter on it (for a merge that an earlier attempt did not finish): the base in
+    the dtype the run held it in (``Precision.dtype``: bfloat16 for a bf16 run), the adapter in fp32 as trained, so
+    that the merged weights are the ones the uninterrupted run saves, bit for bit."""
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    return PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model_path), adapter_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=getattr(torch, dtype))
+    return PeftModel.from_pretrained(base, adapter_dir)
 
 
 def _write_cards(run_dir, request, recipe, base_model, base_model_path, data_files, metrics, hardware_info,
