@@ -317,6 +317,7 @@ def test_tiny_run_is_trained_then_evaluated_out_of_process(engine, tmp_path, mon
     base = rows["models/tiny-llama"]
     assert base.n_variants == 2 and base.run_id is None and base.id == status["evaluations"]["base"]
     assert status["models"] == ["sft", "sft+dpo", "base"] and status["base_pending"] == 2 and status["dtype"] is None
+    assert status["allocator"] == ("tcmalloc" if jobs.allocator_env() else "glibc malloc")  # as a training run
     assert {stage: g["variants"] for stage, g in status["generated"].items()} == {"sft": 2, "sft+dpo": 2, "base": 2}
     from r2ta.train_view import run_comparison
 
