@@ -23,13 +23,15 @@ both use the recipe's). "project+decisions" (SFT only) is the recipe with
 what weighting the answer's decision tokens costs, in the same run. "project-unshared"
 (DPO only) is the recipe with ``share_prompt: false``: TRL's forward, chosen and rejected
 encoded as two full rows, against the start they share encoded once (:mod:`training.shared_prefix`).
-"project-bf16" (on a CPU that computes bf16 natively: Intel AMX or AVX512-BF16) is the recipe
-in bf16 autocast with the frozen base held in bf16, against its fp32 default on a CPU.
-"project-all-positions" (SFT, on a CPU; "project-bf16-all-positions" beside "project-bf16") is the
-recipe with TRL's own fused LM head, which on a CPU projects every position of the row instead of
-the answer's labelled ones (:mod:`training.lm_head`).
-``--settings project,project-bf16`` measures only those (the embedded model's trl-defaults
-alone is most of an hour on a CPU).
+On a CPU that computes bf16 natively (Intel AMX or AVX512-BF16) "project" is the recipe in bf16
+autocast with the frozen base held in bf16 (``auto``'s choice there), and "project-fp32" the same
+recipe in fp32 beside it: what bf16 buys. "project-all-positions" (SFT, on a CPU;
+"project-fp32-all-positions" beside "project-fp32") is the recipe with TRL's own fused LM head, which
+on a CPU projects every position of the row instead of the answer's labelled ones (:mod:`training.lm_head`).
+``--settings project,project-fp32`` measures only those (the embedded model's trl-defaults
+alone is most of an hour on a CPU); an unknown name is refused with the known ones.
+(Before 2026-12-06 ``auto`` was fp32 on every CPU, "project" was the fp32 recipe and bf16 was the
+setting "project-bf16": the records of that time name it so.)
 
 "loss 1" is the first step's logged loss (the same rows in every setting of a stage: a setting that
 changes only speed gives the same figure, up to float rounding).
@@ -119,7 +121,7 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
     from training.recipe import parse_stage
 
     module = {"sft": sft, "dpo": dpo}[stage]
-    if setting in ("project", "project-bf16", "project-all-positions", "project-bf16-all-positions"):
+    if setting in ("project", "project-fp32", "project-all-positions", "project-fp32-all-positions"):
         # the same recipe; the precision passed in, or the LM head (_lm_head), differs
         return module, parse_stage(module.make_parser(), recipe, stage, precision, common)
     if setting == "project-unshared":  # DPO: the recipe with TRL's concatenated forward (training.shared_prefix off)
@@ -128,6 +130,8 @@ def _configs(stage: str, setting: str, recipe, precision, common: list[str], def
         weight = setting.split(":", 1)[1]
         return module, parse_stage(module.make_parser(), recipe, stage, precision,
                                    [*common, "--decision_token_weight", weight])
+    if setting != "trl-defaults":  # a name this function does not know must not measure TRL's defaults instead
+        raise ValueError(f"unknown setting {setting!r}")
     parser = module.make_parser()
     # Two departures from the defaults: precision (bf16 cannot start on a CPU) and max_length, since
     # TRL's 1024 keeps the start of a 1.7-2.9k-token row and cuts the answer: every row is dropped.
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decision-weight", type=float, default=5.0,
                         help="decision_token_weight of the project+decisions SFT setting")
     parser.add_argument("--settings", default=None,
-                        help="comma-separated settings to measure (default: all that apply), e.g. project,project-bf16")
+                        help="comma-separated settings to measure (default: all that apply), e.g. project,project-fp32")
     parser.add_argument("--trl-arg", action="append", default=[], metavar="--FLAG=VALUE",
                         help="a TRL config flag for every setting, e.g. --trl-arg=--activation_checkpointing=false "
                              "(repeatable); the peak RSS printed is the whole process's, so measure one setting a run")
@@ -273,7 +277,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"the embedded model is not in {embedded}; run `r2ta seed` first, or use --model tiny")
         sys.exit(0)
     recipe = load_recipe("smollm2-135m-cpu" if model == "embedded" else "tiny-cpu")
-    precision = hardware.resolve_precision("auto", hw)
+    precision = hardware.resolve_precision(recipe.run.precision, hw)  # the recipe's: the tiny one stays fp32
+    known = {"project", "project-fp32", "project-all-positions", "project-fp32-all-positions", "project+decisions",
+             "project-unshared", "trl-defaults"}
+    wanted = {name.strip() for name in (args.settings or "").split(",") if name.strip()}
+    if wanted - known:
+        sys.exit(f"unknown setting(s) {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))} "
+                 "(project-fp32 only on a CPU whose auto precision is bf16)")
     steps = max(2, args.steps or (2 if model == "embedded" and hw.kind == "cpu" else 6))
     rows = args.rows or steps * 8
 
@@ -295,17 +305,16 @@ def main(argv: list[str] | None = None) -> None:
                 settings.insert(1, f"project+decisions:{args.decision_weight:g}")
             else:
                 settings.insert(1, "project-unshared")
-            if hw.kind == "cpu" and hw.bf16_supported and precision.name == "fp32":
-                settings.insert(1, "project-bf16")
+            if hw.kind == "cpu" and precision.name == "bf16":  # auto's bf16 on a native-bf16 CPU, against fp32
+                settings.insert(1, "project-fp32")
             if hw.kind == "cpu" and stage == "sft":
                 settings.insert(1, "project-all-positions")
-                if "project-bf16" in settings:
-                    settings.insert(settings.index("project-bf16") + 1, "project-bf16-all-positions")
+                if "project-fp32" in settings:
+                    settings.insert(settings.index("project-fp32") + 1, "project-fp32-all-positions")
             if args.settings:
-                wanted = {name.strip() for name in args.settings.split(",")}
                 settings = [s for s in settings if s.split(":", 1)[0] in wanted]
             for setting in settings:
-                used = hardware.resolve_precision("bf16", hw) if setting.startswith("project-bf16") else precision
+                used = hardware.resolve_precision("fp32", hw) if setting.startswith("project-fp32") else precision
                 result = _measure(stage, setting, recipe, used, folder / f"{stage}.jsonl", steps, Path(tmp),
                                   args.defaults_batch, tuple(args.trl_arg))
                 results.append(result)
@@ -329,11 +338,11 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     for stage in ("sft", "dpo"):
         _compare(results, stage, "project", "trl-defaults", "the project's recipe")
-        _compare(results, stage, "project-bf16", "project", "the recipe in bf16 on this CPU")
+        _compare(results, stage, "project", "project-fp32", "the recipe in bf16 (auto's choice on this CPU)")
         _compare(results, stage, "project", "project-all-positions",
                  "the recipe (LM head on the labelled positions only)")
-        _compare(results, stage, "project-bf16", "project-bf16-all-positions",
-                 "the recipe in bf16 (LM head on the labelled positions only)")
+        _compare(results, stage, "project-fp32", "project-fp32-all-positions",
+                 "the recipe in fp32 (LM head on the labelled positions only)")
     project_dpo = next((r for r in results if r["stage"] == "dpo" and r["setting"] == "project"), None)
     if project_dpo is not None and (project_dpo["rows_per_step"] != 1 or project_dpo["act_ckpt"]):
         print("dpo: share_prompt works on one pair a step without activation checkpointing; this recipe trains "

@@ -103,7 +103,7 @@ with left:
             "Precision", choices, index=choices.index(picked), key=f"precision:{recipe}", disabled=len(choices) == 1,
             help="What this machine can train in; the recipe's choice is selected (auto: bf16 where the CPU or "
             "GPU computes it, else fp32). bf16 on a CPU needs one that computes it natively (Intel AMX or "
-            "AVX512-BF16): the default recipe's SFT ran at 1.39-1.41x and DPO at 1.72-1.77x the tokens/s of fp32 "
+            "AVX512-BF16): the default recipe's SFT ran at 1.2-1.4x and DPO at 1.3-1.8x the tokens/s of fp32 "
             "on a 2-core AMX Xeon and a 2-core AMD EPYC (benchmarks/bench_training.py); the result differs from "
             "fp32's in rounding. A run's models are evaluated in the dtype it trained in, the base model beside "
             "them in the same one.",

@@ -54,7 +54,7 @@ def main(steps: int, label: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = Path(tmp) / "sft.jsonl"
         write_rows(bench.realistic_rows(64)[0], rows)
-        result = bench._measure("sft", "project-bf16", load_recipe("smollm2-135m-cpu"), precision, rows, steps,
+        result = bench._measure("sft", "project", load_recipe("smollm2-135m-cpu"), precision, rows, steps,
                                 Path(tmp), extra=("--activation_checkpointing", "false"))
     shown = ", ".join(f"{i + 1}:{after.rss[i]:.0f}" for i in range(len(after.rss))
                       if i in SHOWN or i == len(after.rss) - 1)

@@ -147,3 +147,19 @@ def test_dpo_continues_the_sft_adapter_against_a_frozen_sft_reference(tmp_path, 
         assert torch.equal(adapter("end", "ref")[key], value)  # the reference stays the SFT model
     assert any(not torch.equal(adapter("end", "default")[k], saved[k]) for k in saved)
     assert "ref" not in {p.name for p in dpo_dir.iterdir()}  # the reference copy is not saved
+
+
+def test_training_benchmark_measures_the_settings_asked_for_and_refuses_unknown_ones(capsys):
+    """benchmarks/bench_training.py's plumbing on the tiny model (its figures need the embedded one): the settings
+    asked for run and are compared; a name it does not know (project-bf16, the pre-auto-bf16 name) is refused, not
+    measured as TRL's defaults."""
+    import benchmarks.bench_training as bench
+
+    bench.main(["--model", "tiny", "--steps", "2", "--only", "sft", "--settings", "project,trl-defaults"])
+    out = capsys.readouterr().out
+    measured = [line.split()[1] for line in out.splitlines() if line.startswith("sft ")]
+    assert measured == ["project", "trl-defaults"] and "the project's recipe runs at" in out
+    with pytest.raises(SystemExit, match="unknown setting.*project-bf16.*known: .*project-fp32"):
+        bench.main(["--model", "tiny", "--settings", "project,project-bf16"])
+    with pytest.raises(ValueError, match="unknown setting 'project-bf16'"):
+        bench._configs("sft", "project-bf16", None, None, [])

@@ -5,9 +5,9 @@
   (Intel AMX or AVX512-BF16: Sapphire Rapids and newer Xeons, AMD Zen 4 and newer)
   trains in bf16 under ``auto``: autocast on the CPU, the frozen base held in bf16,
   LoRA weights in fp32. Measured (benchmarks/bench_training.py --settings
-  project,project-bf16): on a 2-core AMX Xeon a 2048² matmul 6.8x as fast as fp32, the
+  project,project-fp32, then named project-bf16,project): on a 2-core AMX Xeon a 2048² matmul 6.8x as fast as fp32, the
   default recipe's SFT 1.39x and DPO 1.77x the tokens/s; on a 2-core AMD EPYC with
-  AVX512-BF16 and no AMX, the matmul 2.6x, SFT 1.41x and DPO 1.72x
+  AVX512-BF16 and no AMX, the matmul 2.6x, SFT 1.2-1.4x and DPO 1.3-1.7x
   (docs/measured/cpu-bf16-zen4-2026-12-06.txt); and bf16 training reproduced fp32's
   losses and answers (run64kb beside run64k). Any other CPU trains in fp32; it would
   emulate bf16, slower than fp32, so bf16 is refused there. ``fp32`` stays a choice.
