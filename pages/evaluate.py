@@ -22,7 +22,9 @@ if not stored:
     st.stop()
 
 by_id = {m.model_id: m for m in stored}
-chosen = st.multiselect("Models", list(by_id), default=list(by_id)[:6])
+# The Train page's link names a run's models (and the checker): those, where they have an evaluation on this split.
+asked = [m for m in st.query_params.get_all("models") if m in by_id]
+chosen = st.multiselect("Models", list(by_id), default=asked or list(by_id)[:6])
 common_only = st.toggle("Only the variants every chosen model was scored on", value=True,
                         help="Comparing models on different variants compares the variants, not the models.")
 if not chosen:

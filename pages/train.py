@@ -220,21 +220,22 @@ def live_run() -> None:
         st.rerun(scope="app")  # the page sets its refresh timer from whether a job is going
     if ev.get("base_note"):
         st.caption(ev["base_note"])
-    if ev.get("evaluations"):
-        _comparison(run_dir, ev)
+    compared = _comparison(run_dir, ev) if ev.get("evaluations") else []
     if ev.get("status") == eval_jobs.SUCCEEDED:
-        st.page_link("pages/evaluate.py", label="Compare on the Evaluate page", icon=":material/analytics:")
+        st.page_link("pages/evaluate.py", label="Compare on the Evaluate page", icon=":material/analytics:",
+                     query_params={"models": [*compared, "checker"]} if compared else None)
     if progress.state in (jobs.FAILED, jobs.CANCELLED) or st.toggle("Show the log", key="show_log"):
         st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
     if was_active and not _active():
         st.rerun(scope="app")  # finished: redraw once without the timer
 
 
-def _comparison(run_dir, ev: dict) -> None:
-    """The new models against the one they were trained from, on the test variants all of them answered."""
+def _comparison(run_dir, ev: dict) -> list[str]:
+    """The new models against the one they were trained from, on the test variants all of them answered; returns
+    their model ids (what the Evaluate page is opened on)."""
     rows = train_view.run_comparison(run_dir, engine=engine())
     if not rows:
-        return
+        return []
     st.markdown("**Before and after training**" + ("" if ev.get("status") == eval_jobs.SUCCEEDED else " (so far)"))
     st.dataframe([{k: v for k, v in row.items() if k != "variants"} for row in rows], hide_index=True,
                  width="stretch",  # the variants: the caption below, the same for every row
@@ -245,6 +246,7 @@ def _comparison(run_dir, ev: dict) -> None:
                + (f", generated in {ev['dtype']}" if ev.get("dtype") else "")
                + ". None is n/a (no predicted mistakes to judge, no cited elements). Per category and variant by "
                  "variant: the Evaluate page.")
+    return [row["model id"] for row in rows if row["model id"]]
 
 
 def _resume_controls(run_dir, status: dict) -> None:

@@ -114,6 +114,11 @@ def test_train_page_shows_the_run_against_the_model_it_started_from(studio):
     assert list(shown["model"]) == ["base (before training)", "SFT+DPO"] and list(shown["micro F1"]) == [
         rows[0]["micro F1"], 1.0]
     assert any(c.value.startswith("Scored on the 3 test variants the models above all answered") for c in at.caption)
+    link = next(e for e in at.get("page_link") if "Compare on the Evaluate page" in e.proto.label)
+    assert "models=base" in link.proto.query_string and "models=checker" in link.proto.query_string
+    # the Evaluate page opened from it shows those models (and the checker), not the first six by name
+    shown = _page("pages/evaluate.py", models=["base", run_model_id(done, "sft+dpo"), "checker", "gone"])
+    assert shown.multiselect[0].value == ["base", run_model_id(done, "sft+dpo"), "checker"]
 
     # the next run stands against the model it replaces too: the previous run's SFT+DPO, on the same variants
     later = jobs.prepare_run(*(jobs.read_request(done)[f"{s}_file"] for s in ("sft", "dpo")), recipe="tiny-cpu",
