@@ -97,3 +97,50 @@ def _facts(text: str) -> tuple[str, str]:
 def _common_prefix(a: str, b: str) -> str:
     n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     return a[:n]
+
+
+def test_evidence_facts_tallies_copied_facts_and_decisions_from_stored_traces(tmp_path):
+    """scripts/evidence_facts.py on two real rows: the true evidence walk copies every fact and flags exactly the
+    wrong constructs; a walk that writes the base schema's facts at a defect is counted as reciting the schema."""
+    from sqlmodel import Session
+
+    from db.engine import get_engine, init_db
+    from db.loading import load_dataset
+    from db.queries import create_trace
+    from r2ta.audit import shows_defect
+    from r2ta.prompting import render_trace
+    from scripts import evidence_facts
+
+    schemas = load_base_schemas()
+    variants = [v for v in build_variants(schemas, BuildConfig(seed=0))[0] if v.split == "test"]
+    bases = {b.id: b.diagram for b in schemas}
+
+    def defect_steps(v):  # (index, construct) of first steps whose facts show a defect the base schema lacks
+        steps = walk_steps(v.diagram, v.mistakes, evidence=True)
+        return steps, [(n, k) for n, k in fact_preference.first_steps(v.diagram, steps)
+                       if shows_defect(construct_evidence(v.diagram, k))
+                       and construct_evidence(v.diagram, k) != construct_evidence(bases[v.base_id], k)]
+
+    row = next(v for v in variants if defect_steps(v)[1])
+    engine = get_engine(f"sqlite:///{tmp_path / 'r2ta.db'}")
+    init_db(engine)
+    with Session(engine) as session:
+        load_dataset([s.model_dump(mode="json") for s in schemas], [row.model_dump(mode="json")], session=session)
+        steps, defects = defect_steps(row)
+        create_trace(session=session, variant_id=row.id, model_id="true-walk", prompt={},
+                     raw_output=render_trace(steps, row.mistakes))
+        n, k = defects[0]
+        recited = [s.model_copy(update={"text": construct_evidence(bases[row.base_id], k), "finding": "ok"})
+                   if i == n else s for i, s in enumerate(steps)]
+        create_trace(session=session, variant_id=row.id, model_id="reciter", prompt={},
+                     raw_output=render_trace(recited, []))
+        session.commit()
+        true, reciter = (evidence_facts.tally(session, m, "test") for m in ("true-walk", "reciter"))
+    walked = len(list(fact_preference.first_steps(row.diagram, steps)))
+    assert true["answers"] == 1 and true["facts right"] == true["steps"] >= walked
+    assert true["defect facts stated right"] == true["defect constructs walked to"] >= len(defects)
+    assert true["defect facts as in the base schema"] == 0 and true["ok facts stated as defect"] == 0
+    assert true["wrong construct steps flagged"] == true["wrong construct steps"] > 0
+    assert true["right construct steps flagged"] == 0
+    assert reciter["defect facts as in the base schema"] == 1 and reciter["facts right"] == true["facts right"] - 1
+    assert reciter["defect constructs flagged"] == true["defect constructs flagged"] - 1
