@@ -258,12 +258,12 @@ def _split_has_variants(split: str) -> bool:
     from sqlmodel import Session
 
     from db.engine import get_engine, init_db
-    from r2ta.store import first_variant_ids
+    from r2ta.store import count_first_variants
 
     engine = get_engine()
     init_db(engine)
     with Session(engine) as session:
-        return session.exec(first_variant_ids(split, 1)).first() is not None
+        return count_first_variants(session=session, split=split, limit=1) > 0
 
 
 def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None) -> int:

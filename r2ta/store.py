@@ -30,6 +30,11 @@ def list_variants_without_trace(
     return pending, done
 
 
+def count_first_variants(*, session: Session, split: str, limit: int | None = None) -> int:
+    """How many variants the first ``limit`` of ``split`` are (fewer when the split holds fewer; 0 when none)."""
+    return session.exec(select(func.count()).select_from(first_variant_ids(split, limit).subquery())).one()
+
+
 def first_variant_ids(split: str, limit: int | None, *, spread: bool = False):
     """A select of the ids of the first ``limit`` variants of ``split``.
 

@@ -153,20 +153,19 @@ def _evaluation_size(run_dir: Path, request: dict, precision: str) -> tuple[int,
     from r2ta.catalog import open_engine
     from r2ta.eval_jobs import read_eval_status
     from r2ta.errors import R2taError
-    from r2ta.store import first_variant_ids
+    from r2ta.store import count_first_variants
     from r2ta.train_view import base_answers_missing
 
     evaluation = read_eval_status(run_dir)
     if not evaluation.get("split"):
         return 0, 0
     try:
-        from sqlmodel import Session, func, select
+        from sqlmodel import Session
 
         engine = open_engine()
         limit = evaluation.get("limit") or None
         with Session(engine) as session:
-            n = session.exec(select(func.count()).select_from(first_variant_ids(evaluation["split"], limit)
-                                                              .subquery())).one()
+            n = count_first_variants(session=session, split=evaluation["split"], limit=limit)
         return n, base_answers_missing(Path(request["recipe_file"]), precision, limit or 0, engine=engine)
     except (SQLAlchemyError, R2taError):
         return 0, 0
