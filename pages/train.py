@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from r2ta import catalog, eval_jobs, jobs, timing, train_view
+from r2ta import catalog, eval_jobs, jobs, probe, timing, train_view
 from r2ta.errors import R2taError
 from r2ta.ui import engine, require_app
 
@@ -42,7 +42,9 @@ def _run_dirs() -> list:
 
 
 def _test_variants(limit: int) -> int:
-    return limit or len(catalog.list_variant_summaries(engine(), split="test"))
+    """The test variants an evaluation of the first ``limit`` (0 = all) will answer: no more than there are."""
+    there = len(catalog.list_variant_summaries(engine(), split="test"))
+    return min(limit, there) if limit else there
 
 
 counts = catalog.stage_counts(engine())
@@ -124,15 +126,57 @@ try:
 except R2taError:  # a setting out of bounds: the button says so
     estimate = None
 st.caption(f"Expected on this machine: {estimate.describe()}." if estimate else timing.NO_ESTIMATE)
+measuring = probe.active_probe()
+run_precision = "auto" if recipe_where and precision == recipe_where[1] else precision  # what a run is asked for
 
-if st.button("Export and train", type="primary", icon=":material/model_training:", disabled=not counts["pairs_ready"]):
+
+@st.fragment(run_every=2.0 if measuring else None)
+def measure() -> None:
+    """Before the first run of a recipe here: measure a few real steps so the estimate has something to go on."""
+    going = probe.active_probe()
+    if going is None and measuring is not None:  # it ended since the page ran: show its estimate
+        st.rerun()
+    if going is not None:
+        st.info(f"Measuring this machine — {probe.describe_probe(going)}. The estimate appears here when it is done.",
+                icon=":material/timer:")
+        if st.button("Cancel the measurement", icon=":material/cancel:"):
+            probe.cancel_probe(going)
+            st.rerun()
+        return
+    if estimate and not estimate.probe:
+        return
+    last = probe.latest_probe(recipe)
+    if last is not None and probe.probe_state(last) in (jobs.FAILED, jobs.CANCELLED):
+        st.warning(probe.describe_probe(last))
+        with st.expander("The measurement's log"):
+            st.code(jobs.read_log(last)[-6_000:] + eval_jobs.read_eval_log(last)[-4_000:] or "(empty)")
+    label = "Measure again" if estimate else "Measure this machine first"
+    if st.button(label, icon=":material/timer:", disabled=not counts["pairs_ready"],
+                 help=f"Trains {probe.PROBE_STEPS} steps of SFT and of DPO with this recipe, these settings and this "
+                 "precision on a few of your rows (shortest to longest), then lets the base model answer "
+                 f"{probe.PROBE_EVAL_VARIANTS} test variants (kept for the first run's evaluation), in the background. "
+                 "A few minutes on a CPU, well under one on a GPU. Its models are deleted; only the rates stay."):
+        try:
+            data = train_view.export_for_training(engine=engine(), negatives=negatives)
+            probe.start_probe(data.sft_file, data.dpo_file, recipe=recipe, overrides=train_view.recipe_overrides(recipe, chosen),
+                              precision=run_precision)
+        except R2taError as err:
+            st.error(str(err))
+        else:
+            st.rerun()
+
+
+measure()
+if st.button("Export and train", type="primary", icon=":material/model_training:",
+             disabled=not counts["pairs_ready"] or measuring is not None,
+             help="Waits for the measurement going (or cancel it): two jobs at once would slow each other and "
+                  "spoil its figures." if measuring else None):
     try:
         overrides = train_view.recipe_overrides(recipe, chosen)
         data = train_view.export_for_training(engine=engine(), negatives=negatives)
         run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe,
                                                            limit=limit or None, overrides=overrides,
-                                                           precision="auto" if recipe_where and precision == recipe_where[1]
-                                                           else precision)
+                                                           precision=run_precision)
     except R2taError as err:
         st.error(str(err))
     else:

@@ -2,6 +2,7 @@
 
     python -m r2ta.eval_jobs supervise RUN_DIR [--limit N]   # train (the runner), then evaluate
     python -m r2ta.eval_jobs evaluate RUN_DIR [--limit N]    # evaluate a finished run
+    python -m r2ta.eval_jobs probe RUN_DIR                   # a probe (r2ta.probe): train, then time the base model
 
 :func:`start_training_with_evaluation` (the Train page's button) prepares a run
 with :func:`r2ta.jobs.prepare_run` and starts a small *supervisor* process. The
@@ -167,6 +168,15 @@ def _start_supervisor(run_dir: Path, split: str, limit: int | None, max_new_toke
     # The runner's pid lands in status.json once the supervisor launched it; until then the run reads as queued.
 
 
+def start_probe_job(run_dir: Path, *, split: str = "test", max_new_tokens: int | None = None) -> None:
+    """Start a prepared probe (:func:`r2ta.probe.start_probe`): train it, then time the base model on a few
+    test variants it has no answer to (:func:`supervise` with ``probe``)."""
+    write_eval_status(run_dir, status=WAITING, split=split, limit=None, max_new_tokens=max_new_tokens,
+                      evaluations={}, created_at=jobs.now_iso())
+    child = _spawn(run_dir, ["probe", str(run_dir), *_job_args(split, None, max_new_tokens)])
+    write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
+
+
 def resume_training(run_dir: str | Path, *, new_dir: str | Path | None = None) -> Path:
     """Continue a failed or cancelled run in a new run folder (:func:`jobs.prepare_resume`) and start it.
 
@@ -202,7 +212,7 @@ def start_run_evaluation(
 
 
 def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None,
-                 spread: bool = False) -> int:
+                 spread: bool = False, base_only: bool = False) -> int:
     """Evaluate the run's SFT and SFT+DPO models, then the model it started from, recording each in the status file.
 
     The trained models generate in the dtype the run trained in (``@bfloat16`` after bf16 on a CPU), and the
@@ -212,6 +222,8 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     skipped with a note (``base_note``). Status ``generated``: per model, the variants it answered and the
     seconds that took (what :mod:`r2ta.timing` estimates the next evaluation from).
     ``spread``: the first ``limit`` variants round-robin across base schemas (``r2ta eval --pending --spread``).
+    ``base_only`` (a probe, :mod:`r2ta.probe`): only the base model, on the first variants that give it
+    :data:`r2ta.probe.PROBE_EVAL_VARIANTS` answers it did not have (``limit`` is ignored).
     """
     from r2ta.evaluation import FINAL, SFT, evaluate, run_base_model, run_generation_dtype
 
@@ -224,6 +236,10 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     dtype = run_generation_dtype(run_dir)
     base = run_base_model(run_dir)
     models = {SFT: f"{run_dir}:{SFT}", FINAL: f"{run_dir}:{FINAL}", **({BASE: base} if base else {})}
+    if base_only:
+        models = {BASE: base} if base else {}
+        limit = _limit_for_new_base_answers(str(jobs.read_status(run_dir).get("base_model") or ""), dtype, split) \
+            if base else None
     base_pending = base_answers_missing(str(jobs.read_status(run_dir).get("base_model") or ""), dtype, limit,
                                         split=split, spread=spread) if base else 0
     write_eval_status(run_dir, status=RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
@@ -254,6 +270,23 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     return 0
 
 
+def _limit_for_new_base_answers(base_model: str, dtype: str | None, split: str) -> int | None:
+    """The fewest first variants of ``split`` among which the base model lacks :data:`r2ta.probe.PROBE_EVAL_VARIANTS`
+    answers (all of them when it lacks fewer): a probe times answers it generates, not ones it finds stored."""
+    from sqlmodel import Session
+
+    from db.engine import get_engine
+    from r2ta.probe import PROBE_EVAL_VARIANTS
+    from r2ta.store import count_first_variants
+
+    with Session(get_engine()) as session:
+        total = count_first_variants(session=session, split=split, limit=None)
+    for limit in range(PROBE_EVAL_VARIANTS, total + 1):
+        if base_answers_missing(base_model, dtype, limit, split=split) >= PROBE_EVAL_VARIANTS:
+            return limit
+    return None
+
+
 def _split_has_variants(split: str) -> bool:
     from sqlmodel import Session
 
@@ -266,20 +299,27 @@ def _split_has_variants(split: str) -> bool:
         return count_first_variants(session=session, split=split, limit=1) > 0
 
 
-def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None) -> int:
-    """Run the training job as a child, wait for it, then evaluate it if it succeeded."""
+def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None,
+              probe: bool = False) -> int:
+    """Run the training job as a child, wait for it, then evaluate it if it succeeded (a probe: time the base
+    model, then delete the probe's two-step models)."""
     child = jobs.launch(run_dir)
     child.wait()
     state = jobs.read_progress(run_dir).state
     if state != jobs.SUCCEEDED:
         write_eval_status(run_dir, status=SKIPPED, error=f"not evaluated: the run {state}", finished_at=jobs.now_iso())
         return 0
-    return evaluate_run(run_dir, split=split, limit=limit, max_new_tokens=max_new_tokens)
+    if not probe:
+        return evaluate_run(run_dir, split=split, limit=limit, max_new_tokens=max_new_tokens)
+    from r2ta.probe import remove_models
+
+    remove_models(run_dir)
+    return evaluate_run(run_dir, split=split, limit=None, max_new_tokens=max_new_tokens, base_only=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r2ta.eval_jobs", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["supervise", "evaluate"])
+    parser.add_argument("action", choices=["supervise", "evaluate", "probe"])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--limit", type=int, default=None)
@@ -287,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
     kwargs = {"split": args.split, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
-    if args.action == "supervise":
-        return supervise(run_dir, **kwargs)
+    if args.action in ("supervise", "probe"):
+        return supervise(run_dir, **kwargs, probe=args.action == "probe")
     return evaluate_run(run_dir, **kwargs)
 
 

@@ -12,7 +12,9 @@ the test split). A user should know which before clicking, and while waiting.
   stage, plus the stage's time outside its steps (loading, tokenizing, saving, merging), and its
   evaluation's seconds per variant and model. Rows differ in length, and a model that loops
   until its budget generates longer than one that stops, so this is an estimate and says which
-  run it comes from. No such run: no estimate, said plainly, never a guess from nothing.
+  run it comes from. No such run: the newest measurement of the recipe on this machine (:mod:`r2ta.probe`, a few
+  real steps of each stage), said to be one; no measurement either: no estimate, said plainly, never a guess
+  from nothing.
 
 Nothing here imports torch or streamlit.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from r2ta import jobs
@@ -123,7 +125,7 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
 # -- a whole job, from a finished one --------------------------------------------------
 
 
-def _settings(recipe_data: dict, stage: str) -> tuple[float, int]:
+def stage_settings(recipe_data: dict, stage: str) -> tuple[float, int]:
     """(epochs, rows a step) of a stage in a parsed recipe; R2taError when the recipe holds something else."""
     section = recipe_data.get(stage) or {}
 
@@ -158,6 +160,7 @@ class RunRates:
     speed_revision: int = SPEED_REVISION  # of the training code that made it (:data:`SPEED_REVISION`)
     hardware_kind: str | None = None  # "cpu", "cuda", ...
     allocator: str | None = None  # the memory allocator it trained on, when it recorded one
+    probe: bool = False  # a measurement (r2ta.probe), not a finished run
 
 
 # Settings that change how long a row takes (epochs and row counts are scaled for; rates, beta, seeds change
@@ -213,7 +216,7 @@ def run_rates(run_dir: Path) -> RunRates | None:
             runtime, wall, steps, n = m.get("train_runtime_s"), m.get("wall_s"), m.get("steps"), rows.get(stage)
             if not (runtime and steps and n and recipe):
                 return None
-            epochs, per_step = _settings(recipe, stage)
+            epochs, per_step = stage_settings(recipe, stage)
             # A resumed stage's runtime covers the steps after its checkpoint; an epoch's last step may be short.
             before = int(m.get("resumed_from_step") or 0) * per_step * processes
             seen = min((int(steps) * per_step * processes) - before, math.ceil(n * epochs) - before)
@@ -266,22 +269,33 @@ def known_run_dirs(*, engine=None) -> list[Path]:
     return [*jobs.list_runs(), *recorded]
 
 
-def reference_run(recipe: str, hardware: str, precision: str, run_dirs: list[Path]) -> RunRates | None:
+def reference_run(recipe: str, hardware: str, precision: str, run_dirs: list[Path], *,
+                  probes: bool = True) -> RunRates | None:
     """The succeeded run of ``recipe`` on ``hardware`` (its description) at ``precision`` that finished last and
-    gives rates, among ``run_dirs`` (the page's runs: ``DATA/runs`` and the ones the database records)."""
-    found = []
-    for run_dir in dict.fromkeys(Path(p) for p in run_dirs):
-        try:
-            status = jobs.read_status(run_dir)
-        except jobs.TrainingError:
-            continue
-        same = (status.get("recipe") == Path(str(recipe)).stem
-                and (status.get("hardware") or {}).get("description") == hardware
-                and status.get("precision") == precision)
-        finished = parse_time(status.get("finished_at"))
-        if same and finished and (rates := run_rates(run_dir)) is not None:
-            found.append((finished, rates))
-    return max(found, key=lambda item: item[0])[1] if found else None
+    gives rates, among ``run_dirs`` (the page's runs: ``DATA/runs`` and the ones the database records); with none,
+    the newest measurement that matches (:mod:`r2ta.probe`, ``DATA/probes``) unless ``probes`` is false."""
+    def newest(dirs) -> RunRates | None:
+        found = []
+        for run_dir in dict.fromkeys(Path(p) for p in dirs):
+            try:
+                status = jobs.read_status(run_dir)
+            except jobs.TrainingError:
+                continue
+            same = (status.get("recipe") == Path(str(recipe)).stem
+                    and (status.get("hardware") or {}).get("description") == hardware
+                    and status.get("precision") == precision)
+            finished = parse_time(status.get("finished_at"))
+            if same and finished and (rates := run_rates(run_dir)) is not None:
+                found.append((finished, rates))
+        return max(found, key=lambda item: item[0])[1] if found else None
+
+    rates = newest(run_dirs)
+    if rates is None and probes:
+        from r2ta.probe import list_probes, probe_state
+
+        rates = newest(p for p in list_probes() if probe_state(p) == jobs.SUCCEEDED)
+        rates = rates and replace(rates, probe=True)
+    return rates
 
 
 @dataclass
@@ -296,6 +310,8 @@ class RunEstimate:
     differs: list[str] = field(default_factory=list)  # speed settings the reference run had otherwise
     resumed_at: dict[str, int] = field(default_factory=dict)  # a resumed run: the step its stage goes on from
     changes_since: list[str] = field(default_factory=list)  # speed changes made after the reference run
+    probe: bool = False  # the rates come from a measurement (r2ta.probe), not a finished run
+    capped: dict[str, int] = field(default_factory=dict)  # a stage --max-steps stops before its epochs end: its steps
 
     @property
     def total_s(self) -> float:
@@ -304,7 +320,8 @@ class RunEstimate:
     def describe(self) -> str:
         parts = [f"{stage.upper()} {format_duration(s)} ({self.rows[stage]} {'rows' if stage == 'sft' else 'pairs'}"
                  f" × {self.epochs[stage]:g} epoch{'s' if self.epochs[stage] != 1 else ''}"
-                 + (f", from step {self.resumed_at[stage]}" if self.resumed_at.get(stage) else "") + ")"
+                 + (f", from step {self.resumed_at[stage]}" if self.resumed_at.get(stage) else "")
+                 + (f", stopped after {self.capped[stage]} steps" if self.capped.get(stage) else "") + ")"
                  for stage, s in self.stages.items()]
         if self.evaluation_s is not None:
             base = f" + the base model on {self.base_variants}" if self.base_variants else ""
@@ -312,7 +329,12 @@ class RunEstimate:
                          f"{base})")
         elif self.eval_variants:
             parts.append("evaluation not estimated (the reference run has no finished evaluation)")
-        text = f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
+        if self.probe:
+            text = (f"roughly {format_duration(self.total_s)}: " + ", ".join(parts) + "; rates measured by a few "
+                    "training steps of this recipe on this machine and the base model's answers (a finished run will "
+                    "give a closer figure; trained models that run to their token budget generate longer)")
+        else:
+            text = f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
         if self.differs:
             text += f", which ran with another {', '.join(self.differs)}, so the time a row takes may differ"
         if self.changes_since:
@@ -335,16 +357,17 @@ def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_
     if allocator and rates.allocator and allocator != rates.allocator:
         differs.append(f"memory allocator ({rates.allocator}; this run: {allocator})")
     estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants, base_variants=base_variants, differs=differs,
-                           changes_since=changes_since(rates))
+                           changes_since=changes_since(rates), probe=rates.probe)
     resume = resume or {}
     for stage in STAGES:
         if stage in (resume.get("done") or []):
             continue
-        epochs, per_step = _settings(recipe_data, stage)
+        epochs, per_step = stage_settings(recipe_data, stage)
         n = int(rows.get(stage) or 0)
         seen = math.ceil(n * epochs)
-        if max_steps:
-            seen = min(seen, max_steps * per_step * max(processes, 1))
+        if max_steps and max_steps * per_step * max(processes, 1) < seen:
+            seen = max_steps * per_step * max(processes, 1)
+            estimate.capped[stage] = max_steps
         if resume.get("stage") == stage and resume.get("step"):
             estimate.resumed_at[stage] = int(resume["step"])
             seen = max(0, seen - int(resume["step"]) * per_step * max(processes, 1))
@@ -414,5 +437,6 @@ def evaluation_time_left(evaluation: dict, now: _dt.datetime | None = None) -> f
     return per_variant * ((total - done) + later_variants)
 
 
-NO_ESTIMATE = ("No run of this recipe has finished on this hardware yet, so there is no estimate of its time; once "
-               "a run is going, its progress shows the time each stage has left.")
+NO_ESTIMATE = ("No run of this recipe has finished on this hardware yet, so there is no estimate of its time: measure "
+               "this machine first (a few real training steps), or start the run — once it is going, its progress "
+               "shows the time each stage has left.")

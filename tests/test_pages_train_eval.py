@@ -339,3 +339,61 @@ def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
     assert "step 2/30" in bar and "12.0 s a step, about 6 min left in SFT" in bar  # 28 steps x 12 s
     assert any(c.value == f"After SFT: about 55 s: DPO 55 s (3 pairs × 2 epochs); rates of run {done.name}."
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_train_page_measures_the_machine_when_no_run_gives_an_estimate(studio, monkeypatch):
+    """Before the first run of a recipe here the page offers a measurement (r2ta.probe) of this recipe, its
+    settings and precision; while it goes it shows its stage, offers to cancel it and holds the train button;
+    afterwards the estimate comes from it and says so; a failed one shows why with its log."""
+    import os
+
+    from r2ta import probe, timing
+
+    started = []
+
+    def fake_start(sft, dpo, **kw):
+        started.append(kw)
+        run_dir = probe.probes_dir() / "20260103-100000-smollm2-135m-cpu-x" / "run"
+        jobs.prepare_run(sft, dpo, recipe=kw["recipe"], run_dir=run_dir, max_steps=probe.PROBE_STEPS)
+        jobs.write_status(run_dir, status="running", stage="sft", step=1, pid=os.getpid(),
+                          pid_start=jobs.process_start_ticks(os.getpid()))
+        return run_dir
+
+    monkeypatch.setattr(probe, "start_probe", fake_start)
+    at = _page("pages/train.py")
+    assert any(c.value == timing.NO_ESTIMATE for c in at.caption)
+    next(b for b in at.button if b.label == "Measure this machine first").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert started == [{"recipe": "smollm2-135m-cpu", "overrides": [], "precision": "auto"}]
+    assert any("Measuring this machine — measuring: SFT, step 1 of 2" in i.value for i in at.info)
+    assert next(b for b in at.button if b.label == "Export and train").disabled
+    run_dir = probe.active_probe()
+    cancelled = []
+    monkeypatch.setattr(probe, "cancel_probe", lambda path: cancelled.append(path)
+                        or jobs.write_status(path, status="cancelled", finished_at=jobs.now_iso()))
+    next(b for b in at.button if b.label == "Cancel the measurement").click().run()
+    assert cancelled == [run_dir] and probe.active_probe() is None
+    assert any(w.value.startswith("the measurement cancelled") for w in at.warning)
+    assert not next(b for b in at.button if b.label == "Export and train").disabled
+    # a measurement that succeeded: the estimate is its, and said to be a rough one
+    hardware, precision = train_view.hardware_and_precision("smollm2-135m-cpu")
+    jobs.write_status(run_dir, status="succeeded", stage="done", hardware={"description": hardware, "processes": 1},
+                      precision=precision, recipe="smollm2-135m-cpu", finished_at=jobs.now_iso(),
+                      data=[{"stage": "sft", "rows": 8}, {"stage": "dpo", "rows": 8}],
+                      metrics={"sft": {"steps": 2, "train_runtime_s": 80.0, "wall_s": 95.0},
+                               "dpo": {"steps": 2, "train_runtime_s": 96.0, "wall_s": 110.0}})
+    (run_dir / "recipe.yaml").write_text((jobs.RECIPES_DIR / "smollm2-135m-cpu.yaml").read_text())
+    eval_jobs.write_eval_status(run_dir, status="succeeded", models=["base"],
+                                generated={"base": {"variants": 2, "seconds": 20.0}})
+    at = _page("pages/train.py")
+    caption = next(c.value for c in at.caption if c.value.startswith("Expected on this machine"))
+    # SFT: 8 rows in 80 s, + 15 s, for 3 rows x 3 epochs; DPO: 8 pairs in 96 s, + 14 s, for 3 pairs x 1 epoch
+    sft, dpo = timing.format_duration(15 + 10 * 9), timing.format_duration(14 + 12 * 3)
+    total = timing.format_duration(105 + 50 + 10 * (2 * 4 + 4))
+    assert caption.startswith(f"Expected on this machine: roughly {total}: SFT {sft}"), caption
+    assert f"DPO {dpo}" in caption and "measured by a few training steps" in caption, caption
+    # the evaluation at the base model's 10 s a variant: the 4 test variants there are (not the default 24) x 2
+    # models + the base model's 4 missing answers
+    assert f"evaluation {timing.format_duration(10 * (2 * 4 + 4))} (4 test variants × 2 models + the base model on 4)" \
+        in caption, caption
+    assert any(b.label == "Measure again" for b in at.button) and not at.warning

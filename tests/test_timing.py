@@ -107,6 +107,9 @@ def test_a_finished_run_gives_seconds_per_row_and_epoch_and_the_time_outside_its
     # --max-steps caps each stage: 3 steps of 2 rows, of 4 pairs
     capped = timing.estimate_run(rates, RECIPE, {"sft": 450, "dpo": 450}, max_steps=3)
     assert capped.stages == {"sft": 10.0 + 2.0 * 6, "dpo": 15.0 + 10.0 * 12}
+    assert "(450 rows × 2 epochs, stopped after 3 steps)" in capped.describe()
+    # a cap the stage never reaches is not one
+    assert "stopped" not in timing.estimate_run(rates, RECIPE, {"sft": 2, "dpo": 4}, max_steps=3).describe()
 
 
 def test_a_run_cut_short_by_max_steps_counts_the_rows_it_saw(tmp_path):

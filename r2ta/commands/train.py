@@ -7,6 +7,7 @@
     r2ta train --follow RUN_DIR                                # follow a run started elsewhere
     r2ta train --cancel RUN_DIR                                # stop after this step (a checkpoint is saved)
     r2ta train --resume RUN_DIR                                # go on with a failed or cancelled run
+    r2ta train --sft sft.jsonl --dpo dpo.jsonl --measure       # how long it would take here (a few real steps)
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --eval-limit 0  # then evaluate on all test variants (default: 24
                                                                # on a CPU, all on a GPU); --no-eval: none
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -57,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="change a recipe setting for this run, e.g. --set dpo.beta=0.2 (repeatable; the changed "
                         "recipe is saved in the run folder)")
     p.add_argument("--detach", action="store_true", help="start in the background and return at once")
+    p.add_argument("--measure", action="store_true",
+                   help="train nothing: measure this machine with a few steps of each stage on a sample of the rows "
+                        "and the base model on 2 test variants (a few minutes on a CPU), then print how long the run "
+                        "would take (r2ta.probe)")
     evaluation = p.add_mutually_exclusive_group()
     evaluation.add_argument("--eval-limit", type=int, default=None, metavar="N",
                             help="when training succeeds, evaluate the run's models and the one they started from on "
@@ -86,20 +92,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = resume_training(args.resume, new_dir=args.run_dir)
         print(f"resuming:   {args.resume}: {point.describe()}", flush=True)
         return _started(run_dir, args.detach)
+    from r2ta.eval_jobs import default_limit
+
     if args.dpo is None:
         raise jobs.TrainingError("--dpo FILE is required with --sft (training runs SFT, then DPO)")
     if args.max_steps is not None and args.max_steps < 1:
         raise jobs.TrainingError("--max-steps must be at least 1")
     if args.eval_limit is not None and args.eval_limit < 0:
         raise jobs.TrainingError("--eval-limit must be 0 (all test variants) or more")
+    limit = None if args.no_eval else default_limit() if args.eval_limit is None else (args.eval_limit or None)
+    if args.measure:
+        return measure(args, limit)
     options = dict(recipe=args.recipe, run_dir=args.run_dir, precision=args.precision, max_steps=args.max_steps,
                    save_merged=args.save_merged, num_processes=args.num_processes, overrides=args.overrides)
     if args.no_eval:
         run_dir = jobs.start_training(args.sft, args.dpo, **options)
     else:
-        from r2ta.eval_jobs import default_limit, start_training_with_evaluation
+        from r2ta.eval_jobs import start_training_with_evaluation
 
-        limit = default_limit() if args.eval_limit is None else (args.eval_limit or None)
         run_dir = start_training_with_evaluation(args.sft, args.dpo, limit=limit, **options)
         print(f"evaluation: afterwards, on {f'the first {limit}' if limit else 'all'} test variants", flush=True)
     return _started(run_dir, args.detach)
@@ -148,27 +158,77 @@ def _expected(run_dir: Path) -> str:
 def _evaluation_size(run_dir: Path, request: dict, precision: str) -> tuple[int, int]:
     """(test variants the run's two models will answer afterwards, those the base model still lacks); (0, 0) when
     the run is not evaluated afterwards (``--no-eval``) or the store cannot say."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from r2ta.catalog import open_engine
     from r2ta.eval_jobs import read_eval_status
-    from r2ta.errors import R2taError
-    from r2ta.store import count_first_variants
-    from r2ta.train_view import base_answers_missing
 
     evaluation = read_eval_status(run_dir)
     if not evaluation.get("split"):
         return 0, 0
-    try:
-        from sqlmodel import Session
+    return _evaluation_counts(evaluation["split"], evaluation.get("limit") or None, Path(request["recipe_file"]),
+                              precision)
 
+
+def _evaluation_counts(split: str, limit: int | None, recipe: str | Path, precision: str) -> tuple[int, int]:
+    """(the first ``limit`` variants of ``split`` there are, those of them the model ``recipe`` starts from has no
+    answer to at ``precision``'s dtype); (0, 0) when the store cannot say."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from r2ta.catalog import open_engine
+    from r2ta.errors import R2taError
+    from r2ta.store import count_first_variants
+    from r2ta.train_view import base_answers_missing
+
+    try:
         engine = open_engine()
-        limit = evaluation.get("limit") or None
         with Session(engine) as session:
-            n = count_first_variants(session=session, split=evaluation["split"], limit=limit)
-        return n, base_answers_missing(Path(request["recipe_file"]), precision, limit or 0, engine=engine)
+            n = count_first_variants(session=session, split=split, limit=limit)
+        return n, base_answers_missing(recipe, precision, limit or 0, engine=engine)
     except (SQLAlchemyError, R2taError):
         return 0, 0
+
+
+def measure(args: argparse.Namespace, limit: int | None) -> int:
+    """``--measure``: a probe (:mod:`r2ta.probe`) in the foreground, then the run's estimate from it; trains nothing."""
+    from r2ta import jobs, probe, timing
+    from r2ta.train_view import hardware_and_precision
+    from training.data import describe_file
+
+    run_dir = probe.start_probe(args.sft, args.dpo, recipe=args.recipe, overrides=args.overrides,
+                                precision=args.precision)
+    print(f"measuring:  {probe.PROBE_STEPS} steps of SFT and of DPO on a sample of the rows, then the base model on "
+          f"{probe.PROBE_EVAL_VARIANTS} test variants ({run_dir})", flush=True)
+    shown = None
+    try:
+        while (state := probe.probe_state(run_dir)) == "running":
+            line = probe.describe_probe(run_dir)
+            if line != shown:
+                print(f"            {line}", flush=True)
+                shown = line
+            time.sleep(1)
+    except KeyboardInterrupt:
+        probe.cancel_probe(run_dir)
+        print("cancelled", flush=True)
+        return 130
+    if state != jobs.SUCCEEDED:
+        print(f"error: {probe.describe_probe(run_dir)}; log: {run_dir / jobs.LOG_FILE}", file=sys.stderr)
+        return 2
+    request = jobs.read_request(run_dir)
+    _hardware, precision = hardware_and_precision(request["recipe_file"])
+    if args.precision != "auto":
+        precision = args.precision
+    rows = {stage: describe_file(stage, path).rows for stage, path in (("sft", args.sft), ("dpo", args.dpo))}
+    eval_variants, base_variants = (0, 0) if args.no_eval else _evaluation_counts("test", limit, request["recipe_file"],
+                                                                                  precision)
+    rates = timing.run_rates(run_dir)
+    if rates is None:
+        print(f"error: the measurement left no rates to estimate from; log: {run_dir / jobs.LOG_FILE}", file=sys.stderr)
+        return 2
+    estimate = timing.estimate_run(replace(rates, probe=True), timing.read_recipe(Path(request["recipe_file"])), rows,
+                                   eval_variants, max_steps=args.max_steps, allocator=jobs.planned_allocator(),
+                                   base_variants=base_variants)
+    print(f"expected:   {estimate.describe()}", flush=True)
+    print("            (the Train page shows the same estimate until a run of this recipe has finished here)")
+    return 0
 
 
 def _line(point: dict) -> str:

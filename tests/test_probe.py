@@ -1,0 +1,120 @@
+"""Measuring the machine before the first run (r2ta.probe): the sample, the job, and the estimate it gives."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from db.models import EvaluationRow, TraceRow
+from r2ta import eval_jobs, jobs, probe, timing
+from r2ta.errors import R2taError
+from test_evaluation import _tiny_data, engine  # noqa: F401 - the fixture
+
+
+def test_the_sample_spans_the_rows_lengths():
+    lines = [f'{{"x": "{"a" * n}"}}' for n in (50, 3, 70, 10, 30, 90, 1, 60)]
+    picked = probe.sample_lines(lines, 3)
+    lengths = sorted(len(line) for line in lines)
+    assert [len(line) for line in picked] == [lengths[0], lengths[4], lengths[-1]]  # shortest, middle, longest
+    assert probe.sample_lines(lines, 20) == lines  # fewer rows than asked for: all of them
+    assert len(probe.sample_lines(lines, 1)) == 1
+
+
+def _wait(run_dir: Path, timeout: float = 400) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = probe.probe_state(run_dir)
+        if state != "running":
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"the probe did not finish: {jobs.read_log(run_dir)}")
+
+
+def _hardware(recipe) -> tuple[str, str]:
+    from r2ta.train_view import hardware_and_precision
+
+    return hardware_and_precision(recipe)
+
+
+@pytest.mark.slow
+def test_a_probe_trains_a_few_steps_times_the_base_model_and_gives_the_first_estimate(engine, tmp_path):  # noqa: F811
+    recipe = _tiny_data(engine, tmp_path)
+    hardware, precision = _hardware(recipe)
+    rows = {"sft": 40, "dpo": 40}
+    assert timing.estimate_for_recipe(recipe, [], rows, hardware=hardware, precision=precision, run_dirs=[]) is None
+    run_dir = probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe, max_new_tokens=8)
+    assert run_dir.parent.parent == probe.probes_dir() and probe.active_probe() == run_dir
+    with pytest.raises(R2taError, match="already going"):
+        probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
+    assert _wait(run_dir) == jobs.SUCCEEDED, jobs.read_log(run_dir) + eval_jobs.read_eval_log(run_dir)
+    assert probe.active_probe() is None and probe.latest_probe(recipe) == run_dir
+    status = jobs.read_status(run_dir)
+    assert status["max_steps"] == probe.PROBE_STEPS and jobs.read_request(run_dir)["probe"] is True
+    # 2 steps of 2 rows (the tiny recipe's batch) of the 3 exported: the sample, not the whole export
+    assert {d["stage"]: d["rows"] for d in status["data"]} == {"sft": 3, "dpo": 3}
+    assert not any((run_dir / stage).exists() for stage in ("sft", "dpo", "merged"))  # its models are deleted
+    # the base model answered 2 test variants, stored like any evaluation's (the first run's reuses them)
+    ev = eval_jobs.read_eval_status(run_dir)
+    assert ev["models"] == ["base"] and ev["generated"]["base"]["variants"] == probe.PROBE_EVAL_VARIANTS
+    with Session(engine) as session:
+        traces = session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()
+        assert len(traces) == 2 and {e.model_id for e in session.exec(select(EvaluationRow))} == {"models/tiny-llama"}
+    # not a run: the Train page does not list it, and a second probe times two more variants
+    assert jobs.list_runs() == []
+    estimate = timing.estimate_for_recipe(recipe, [], rows, hardware=hardware, precision=precision, run_dirs=[],
+                                          eval_variants=10)
+    assert estimate is not None and estimate.probe and estimate.source == run_dir
+    assert estimate.stages["sft"] > 0 and estimate.stages["dpo"] > 0 and estimate.evaluation_s > 0
+    text = estimate.describe()
+    assert text.startswith("roughly ") and "measured by a few training steps" in text and run_dir.parent.name not in text
+    # a finished run of the recipe is the better reference and replaces it
+    assert timing.run_rates(run_dir).eval_seconds_per_variant > 0
+    assert timing.reference_run(Path(recipe).stem, hardware, precision, [], probes=False) is None
+    second = probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe, max_new_tokens=8)
+    assert _wait(second) == jobs.SUCCEEDED
+    with Session(engine) as session:
+        assert len(session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()) == 4
+    assert timing.estimate_for_recipe(recipe, [], rows, hardware=hardware, precision=precision,
+                                      run_dirs=[]).source == second  # the newest
+
+
+@pytest.mark.slow
+def test_a_cancelled_probe_is_marked_and_gives_no_estimate(engine, tmp_path):  # noqa: F811
+    recipe = _tiny_data(engine, tmp_path)
+    run_dir = probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
+    probe.cancel_probe(run_dir)
+    assert _wait(run_dir, 60) == jobs.CANCELLED and probe.active_probe() is None
+    assert probe.describe_probe(run_dir).startswith("the measurement cancelled")
+    hardware, precision = _hardware(recipe)
+    assert timing.estimate_for_recipe(recipe, [], {"sft": 4, "dpo": 4}, hardware=hardware, precision=precision,
+                                      run_dirs=[]) is None
+
+
+def test_a_probe_refuses_a_bad_setting_or_file_and_leaves_nothing(engine, tmp_path):  # noqa: F811
+    (tmp_path / "sft.jsonl").write_text(json.dumps({"x": 1}) + "\n")
+    with pytest.raises(R2taError):
+        probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe="tiny-cpu",
+                          overrides=["sft.learning_rat=1"])
+    with pytest.raises(R2taError):  # the DPO file is missing; the SFT rows do not validate either
+        probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "missing.jsonl", recipe="tiny-cpu")
+    assert not probe.probes_dir().exists() or not any(probe.probes_dir().iterdir())
+    assert probe.list_probes() == [] and probe.latest_probe("tiny-cpu") is None
+
+
+@pytest.mark.slow
+def test_r2ta_train_measure_prints_the_estimate_and_trains_nothing(engine, tmp_path, capsys):  # noqa: F811
+    from r2ta.cli import main
+
+    recipe = _tiny_data(engine, tmp_path)
+    code = main(["train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo", str(tmp_path / "dpo.jsonl"), "--recipe",
+                 str(recipe), "--measure", "--eval-limit", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "measuring:  2 steps of SFT and of DPO" in out and "expected:   roughly " in out
+    # 3 rows x 2 epochs, 3 pairs x 2 epochs, 3 test variants x 2 models + the base's one answer still missing
+    assert "SFT" in out and "(3 rows × 2 epochs)" in out and "(3 test variants × 2 models + the base model on 1)" in out
+    assert jobs.list_runs() == [] and probe.latest_probe(recipe) is not None
