@@ -16,11 +16,11 @@ from db.engine import get_engine
 from r2ta.store import latest_traces
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    args = p.parse_args()
+    args = p.parse_args(argv)
     with Session(get_engine()) as session:
         for model in args.models:
             rows = latest_traces(session=session, model_id=model, split=args.split)

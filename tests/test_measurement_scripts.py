@@ -3,6 +3,8 @@ comparisons and the token positions it reads, on real dataset rows with the tiny
 
 from __future__ import annotations
 
+import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +15,7 @@ from r2ta.records import load_base_schemas
 from reasoning_fixtures import DIAGRAM
 from scripts import fact_preference
 from training.tiny import build_tiny_tokenizer
+from test_evaluation import engine  # noqa: F401 - the fixture
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +147,70 @@ def test_evidence_facts_tallies_copied_facts_and_decisions_from_stored_traces(tm
     assert true["right construct steps flagged"] == 0
     assert reciter["defect facts as in the base schema"] == 1 and reciter["facts right"] == true["facts right"] - 1
     assert reciter["defect constructs flagged"] == true["defect constructs flagged"] - 1
+
+
+# -- scripts/verdict_claims.py, scripts/walk_decisions.py, scripts/first_construct_probability.py ----------------
+
+
+@pytest.fixture
+def tiny_dir(tmp_path_factory):
+    from training.tiny import ensure_tiny_llama
+
+    return ensure_tiny_llama(tmp_path_factory.getbasetemp() / "tiny-llama-scripts")
+
+
+def test_verdict_claims_counts_each_models_mistake_lines_and_categories(engine, capsys):  # noqa: F811
+    from r2ta.evaluation import evaluate
+    from scripts import verdict_claims
+    from test_evaluation import ONLY_FK, WRONG, QueuedBackend
+
+    evaluate(QueuedBackend([ONLY_FK, WRONG, WRONG], "m"), split="test", limit=3, engine=engine)
+    verdict_claims.main(["m", "nobody"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "m on test: 3 traces, 0 verdicts asked for, 0 own verdicts decoded again under the grammar"
+    assert out[1] == "  mistake lines per answer {1: 3}"
+    assert out[2] == "  claims {'missing_key': 2, 'foreign_key_attribute': 1}"
+    assert out[3].startswith("nobody on test: 0 traces") and out[5] == "  claims {}"
+
+
+def test_walk_decisions_reads_an_exports_variants_and_scores_the_base_model(engine, tmp_path, tiny_dir, capsys):  # noqa: F811
+    from scripts import walk_decisions
+
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text('{"messages": [], "provenance": {"variant_id": "v-train-4"}}\n\n'
+                   '{"messages": [], "provenance": {"variant_id": "v-train-5"}}\n')
+    assert walk_decisions._variant_ids(str(sft)) == ["v-train-4", "v-train-5"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\n')
+    with pytest.raises(SystemExit, match="line 1: not an SFT export row"):
+        walk_decisions._variant_ids(str(bad))
+    walk_decisions.main([str(tiny_dir), "--limit", "2"])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("base on test: 2 variants, ") and "constructs (" in line and "AUC " in line, line
+    with pytest.raises(SystemExit, match="no variants to score"):
+        walk_decisions.main([str(tiny_dir), "--split", "train", "--limit", "0"])
+
+
+def test_first_construct_probability_scores_the_first_element_of_each_target(tmp_path, tiny_dir, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scripts import first_construct_probability as fcp
+
+    assert fcp.first_element_end("Step 1 [PROJECT, EMPLOYEE]: x") == len("Step 1 [PROJECT")
+    assert fcp.first_element_end("Step 1 [PROJECT]: x") == len("Step 1 [PROJECT")
+    assert fcp.first_element_end("no steps at all") is None and fcp.first_element_end("Step 1 [") is None
+    messages = [{"role": "system", "content": "Audit."}, {"role": "user", "content": "Diagram: PROJECT"},
+                {"role": "assistant", "content": "Step 1 [PROJECT]: no key. -> missing_key"}]
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    head, top1, rest = fcp.row_figures(model, tok, messages)
+    # byte-level: "PROJECT" is 7 tokens, each with log P < 0; the other answer tokens' mean too
+    assert head < 0 and rest < 0 and isinstance(top1, bool)
+    assert fcp.row_figures(model, tok, [*messages[:2], {"role": "assistant", "content": "nothing"}]) is None
+    rows = tmp_path / "sft.jsonl"
+    rows.write_text("".join(json.dumps({"messages": m}) + "\n" for m in
+                            (messages, [*messages[:2], {"role": "assistant", "content": "nothing"}])))
+    fcp.main([str(tiny_dir), str(rows)])
+    out = capsys.readouterr().out
+    assert out.startswith("base: 1 rows, ") and f"geo-mean {math.exp(head):.4f}" in out, out
