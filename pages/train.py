@@ -281,15 +281,16 @@ def _comparison(run_dir, ev: dict) -> list[str]:
     if not rows:
         return []
     st.markdown("**Before and after training**" + ("" if ev.get("status") == eval_jobs.SUCCEEDED else " (so far)"))
-    st.dataframe([{k: v for k, v in row.items() if k != "variants"} for row in rows], hide_index=True,
-                 width="stretch",  # the variants: the caption below, the same for every row
-                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
-                                ("micro F1", "macro F1", "hallucination", "grounding", "format validity",
-                                 "validity, unforced")})
+    rates = ("micro F1", "macro F1", "hallucination", "grounding", "format validity", "validity, unforced")
+    # the variants: the caption below, the same for every row; a rate with nothing to judge reads n/a, not None
+    shown = [{k: (("n/a" if v is None else f"{v:.3f}") if k in rates else v) for k, v in row.items() if k != "variants"}
+             for row in rows]
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"model id": st.column_config.TextColumn(width="large")})
     st.caption(f"Scored on the {rows[0]['variants']} test variants the models above all answered"
                + (f", generated in {ev['dtype']}" if ev.get("dtype") else "")
-               + ". None is n/a (no predicted mistakes to judge, no cited elements). Per category and variant by "
-                 "variant: the Evaluate page.")
+               + ". n/a: no predicted mistakes to judge (hallucination), no cited elements (grounding). Per "
+                 "category and variant by variant: the Evaluate page.")
     return [row["model id"] for row in rows if row["model id"]]
 
 

@@ -112,7 +112,10 @@ def test_train_page_shows_the_run_against_the_model_it_started_from(studio):
     assert any(m.value == "**Before and after training**" for m in at.markdown)
     shown = next(d.value for d in at.dataframe if "model id" in d.value.columns)
     assert list(shown["model"]) == ["base (before training)", "SFT+DPO"] and list(shown["micro F1"]) == [
-        rows[0]["micro F1"], 1.0]
+        f"{rows[0]['micro F1']:.3f}", "1.000"]
+    # a rate with nothing to judge reads n/a, not None
+    assert [("n/a" if r["hallucination"] is None else f"{r['hallucination']:.3f}") for r in rows] == list(
+        shown["hallucination"])
     assert any(c.value.startswith("Scored on the 3 test variants the models above all answered") for c in at.caption)
     link = next(e for e in at.get("page_link") if "Compare on the Evaluate page" in e.proto.label)
     assert "models=base" in link.proto.query_string and "models=checker" in link.proto.query_string
