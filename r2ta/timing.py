@@ -143,6 +143,15 @@ def stage_settings(recipe_data: dict, stage: str) -> tuple[float, int]:
     return epochs, per_step
 
 
+def rows_seen(steps: int, rows: int, rows_a_step: int, epochs: float) -> int:
+    """Rows (repeats counted) a stage trained on in its first ``steps`` optimizer steps: ``rows`` an epoch in steps of
+    ``rows_a_step``, an epoch's last step holding what is left of it (a run on fewer rows than a step takes sees
+    ``rows`` a step, not ``rows_a_step``); never more than ``epochs`` passes."""
+    per_epoch = max(1, math.ceil(rows / rows_a_step))
+    full, rest = divmod(max(steps, 0), per_epoch)
+    return min(full * rows + min(rest * rows_a_step, rows), math.ceil(rows * epochs))
+
+
 @dataclass(frozen=True)
 class StageRate:
     """One stage of a finished run: seconds per row and epoch (an SFT example, a DPO pair) and the rest."""
@@ -218,8 +227,8 @@ def run_rates(run_dir: Path) -> RunRates | None:
                 return None
             epochs, per_step = stage_settings(recipe, stage)
             # A resumed stage's runtime covers the steps after its checkpoint; an epoch's last step may be short.
-            before = int(m.get("resumed_from_step") or 0) * per_step * processes
-            seen = min((int(steps) * per_step * processes) - before, math.ceil(n * epochs) - before)
+            seen = (rows_seen(int(steps), n, per_step * processes, epochs)
+                    - rows_seen(int(m.get("resumed_from_step") or 0), n, per_step * processes, epochs))
             if seen <= 0:
                 return None
             stages[stage] = StageRate(float(runtime) / seen, max(0.0, float(wall or runtime) - float(runtime)))
@@ -364,13 +373,14 @@ def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_
             continue
         epochs, per_step = stage_settings(recipe_data, stage)
         n = int(rows.get(stage) or 0)
+        a_step = per_step * max(processes, 1)
         seen = math.ceil(n * epochs)
-        if max_steps and max_steps * per_step * max(processes, 1) < seen:
-            seen = max_steps * per_step * max(processes, 1)
+        if max_steps and rows_seen(max_steps, n, a_step, epochs) < seen:
+            seen = rows_seen(max_steps, n, a_step, epochs)
             estimate.capped[stage] = max_steps
         if resume.get("stage") == stage and resume.get("step"):
             estimate.resumed_at[stage] = int(resume["step"])
-            seen = max(0, seen - int(resume["step"]) * per_step * max(processes, 1))
+            seen = max(0, seen - rows_seen(int(resume["step"]), n, a_step, epochs))
         rate = rates.stages[stage]
         estimate.rows[stage], estimate.epochs[stage] = n, epochs
         estimate.stages[stage] = rate.overhead_s + rate.seconds_per_row * seen

@@ -122,6 +122,26 @@ def test_a_run_cut_short_by_max_steps_counts_the_rows_it_saw(tmp_path):
     assert "evaluation not estimated" in timing.estimate_run(rates, RECIPE, {"sft": 1, "dpo": 1}, 10).describe()
 
 
+def test_rows_seen_counts_an_epochs_short_last_step():
+    assert timing.rows_seen(450, 450, 1, 1) == 450 and timing.rows_seen(6, 24, 4, 3) == 24
+    # 3 rows in steps of 4: each step (one an epoch) sees the 3 rows, not 4
+    assert timing.rows_seen(2, 3, 4, 3) == 6 and timing.rows_seen(3, 3, 4, 3) == 9
+    # 10 rows in steps of 4: 4, 4, 2 an epoch; capped at the epochs' rows
+    assert [timing.rows_seen(k, 10, 4, 2) for k in range(7)] == [0, 4, 8, 10, 14, 18, 20]
+    assert timing.rows_seen(9, 10, 4, 2) == 20 and timing.rows_seen(4, 10, 4, 1.5) == 14
+
+
+def test_a_run_on_fewer_rows_than_a_step_takes_is_timed_by_the_rows_it_saw(tmp_path):
+    folder = _finished_run(tmp_path / "run", evaluated=False)
+    status = jobs.read_status(folder)
+    recipe = {**RECIPE, "dpo": {**RECIPE["dpo"], "num_train_epochs": 3}}  # 4 pairs a step
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    status["metrics"]["dpo"].update(steps=2, train_runtime_s=12.0)  # 2 steps of the 3 pairs there are
+    jobs.write_status(folder, metrics=status["metrics"], data=[{"stage": "sft", "rows": 20},
+                                                               {"stage": "dpo", "rows": 3}])
+    assert timing.run_rates(folder).stages["dpo"].seconds_per_row == pytest.approx(2.0)  # 12 s / 6 pairs, not / 8
+
+
 def test_the_reference_is_the_last_finished_run_of_the_recipe_on_this_hardware_and_precision(tmp_path):
     older = _finished_run(tmp_path / "older", finished="2026-12-01T10:00:00+00:00")
     newer = _finished_run(tmp_path / "newer", finished="2026-12-02T10:00:00+00:00")
