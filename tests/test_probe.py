@@ -105,6 +105,17 @@ def test_a_probe_refuses_a_bad_setting_or_file_and_leaves_nothing(engine, tmp_pa
     assert probe.list_probes() == [] and probe.latest_probe("tiny-cpu") is None
 
 
+def test_a_probe_waits_for_a_run_that_is_training(engine, tmp_path):  # noqa: F811
+    import os
+
+    recipe = _tiny_data(engine, tmp_path)
+    going = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
+    jobs.write_status(going, status="running", stage="sft", pid=os.getpid(), pid_start=jobs.process_start_ticks(os.getpid()))
+    with pytest.raises(R2taError, match=f"run {going.name} is training; measure when it is done"):
+        probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
+    assert probe.list_probes() == []
+
+
 @pytest.mark.slow
 def test_r2ta_train_measure_prints_the_estimate_and_trains_nothing(engine, tmp_path, capsys):  # noqa: F811
     from r2ta.cli import main
