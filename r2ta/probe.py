@@ -174,9 +174,11 @@ def describe_probe(run_dir: Path) -> str:
         ev = eval_jobs.read_eval_status(run_dir)
         return f"measuring: the base model answers {ev.get('total') or PROBE_EVAL_VARIANTS} test variants"
     if state == jobs.SUCCEEDED:
-        return f"measured at {progress.status.get('finished_at', '')[:16].replace('T', ' ')}"
+        return f"measured at {(progress.status.get('finished_at') or '')[:16].replace('T', ' ')}"
+    if state == jobs.CANCELLED:
+        return "the measurement was cancelled"
     error = progress.status.get("error") or eval_jobs.read_eval_status(run_dir).get("error") or "see its log"
-    return f"the measurement {state}: {error}"
+    return f"the measurement failed: {error}"
 
 
 def remove_models(run_dir: Path) -> None:

@@ -88,7 +88,7 @@ def test_a_cancelled_probe_is_marked_and_gives_no_estimate(engine, tmp_path):  #
     run_dir = probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
     probe.cancel_probe(run_dir)
     assert _wait(run_dir, 60) == jobs.CANCELLED and probe.active_probe() is None
-    assert probe.describe_probe(run_dir).startswith("the measurement cancelled")
+    assert probe.describe_probe(run_dir) == "the measurement was cancelled"
     hardware, precision = _hardware(recipe)
     assert timing.estimate_for_recipe(recipe, [], {"sft": 4, "dpo": 4}, hardware=hardware, precision=precision,
                                       run_dirs=[]) is None
@@ -129,3 +129,22 @@ def test_r2ta_train_measure_prints_the_estimate_and_trains_nothing(engine, tmp_p
     # 3 rows x 2 epochs, 3 pairs x 2 epochs, 3 test variants x 2 models + the base's one answer still missing
     assert "SFT" in out and "(3 rows × 2 epochs)" in out and "(3 test variants × 2 models + the base model on 1)" in out
     assert jobs.list_runs() == [] and probe.latest_probe(recipe) is not None
+
+
+def test_a_failed_probe_says_why_and_gives_no_estimate(engine, tmp_path):  # noqa: F811
+    recipe = _tiny_data(engine, tmp_path)
+    run_dir = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe,
+                               run_dir=probe.probes_dir() / "20260101-000000-x" / "run", max_steps=2)
+    jobs.write_status(run_dir, status="failed", stage="sft", error="RuntimeError: out of cheese", finished_at=None)
+    eval_jobs.write_eval_status(run_dir, status=eval_jobs.SKIPPED, error="not evaluated: the run failed")
+    assert probe.probe_state(run_dir) == jobs.FAILED and probe.active_probe() is None
+    assert probe.describe_probe(run_dir) == "the measurement failed: RuntimeError: out of cheese"
+    assert probe.latest_probe(recipe) == run_dir
+    hardware, precision = _hardware(recipe)
+    assert timing.reference_run(Path(recipe).stem, hardware, precision, []) is None
+    # a job process that died before it launched the runner: failed, not "running" forever
+    gone = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe,
+                            run_dir=probe.probes_dir() / "20260101-000001-x" / "run", max_steps=2)
+    eval_jobs.write_eval_status(gone, status=eval_jobs.WAITING, pid=2**22 + 12345, pid_start=1)
+    assert probe.probe_state(gone) == jobs.FAILED and probe.active_probe() is None
+    assert probe.describe_probe(gone).startswith("the measurement failed: the evaluation process")
