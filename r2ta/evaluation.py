@@ -451,15 +451,20 @@ def _truths(session: Session, variant_ids: Iterable[str]) -> dict[str, list[Mist
 
 
 def rescore(
-    evaluation_ids: dict[str, int], *, common_only: bool = True, engine: Engine | None = None
+    evaluation_ids: dict[str, int], *, common_only: bool = True, engine: Engine | None = None,
+    only: Iterable[str] | None = None,
 ) -> tuple[dict[str, EvaluationReport], list[str]]:
     """Scores of several evaluations (label -> id), recomputed on the variants they all have (or each on its own).
 
     Returns (label -> report, the variant ids scored when ``common_only``). Comparing
-    models on different variants would compare the variants, not the models.
+    models on different variants would compare the variants, not the models. ``only``: score no
+    variant outside these ids (``r2ta eval --compare --limit N``: the first N of the split).
     """
+    keep = None if only is None else set(only)
     with Session(_engine(engine)) as session:
         results = {label: _load_results(session, eid) for label, eid in evaluation_ids.items()}
+        if keep is not None:
+            results = {label: {v: r for v, r in res.items() if v in keep} for label, res in results.items()}
         sets = [set(r) for r in results.values()]
         common = sorted(set.intersection(*sets)) if sets else []
         truths = _truths(session, set().union(*sets) if sets else [])

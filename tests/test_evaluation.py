@@ -185,6 +185,21 @@ def test_eval_command_scores_and_compares(engine, capsys):
     assert "no stored test evaluation for nobody" in capsys.readouterr().err
 
 
+def test_eval_compare_limit_scores_the_first_variants_only(engine, capsys):
+    """--compare --limit N: the models side by side on the first N variants of the split (the first 50 test variants
+    are 4 of the 12 schemas; a comparison on them is not one on all 150)."""
+    evaluate(QueuedBackend([CORRECT_TRACE, CORRECT_TRACE, WRONG, WRONG], "m"), split="test", engine=engine)
+    assert main(["eval", "--compare", "m"]) == 0
+    out = capsys.readouterr().out
+    assert "scored on the 4 variants every model has\n" in out
+    assert float(next(line for line in out.splitlines() if line.startswith("micro F1")).split()[-1]) < 1.0
+    assert main(["eval", "--compare", "m", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "scored on the 2 variants every model has among the first 2" in out
+    assert next(line for line in out.splitlines() if line.startswith("micro F1")).split()[-1] == "1.000"
+    assert main(["eval", "--compare", "m", "--limit", "0"]) == 2
+
+
 def test_eval_spread_takes_every_schema_before_a_second_of_any(engine, capsys):
     # The test variants here are company_small-000..003; add two of another schema, whose ids sort after.
     other = {"id": "other", "domain": "business", "title": "Other", "requirements": REQUIREMENTS,

@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="evaluate every succeeded training run that has no evaluation yet (SFT and SFT+DPO, then "
                            "the model it started from beside them)")
     p.add_argument("--split", choices=["train", "test"], default="test", help="default: %(default)s")
-    p.add_argument("--limit", type=int, default=None, help="only the first N variants of the split (id order; see --spread)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N variants of the split (id order; see --spread); with --compare, scores the "
+                        "models on those of them")
     p.add_argument("--spread", action="store_true",
                    help="with --limit: the N variants round-robin across base schemas instead of the first N by id")
     p.add_argument("--backend", default=None, help="named backend settings to generate with")
@@ -67,9 +69,22 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise R2taError(f"no stored {args.split} evaluation for {', '.join(unknown)}; "
                             f"evaluated models: {', '.join(sorted(latest)) or 'none'}")
-        reports, common = rescore({m: latest[m].evaluation_id for m in args.compare}, common_only=not args.all_variants)
+        only = None
+        if args.limit is not None:  # the first N variants of the split (id order, or --spread), as evaluation takes them
+            if args.limit < 1:
+                raise R2taError("--limit must be at least 1")
+            from sqlmodel import Session
+
+            from db.engine import get_engine
+            from r2ta.store import first_variant_ids
+
+            with Session(get_engine()) as session:
+                only = set(session.exec(first_variant_ids(args.split, args.limit, spread=args.spread)).all())
+        reports, common = rescore({m: latest[m].evaluation_id for m in args.compare}, common_only=not args.all_variants,
+                                  only=only)
         if not args.all_variants:
-            print(f"scored on the {len(common)} variants every model has")
+            within = f" among the first {args.limit}{' (spread)' if args.spread else ''}" if only is not None else ""
+            print(f"scored on the {len(common)} variants every model has{within}")
         print(format_side_by_side(reports))
         scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
         print("by base schema: format validity / micro F1")
