@@ -332,15 +332,16 @@ def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
 
     at = _page("pages/train.py", run=running.name)
     next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()
-    # The reference saw 6 SFT rows (3 steps of 2) in 60 s: 10 s a row, +10 s outside its steps; 4 DPO pairs
-    # (2 steps of 2) in 30 s: 7.5 s a pair, +10 s. tiny-cpu, 3 accepted rows and 3 pairs, 2 epochs each.
+    # The reference saw 5 SFT rows in 3 steps of up to 2 (an epoch of its 3 rows is a step of 2 and one of 1) in
+    # 60 s: 12 s a row, +10 s outside its steps; 3 DPO pairs in 2 steps (one epoch) in 30 s: 10 s a pair, +10 s.
+    # tiny-cpu, 3 accepted rows and 3 pairs, 2 epochs each.
     assert any(c.value == (
-        "Expected on this machine: about 2 min: SFT 70 s (3 rows × 2 epochs), DPO 55 s (3 pairs × 2 epochs), "
+        "Expected on this machine: about 3 min: SFT 82 s (3 rows × 2 epochs), DPO 70 s (3 pairs × 2 epochs), "
         "evaluation not estimated (the reference run has no finished evaluation); "
         f"rates of run {done.name}.") for c in at.caption), [c.value for c in at.caption]
     bar = next(p.proto.text for p in at.get("progress"))
     assert "step 2/30" in bar and "12.0 s a step, about 6 min left in SFT" in bar  # 28 steps x 12 s
-    assert any(c.value == f"After SFT: about 55 s: DPO 55 s (3 pairs × 2 epochs); rates of run {done.name}."
+    assert any(c.value == f"After SFT: about 70 s: DPO 70 s (3 pairs × 2 epochs); rates of run {done.name}."
                for c in at.caption), [c.value for c in at.caption]
 
 
