@@ -50,9 +50,9 @@ def sample_lines(lines: list[str], n: int) -> list[str]:
 
 
 def _rows_a_step(recipe: str | Path, overrides: list[str]) -> dict[str, int]:
-    from r2ta.timing import read_recipe, stage_settings
+    from r2ta.timing import planned_recipe, stage_settings
 
-    data = jobs.apply_overrides(read_recipe(jobs.recipe_file(recipe)), overrides)
+    data = planned_recipe(recipe, overrides)
     return {stage: stage_settings(data, stage)[1] for stage in ("sft", "dpo")}
 
 

@@ -200,6 +200,11 @@ def read_recipe(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def planned_recipe(recipe: str | Path, overrides: list[str]) -> dict:
+    """The parsed recipe a run of ``recipe`` with ``overrides`` (``SECTION.KEY=VALUE``) would train with."""
+    return jobs.apply_overrides(read_recipe(jobs.recipe_file(recipe)), overrides)
+
+
 def _rows(status: dict) -> dict[str, int]:
     """Rows of each stage's data file, as the runner records them in ``status.json`` (``data``)."""
     return {d.get("stage"): int(d.get("rows") or 0) for d in status.get("data") or [] if isinstance(d, dict)}
@@ -396,7 +401,7 @@ def estimate_for_recipe(recipe: str, overrides: list[str], rows: dict[str, int],
     rates = reference_run(recipe, hardware, precision, jobs.list_runs() if run_dirs is None else run_dirs)
     if rates is None:
         return None
-    data = jobs.apply_overrides(read_recipe(jobs.recipe_file(recipe)), overrides)
+    data = planned_recipe(recipe, overrides)
     return estimate_run(rates, data, rows, eval_variants, allocator=jobs.planned_allocator(),
                         base_variants=base_variants)
 
