@@ -3,7 +3,7 @@
 import streamlit as st
 
 from r2ta import evaluation
-from r2ta.ui import engine, require_app
+from r2ta.ui import engine, rates_table, require_app
 
 require_app()
 
@@ -44,11 +44,11 @@ with st.expander("Where each model comes from"):
     st.dataframe(evaluation.model_origins([by_id[m] for m in chosen], engine=engine()), hide_index=True,
                  width="stretch")
 st.subheader("Overall")
-st.dataframe(evaluation.summary_rows(reports), hide_index=True, width="stretch",
-             column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
-                            ("micro F1", "macro F1", "micro P", "micro R", "hallucination", "grounding",
-                             "format validity", "validity, unforced", "exact match")})
-st.caption("None is n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding. "
+st.dataframe(rates_table(evaluation.summary_rows(reports),
+                         ("micro F1", "macro F1", "micro P", "micro R", "hallucination", "grounding",
+                          "format validity", "validity, unforced", "exact match")),
+             hide_index=True, width="stretch")
+st.caption("n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding. "
            "Verdicts asked for: answers with no VERDICT line in the model's token budget, to which R2tA "
            "appended one for the model to go on from; validity, unforced, leaves those out. A model id ending "
            "in +grammar is that model with every verdict — asked for or its own — decoded under the verdict "
@@ -59,15 +59,15 @@ st.subheader("Per category")
 metric = st.segmented_control("Metric", ["f1", "precision", "recall"], default="f1", key="eval_metric") or "f1"
 st.plotly_chart(evaluation.category_figure(reports, metric), width="stretch", key="categories")
 with st.expander("Per-category table (precision, recall, F1, counts)"):
-    st.dataframe(evaluation.category_rows(reports), hide_index=True, width="stretch")
+    st.dataframe(rates_table(evaluation.category_rows(reports), ("precision", "recall", "f1")), hide_index=True,
+                 width="stretch")
 with st.expander("Per base schema (format validity, micro P / R / F1)"):
     st.caption("Each variant is a mutation of one of the base schemas. A model trained on few schemas "
                "shows it here: valid answers on the schemas it saw, few on the others.")
     scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
-    st.dataframe(evaluation.schema_rows(reports, evaluation.variant_schemas(scored, engine=engine())),
-                 hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in
-                                ("format validity", "micro P", "micro R", "micro F1")})
+    st.dataframe(rates_table(evaluation.schema_rows(reports, evaluation.variant_schemas(scored, engine=engine())),
+                             ("format validity", "micro P", "micro R", "micro F1")),
+                 hide_index=True, width="stretch")
 
 st.subheader("Where two models differ")
 if len(chosen) < 2:

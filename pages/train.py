@@ -6,7 +6,7 @@ import streamlit as st
 
 from r2ta import catalog, eval_jobs, jobs, probe, timing, train_view
 from r2ta.errors import R2taError
-from r2ta.ui import engine, require_app
+from r2ta.ui import engine, rates_table, require_app
 
 require_app()
 
@@ -283,8 +283,7 @@ def _comparison(run_dir, ev: dict) -> list[str]:
     st.markdown("**Before and after training**" + ("" if ev.get("status") == eval_jobs.SUCCEEDED else " (so far)"))
     rates = ("micro F1", "macro F1", "hallucination", "grounding", "format validity", "validity, unforced")
     # the variants: the caption below, the same for every row; a rate with nothing to judge reads n/a, not None
-    shown = [{k: (("n/a" if v is None else f"{v:.3f}") if k in rates else v) for k, v in row.items() if k != "variants"}
-             for row in rows]
+    shown = rates_table([{k: v for k, v in row.items() if k != "variants"} for row in rows], rates)
     st.dataframe(shown, hide_index=True, width="stretch",
                  column_config={"model id": st.column_config.TextColumn(width="large")})
     st.caption(f"Scored on the {rows[0]['variants']} test variants the models above all answered"

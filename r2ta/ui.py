@@ -80,6 +80,16 @@ def _first_run_screen() -> None:
     _progress()
 
 
+def rates_table(rows: list[dict], rates: tuple[str, ...]):
+    """A table whose ``rates`` columns show 3 decimals and a rate with nothing to judge (None) as n/a.
+
+    The cells stay numbers, so a click on a column header sorts them as numbers, not as text."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    return frame.style.format("{:.3f}", subset=[c for c in rates if c in frame.columns], na_rep="n/a")
+
+
 def category_label(category: str) -> str:
     return f"{category} — {CATEGORY_TITLES.get(category, category)}"
 

@@ -68,6 +68,15 @@ def studio(tmp_path, monkeypatch):
     return engine, done, crashed
 
 
+def _shown(table):
+    """What a st.dataframe shows: a styled table's display values (3 decimals, n/a), else its data."""
+    from streamlit import dataframe_util
+
+    arrow = table.proto.arrow_data
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(arrow.styler.display_values) if arrow.HasField(
+        "styler") else table.value
+
+
 def _page(page: str, **query) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -110,9 +119,11 @@ def test_train_page_shows_the_run_against_the_model_it_started_from(studio):
     assert rows[0]["variants"] == rows[1]["variants"] == 3 and rows[1]["micro F1"] == 1.0 > rows[0]["micro F1"]
     at = _page("pages/train.py", run=done.name)
     assert any(m.value == "**Before and after training**" for m in at.markdown)
-    shown = next(d.value for d in at.dataframe if "model id" in d.value.columns)
+    table = next(d for d in at.dataframe if "model id" in d.value.columns)
+    shown = _shown(table)
     assert list(shown["model"]) == ["base (before training)", "SFT+DPO"] and list(shown["micro F1"]) == [
         f"{rows[0]['micro F1']:.3f}", "1.000"]
+    assert list(table.value["micro F1"]) == [rows[0]["micro F1"], 1.0]  # numbers underneath: they sort as numbers
     # a rate with nothing to judge reads n/a, not None
     assert [("n/a" if r["hallucination"] is None else f"{r['hallucination']:.3f}") for r in rows] == list(
         shown["hallucination"])
@@ -207,6 +218,12 @@ def test_evaluate_page_compares_models_and_drills_down(studio):
     assert summary.loc[run_model_id(done, "sft+dpo"), "micro F1"] == 1.0
     assert summary.loc["base", "hallucination"] == pytest.approx(1 / 3)
     assert summary.loc["checker", "format validity"] == 1.0
+    shown = _shown(at.dataframe[1]).set_index("model")  # 3 decimals; a rate with nothing to judge reads n/a
+    assert shown.loc["base", "hallucination"] == "0.333" and shown.loc["checker", "format validity"] == "1.000"
+    assert [shown.loc[m, "grounding"] for m in models] == [
+        "n/a" if summary.loc[m, "grounding"] is None else f"{summary.loc[m, 'grounding']:.3f}" for m in models]
+    assert not any("None" in str(v) for v in shown.to_numpy().ravel())
+    assert any(c.value.startswith("n/a: no predicted mistakes to judge") for c in at.caption)
     assert len(at.get("plotly_chart")) == 2
     per_schema = at.dataframe[3].value  # the "Per base schema" expander
     assert set(per_schema["model"]) == set(models) and per_schema["variants"].sum() == 3 * len(models)
@@ -401,3 +418,18 @@ def test_train_page_measures_the_machine_when_no_run_gives_an_estimate(studio, m
     assert f"evaluation {timing.format_duration(10 * (2 * 4 + 4))} (4 test variants × 2 models + the base model on 4)" \
         in caption, caption
     assert any(b.label == "Measure again" for b in at.button) and not at.warning
+
+
+def test_a_rate_with_nothing_to_judge_reads_n_a_and_the_cells_stay_numbers():
+    """rates_table: None shows n/a, a rate 3 decimals, other columns as they are; underneath, numbers and None."""
+    at = AppTest.from_string(
+        "import streamlit as st\nfrom r2ta.ui import rates_table\n"
+        "st.dataframe(rates_table([{'model': 'a', 'hallucination': None, 'micro F1': 0.5, 'variants': 3},"
+        " {'model': 'b', 'hallucination': 0.25, 'micro F1': 1 / 3, 'variants': 4}], "
+        "('hallucination', 'micro F1', 'not a column')))").run()
+    assert not at.exception
+    shown = _shown(at.dataframe[0])
+    assert list(shown["hallucination"]) == ["n/a", "0.250"] and list(shown["micro F1"]) == ["0.500", "0.333"]
+    assert list(shown["variants"]) == ["3", "4"]
+    data = at.dataframe[0].value
+    assert data["hallucination"].isna().tolist() == [True, False] and data["micro F1"].tolist() == [0.5, 1 / 3]
