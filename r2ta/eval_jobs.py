@@ -72,7 +72,8 @@ def read_eval_status(run_dir: str | Path) -> dict:
             if status.get("status") not in FINISHED:
                 status = write_eval_status(
                     run_dir, status=FAILED, finished_at=jobs.now_iso(),
-                    error=f"the evaluation process (pid {status['pid']}) ended without a result; see {eval_dir(run_dir) / 'eval.log'}",
+                    error=f"the {status.get('job') or 'evaluation'} process (pid {status['pid']}) ended without a "
+                          f"result; see {eval_dir(run_dir) / 'eval.log'}",
                 )
     return status
 
@@ -172,7 +173,7 @@ def start_probe_job(run_dir: Path, *, split: str = "test", max_new_tokens: int |
     """Start a prepared probe (:func:`r2ta.probe.start_probe`): train it, then time the base model on a few
     test variants it has no answer to (:func:`supervise` with ``probe``)."""
     write_eval_status(run_dir, status=WAITING, split=split, limit=None, max_new_tokens=max_new_tokens,
-                      evaluations={}, created_at=jobs.now_iso())
+                      evaluations={}, created_at=jobs.now_iso(), job="measurement")
     child = _spawn(run_dir, ["probe", str(run_dir), *_job_args(split, None, max_new_tokens)])
     write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
 
@@ -246,8 +247,9 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
                       pid_start=jobs.process_start_ticks(os.getpid()), dtype=dtype, models=list(models),
                       allocator=jobs.allocator_in_use(),
                       base_pending=base_pending,
-                      base_note=None if base else "the model the run started from is not on this machine "
-                                                   "(a model hub id?): not evaluated beside it")
+                      base_note=None if base else "the model the run started from is not on this machine (a "
+                                                   "model hub id not in its Hugging Face cache?): not evaluated "
+                                                   "beside it")
     try:
         for stage, model in models.items():
             write_eval_status(run_dir, stage=stage, stage_started_at=jobs.now_iso(), done=0, total=None)

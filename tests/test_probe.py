@@ -60,6 +60,7 @@ def test_a_probe_trains_a_few_steps_times_the_base_model_and_gives_the_first_est
     # the base model answered 2 test variants, stored like any evaluation's (the first run's reuses them)
     ev = eval_jobs.read_eval_status(run_dir)
     assert ev["models"] == ["base"] and ev["generated"]["base"]["variants"] == probe.PROBE_EVAL_VARIANTS
+    assert ev["job"] == "measurement"  # were its process to die, the error would name it so
     with Session(engine) as session:
         traces = session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()
         assert len(traces) == 2 and {e.model_id for e in session.exec(select(EvaluationRow))} == {"models/tiny-llama"}
@@ -145,6 +146,7 @@ def test_a_failed_probe_says_why_and_gives_no_estimate(engine, tmp_path):  # noq
     # a job process that died before it launched the runner: failed, not "running" forever
     gone = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe,
                             run_dir=probe.probes_dir() / "20260101-000001-x" / "run", max_steps=2)
-    eval_jobs.write_eval_status(gone, status=eval_jobs.WAITING, pid=2**22 + 12345, pid_start=1)
+    eval_jobs.write_eval_status(gone, status=eval_jobs.WAITING, pid=2**22 + 12345, pid_start=1, job="measurement")
     assert probe.probe_state(gone) == jobs.FAILED and probe.active_probe() is None
-    assert probe.describe_probe(gone).startswith("the measurement failed: the evaluation process")
+    assert probe.describe_probe(gone).startswith(
+        "the measurement failed: the measurement process (pid 4206649) ended without a result; see ")
