@@ -26,6 +26,7 @@ This module must not import streamlit.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from r2ta.backends import GRAMMAR_SUFFIX, Backend
 
 CHECKER_MODEL_ID = "checker"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # a model hub id: org/name
 SFT, FINAL = "sft", "sft+dpo"
 Progress = Callable[[int, int], None]
 
@@ -106,15 +108,33 @@ def run_generation_dtype(run_dir: str | Path) -> str | None:
     return generation_dtype(status.get("precision"), hardware.get("kind") if isinstance(hardware, dict) else None)
 
 
+def hub_snapshot(name: str) -> Path | None:
+    """The folder this machine's Hugging Face cache holds model hub id ``name`` in (``Qwen/Qwen2.5-0.5B-Instruct``,
+    downloaded when a recipe trained from it here), or None: not an ``org/name`` id, a local path, or not cached.
+    Looks in the cache only (no network). Torch-free."""
+    if not HUB_ID.fullmatch(name) or Path(name).expanduser().exists():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - an unreadable or odd cache is "not cached"
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def base_model_name(name_or_path: str) -> str | None:
-    """What :func:`evaluate` takes for a recipe's ``model_name_or_path``: ``embedded`` for the embedded model,
-    else its local folder; None when it is neither (a model hub id: a machine without the hub cannot load it)."""
+    """What :func:`evaluate` takes for a recipe's ``model_name_or_path``: ``embedded`` for the embedded model, a
+    model hub id this machine's Hugging Face cache holds (:func:`hub_snapshot`), else its local folder; None when
+    it is none of these (a hub id never downloaded here: this machine may have no hub to load it from)."""
     from r2ta.config import models_dir
     from r2ta.embedded_model import EMBEDDED_MODEL_ID
 
     kind, _, name = name_or_path.partition(":")
     if kind == "embedded" and name == EMBEDDED_MODEL_ID:
         return "embedded"
+    if hub_snapshot(name_or_path) is not None:
+        return name_or_path
     folder = models_dir() / name if kind in ("embedded", "builtin") and name else Path(name_or_path).expanduser()
     return str(folder.resolve()) if name_or_path and (folder / "config.json").is_file() else None
 
@@ -179,13 +199,16 @@ def resolve_model(name: str) -> ModelSpec:
             path = path.resolve()  # "parent/name": a bare "merged" or "sft" would name many models
             return ModelSpec("path", f"{path.parent.name}/{path.name}", model_path=path)
         raise EvaluationError(f"{path} is neither a training run folder nor a model folder (no config.json)")
+    snapshot = hub_snapshot(name)
+    if snapshot is not None:  # a model hub id downloaded here: stored under that id, loaded from the cache
+        return ModelSpec("path", name, model_path=snapshot)
     from r2ta.backends import load_configs
 
     if name in load_configs():
         return ModelSpec("backend", "", backend_name=name)
     raise EvaluationError(
-        f"cannot evaluate {name!r}: not 'checker', a training run folder, a model folder or a named backend "
-        f"(known backends: {', '.join(sorted(load_configs()))})"
+        f"cannot evaluate {name!r}: not 'checker', a training run folder, a model folder, a model hub id in this "
+        f"machine's Hugging Face cache or a named backend (known backends: {', '.join(sorted(load_configs()))})"
     )
 
 

@@ -232,9 +232,12 @@ def test_a_run_generates_in_the_dtype_it_trained_in(tmp_path):
 
 
 def test_the_model_a_run_started_from_is_found_on_this_machine_or_named_missing(tmp_path, monkeypatch, engine):
+    import huggingface_hub.constants
+
     from r2ta.evaluation import base_model_id, base_model_name, run_base_model
 
     monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
     assert base_model_name("embedded:smollm2-135m-instruct") == "embedded"
     assert base_model_id("embedded:smollm2-135m-instruct", "bfloat16") == "smollm2-135m-instruct@bfloat16"
     assert base_model_name("builtin:tiny-llama") is None  # not built on this machine yet
@@ -256,6 +259,40 @@ def test_the_model_a_run_started_from_is_found_on_this_machine_or_named_missing(
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", None, 3, engine=engine) == 1
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", "bfloat16", 3, engine=engine) == 3
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", None, None, engine=engine) == 2  # all 4 test
+
+
+def test_a_model_hub_id_downloaded_here_is_evaluated_from_the_cache_under_its_id(tmp_path, monkeypatch, engine):
+    """A recipe that trains from a hub id (the GPU recipe's Qwen) downloads it into the Hugging Face cache; the
+    evaluation after the run then scores that base model too, loaded from the cache, stored under the hub id."""
+    import huggingface_hub.constants
+
+    from r2ta.evaluation import base_model_id, base_model_name, hub_snapshot, run_base_model
+    from training.tiny import ensure_tiny_llama
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert hub_snapshot("acme/tiny-chat") is None and base_model_name("acme/tiny-chat") is None  # not downloaded
+    # the cache's layout: refs/main names the snapshot that holds the files
+    repo = cache / "models--acme--tiny-chat"
+    snapshot = ensure_tiny_llama(repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    assert hub_snapshot("acme/tiny-chat") == snapshot
+    assert base_model_name("acme/tiny-chat") == "acme/tiny-chat"
+    assert base_model_id("acme/tiny-chat", "bfloat16") == "acme/tiny-chat@bfloat16"
+    spec = resolve_model("acme/tiny-chat")
+    assert (spec.kind, spec.model_id, spec.model_path) == ("path", "acme/tiny-chat", snapshot)
+    for not_hub in ("acme/never-downloaded", "acme", "../acme/tiny-chat", "acme/tiny-chat/extra", "<b>/x"):
+        assert hub_snapshot(not_hub) is None and base_model_name(not_hub) is None
+    with pytest.raises(EvaluationError, match="a model hub id in this machine's Hugging Face cache"):
+        resolve_model("acme/never-downloaded")
+    assert eval_jobs.base_answers_missing("acme/tiny-chat", None, 2, engine=engine) == 2
+    outcome = evaluate("acme/tiny-chat", split="test", limit=2, max_new_tokens=4, engine=engine)  # the real model
+    assert outcome.model_id == "acme/tiny-chat" and outcome.generated == 2
+    assert eval_jobs.base_answers_missing("acme/tiny-chat", None, 2, engine=engine) == 0
+    run = _fake_run(tmp_path)
+    jobs.write_status(run, base_model="acme/tiny-chat")
+    assert run_base_model(run) == "acme/tiny-chat"  # so the evaluation after the run scores it beside the run's
 
 
 def test_a_run_is_found_with_its_evaluations_in_its_own_dtype(tmp_path, engine):
