@@ -47,7 +47,6 @@ def _test_variants(limit: int) -> int:
     return min(limit, there) if limit else there
 
 
-counts = catalog.stage_counts(engine())
 recipes = jobs.list_recipes()
 left, right = st.columns([2, 3])
 with left:
@@ -110,17 +109,30 @@ with left:
             "fp32's in rounding. A run's models are evaluated in the dtype it trained in, the base model beside "
             "them in the same one.",
         )
+rows = train_view.training_rows(engine=engine(), negatives=negatives)
 with right:
     st.metric("Hardware", _hardware())
     cols = st.columns(2)
-    cols[0].metric("Accepted or edited", counts["accepted"] + counts["edited"], help="latest review of a proposal")
-    cols[1].metric("DPO pairs ready", counts["pairs_ready"])
+    cols[0].metric("SFT examples", rows.sft,
+                   help="Accepted or edited proposals on train variants (the latest review of each): what a run "
+                        "exports. Test variants are kept for the evaluation.")
+    cols[1].metric("DPO pairs" + (" (at most)" if rows.dpo_at_most else ""), rows.dpo,
+                   help="With the model's own traces: a pair where the reviewed trace differs from the model's. A "
+                        "planted error is put in each reviewed trace that has room for one (at most one pair each).")
+ready = bool(rows.sft and rows.dpo)
+if not ready:
+    st.info("Nothing to train on yet: a run learns from reviewed refinements of train variants. Accept or edit "
+            "proposals on the Review page; each one becomes an SFT example and, where the reviewed trace differs "
+            "from the model's, a DPO pair." + (f" ({rows.sft} reviewed, but none differs from the model's own "
+                                                "trace: choose a planted error for the rejected traces.)"
+                                                if rows.sft else ""), icon=":material/rate_review:")
+    st.page_link("pages/review.py", label="Review refinements", icon=":material/rate_review:")
 
 where = recipe_where and (recipe_where[0], precision)  # a run of another precision is no reference for this one
 try:
     planned = train_view.recipe_overrides(recipe, chosen)
     estimate = where and timing.estimate_for_recipe(
-        recipe, planned, {"sft": counts["accepted"] + counts["edited"], "dpo": counts["pairs_ready"]},
+        recipe, planned, {"sft": rows.sft, "dpo": rows.dpo},
         hardware=where[0], precision=where[1], eval_variants=_test_variants(limit), run_dirs=_run_dirs(),
         base_variants=train_view.base_answers_missing(recipe, where[1], limit, engine=engine()))
 except R2taError:  # a setting out of bounds: the button says so
@@ -151,7 +163,7 @@ def measure() -> None:
         with st.expander("The measurement's log"):
             st.code(jobs.read_log(last)[-6_000:] + eval_jobs.read_eval_log(last)[-4_000:] or "(empty)")
     label = "Measure again" if estimate else "Measure this machine first"
-    if st.button(label, icon=":material/timer:", disabled=not counts["pairs_ready"],
+    if st.button(label, icon=":material/timer:", disabled=not ready,
                  help=f"Trains {probe.PROBE_STEPS} steps of SFT and of DPO with this recipe, these settings and this "
                  "precision on a few of your rows (shortest to longest), then lets the base model answer "
                  f"{probe.PROBE_EVAL_VARIANTS} test variants (kept for the first run's evaluation), in the background. "
@@ -168,7 +180,7 @@ def measure() -> None:
 
 measure()
 if st.button("Export and train", type="primary", icon=":material/model_training:",
-             disabled=not counts["pairs_ready"] or measuring is not None,
+             disabled=not ready or measuring is not None,
              help="Waits for the measurement going (or cancel it): two jobs at once would slow each other and "
                   "spoil its figures." if measuring else None):
     try:

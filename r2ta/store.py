@@ -90,16 +90,23 @@ class Decision:
     variant: VariantRow
 
 
-def list_decisions_in_force(*, session: Session, split: str | None = "train") -> list[Decision]:
-    """Accept/edit decisions that are the latest review of their proposal, oldest first."""
+def _decisions_in_force(stmt, split: str | None):  # noqa: ANN001, ANN202
     latest = select(func.max(col(ReviewRow.id)).label("id")).group_by(ReviewRow.proposal_id).subquery()
     stmt = (
-        select(ReviewRow, ProposalRow, TraceRow, VariantRow)
-        .join(ProposalRow, col(ProposalRow.id) == ReviewRow.proposal_id)
+        stmt.join(ProposalRow, col(ProposalRow.id) == ReviewRow.proposal_id)
         .join(TraceRow, col(TraceRow.id) == ProposalRow.trace_id)
         .join(VariantRow, col(VariantRow.id) == TraceRow.variant_id)
         .where(col(ReviewRow.id).in_(select(latest.c.id)), col(ReviewRow.decision).in_(("accept", "edit")))
     )
-    if split:
-        stmt = stmt.where(VariantRow.split == split)
+    return stmt.where(VariantRow.split == split) if split else stmt
+
+
+def list_decisions_in_force(*, session: Session, split: str | None = "train") -> list[Decision]:
+    """Accept/edit decisions that are the latest review of their proposal, oldest first."""
+    stmt = _decisions_in_force(select(ReviewRow, ProposalRow, TraceRow, VariantRow), split)
     return [Decision(*row) for row in session.exec(stmt.order_by(ReviewRow.id))]
+
+
+def count_decisions_in_force(*, session: Session, split: str | None = "train") -> int:
+    """How many :func:`list_decisions_in_force` lists: the SFT rows an export of ``split`` holds at most."""
+    return session.exec(_decisions_in_force(select(func.count()).select_from(ReviewRow), split)).one()

@@ -41,6 +41,33 @@ NEGATIVE_CHOICES = {
 }
 
 
+@dataclass(frozen=True)
+class TrainingRows:
+    """What a run started now would train on: the decisions in force on the train split (SFT rows) and the DPO
+    pairs they make with the chosen rejected traces; ``dpo_at_most`` where some may not be made (a planted error
+    needs a trace it can be put in)."""
+    sft: int
+    dpo: int
+    dpo_at_most: bool
+
+
+def training_rows(*, engine: Engine | None = None, split: str = "train", negatives: str = "original") -> TrainingRows:
+    """:class:`TrainingRows` from counts (no export written): the Train page's figures and its estimate's rows."""
+    from sqlmodel import Session
+
+    from db.engine import get_engine
+    from db.queries import count_pairs_ready
+    from r2ta.store import count_decisions_in_force
+
+    if negatives not in NEGATIVE_CHOICES:
+        raise ValueError(f"negatives must be one of {', '.join(NEGATIVE_CHOICES)}, not {negatives!r}")
+    with Session(engine or get_engine()) as session:
+        sft = count_decisions_in_force(session=session, split=split)
+        own = count_pairs_ready(session=session, split=split)
+    planted = sft if negatives != "original" else 0  # one per decision, where one can be planted
+    return TrainingRows(sft, (own if negatives in ("original", "both") else 0) + planted, negatives != "original")
+
+
 def export_for_training(*, engine: Engine | None = None, split: str = "train", negatives: str = "original") -> ExportedData:
     """Write SFT rows and DPO pairs from the decisions in force into a fresh ``DATA/exports/<time>/`` folder."""
     from r2ta.pairs import write_rows

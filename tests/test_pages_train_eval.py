@@ -433,3 +433,45 @@ def test_a_rate_with_nothing_to_judge_reads_n_a_and_the_cells_stay_numbers():
     assert list(shown["variants"]) == ["3", "4"]
     data = at.dataframe[0].value
     assert data["hallucination"].isna().tolist() == [True, False] and data["micro F1"].tolist() == [0.5, 1 / 3]
+
+
+def test_the_train_page_counts_what_a_run_would_train_on_and_says_what_to_do_when_nothing(studio):
+    """Its figures are the train split's decisions in force and the pairs the chosen negatives make; with none,
+    it says why the buttons are held and links to the Review page."""
+    from db.models import ProposalRow
+
+    from r2ta import review
+
+    engine, _, _ = studio
+    rows = train_view.training_rows(engine=engine)
+    assert (rows.sft, rows.dpo, rows.dpo_at_most) == (3, 3, False)  # 3 accepted; the model's traces all differ
+    assert train_view.training_rows(engine=engine, negatives="planted") == train_view.TrainingRows(3, 3, True)
+    assert train_view.training_rows(engine=engine, negatives="both") == train_view.TrainingRows(3, 6, True)
+    assert train_view.training_rows(engine=engine, split="test") == train_view.TrainingRows(0, 0, False)
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        train_view.training_rows(engine=engine, negatives="nope")
+    at = _page("pages/train.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["SFT examples"] == "3" and metrics["DPO pairs"] == "3"
+    assert not any(i.value.startswith("Nothing to train on yet") for i in at.info)
+    # a later review that rejects takes its proposal out; rejecting all three leaves nothing to train on
+    with Session(engine) as session:
+        proposals = [(p.id, p.version) for p in session.exec(select(ProposalRow))]
+    for proposal_id, version in proposals:
+        review.decide(engine, proposal_id=proposal_id, expected_version=version, reviewer="Ana", decision="reject",
+                      reason="not right")
+    assert train_view.training_rows(engine=engine) == train_view.TrainingRows(0, 0, False)
+    at = _page("pages/train.py")
+    assert {m.label: m.value for m in at.metric}["SFT examples"] == "0"
+    assert any(i.value.startswith("Nothing to train on yet: a run learns from reviewed refinements") for i in at.info)
+    assert any("Review refinements" in e.proto.label for e in at.get("page_link"))
+    assert next(b for b in at.button if b.label == "Export and train").disabled
+    assert next(b for b in at.button if b.label == "Measure this machine first").disabled
+
+
+def test_reviewed_rows_without_a_pair_are_told_to_plant_one(studio, monkeypatch):
+    monkeypatch.setattr(train_view, "training_rows", lambda **_: train_view.TrainingRows(2, 0, False))
+    at = _page("pages/train.py")
+    info = next(i.value for i in at.info if i.value.startswith("Nothing to train on yet"))
+    assert "(2 reviewed, but none differs from the model's own trace: choose a planted error" in info
+    assert next(b for b in at.button if b.label == "Export and train").disabled
