@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from r2ta import evaluation
+from r2ta import eval_jobs, evaluation, model_jobs, train_view
+from r2ta.errors import R2taError
 from r2ta.ui import engine, rates_table, require_app
 
 require_app()
@@ -16,9 +17,66 @@ st.caption(
 
 split = st.segmented_control("Split", ["test", "train"], default="test", key="eval_split") or "test"
 stored = evaluation.list_evaluations(split=split, engine=engine())
+going = model_jobs.active_job()
+OTHER = "another model…"
+
+
+@st.cache_resource(show_spinner=False)
+def _base_dtype() -> str | None:
+    return train_view.base_generation_dtype()
+
+
+@st.fragment(run_every=2.0 if going else None)
+def evaluate_a_model() -> None:
+    """Start an evaluation of one model in the background, follow it, cancel it; say how the last one ended."""
+    job = model_jobs.active_job()
+    if job is None and going is not None:  # it ended since the page ran: show its scores
+        st.rerun()
+    if job is not None and job.kind == model_jobs.REASON:
+        st.info(f"The model is reasoning about more variants for review (the Review page): {job.describe()}. "
+                "An evaluation can start when it is done.")
+        return
+    if job is not None:
+        st.progress(job.done / job.total if job.total else 0.0, text=f"Evaluating {job.describe()}")
+        st.caption("It goes on if you leave or reload this page. A training run started meanwhile would share "
+                   "this machine's cores with it.")
+        if st.button("Cancel the evaluation", icon=":material/cancel:"):
+            model_jobs.cancel_job(job.job_dir)
+            st.rerun()
+        return
+    last = next(iter(model_jobs.list_jobs(model_jobs.EVALUATE)), None)
+    if last is not None and last.state == eval_jobs.SUCCEEDED:
+        st.caption(f"The last evaluation: {last.describe()}.")
+    elif last is not None and last.state == eval_jobs.FAILED:
+        (st.info if last.cancelled else st.warning)(f"The last evaluation: {last.describe()}")
+        if not last.cancelled:
+            with st.expander("Its log"):
+                st.code(model_jobs.read_log(last.job_dir) or "(empty)")
+    models = train_view.evaluable_models(engine=engine())
+    pick = st.selectbox("Model", [*models, OTHER], format_func=lambda m: models.get(m, m))
+    name = st.text_input("Model to evaluate", placeholder="a backend name, a model folder, a run folder[:sft], "
+                         "a model hub id downloaded here") if pick == OTHER else pick
+    default = eval_jobs.default_limit() or 0
+    count = st.number_input(f"{split.capitalize()} variants (the first N; 0 = all)", min_value=0, max_value=10_000,
+                            value=0 if pick == evaluation.CHECKER_MODEL_ID else default, step=8,
+                            help="A model writes an answer to each variant: seconds a variant on a GPU, several "
+                                 "on a CPU. Answers it has already written are reused. The checker takes seconds "
+                                 "for all of them.")
+    if st.button("Evaluate", icon=":material/play_arrow:", disabled=not name):
+        try:
+            model_jobs.start_model_evaluation(name.strip(), split=split, limit=count or None,
+                                              dtype=_base_dtype() if pick == "embedded" else None)
+        except R2taError as err:
+            st.error(str(err))
+        else:
+            st.rerun()
+
+
+with st.expander("Evaluate a model", icon=":material/play_circle:", expanded=not stored or going is not None):
+    evaluate_a_model()
 if not stored:
-    st.info(f"No evaluation on the {split} split yet. Run `r2ta eval --model checker --split {split}` or "
-            f"`r2ta eval --model embedded --split {split} --limit 24`, or train a model on the Train page.")
+    st.info(f"No evaluation on the {split} split yet: evaluate a model above (the checker takes seconds), train "
+            f"one on the Train page, or run `r2ta eval --model checker --split {split}`.")
     st.stop()
 
 by_id = {m.model_id: m for m in stored}
@@ -44,10 +102,8 @@ with st.expander("Where each model comes from"):
     st.dataframe(evaluation.model_origins([by_id[m] for m in chosen], engine=engine()), hide_index=True,
                  width="stretch")
 st.subheader("Overall")
-st.dataframe(rates_table(evaluation.summary_rows(reports),
-                         ("micro F1", "macro F1", "micro P", "micro R", "hallucination", "grounding",
-                          "format validity", "validity, unforced", "exact match")),
-             hide_index=True, width="stretch")
+rates_table(evaluation.summary_rows(reports), ("micro F1", "macro F1", "micro P", "micro R", "hallucination",
+                                               "grounding", "format validity", "validity, unforced", "exact match"))
 st.caption("n/a: no predicted mistakes to judge for hallucination, no cited elements for grounding. "
            "Verdicts asked for: answers with no VERDICT line in the model's token budget, to which R2tA "
            "appended one for the model to go on from; validity, unforced, leaves those out. A model id ending "
@@ -59,15 +115,13 @@ st.subheader("Per category")
 metric = st.segmented_control("Metric", ["f1", "precision", "recall"], default="f1", key="eval_metric") or "f1"
 st.plotly_chart(evaluation.category_figure(reports, metric), width="stretch", key="categories")
 with st.expander("Per-category table (precision, recall, F1, counts)"):
-    st.dataframe(rates_table(evaluation.category_rows(reports), ("precision", "recall", "f1")), hide_index=True,
-                 width="stretch")
+    rates_table(evaluation.category_rows(reports), ("precision", "recall", "f1"))
 with st.expander("Per base schema (format validity, micro P / R / F1)"):
     st.caption("Each variant is a mutation of one of the base schemas. A model trained on few schemas "
                "shows it here: valid answers on the schemas it saw, few on the others.")
     scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
-    st.dataframe(rates_table(evaluation.schema_rows(reports, evaluation.variant_schemas(scored, engine=engine())),
-                             ("format validity", "micro P", "micro R", "micro F1")),
-                 hide_index=True, width="stretch")
+    rates_table(evaluation.schema_rows(reports, evaluation.variant_schemas(scored, engine=engine())),
+                ("format validity", "micro P", "micro R", "micro F1"))
 
 st.subheader("Where two models differ")
 if len(chosen) < 2:

@@ -10,6 +10,7 @@ from r2ta.ui_review import (
     cached_progress,
     edit_panel,
     mark_seen,
+    more_variants_panel,
     require_reviewer,
     review_filters,
     show_comparison,
@@ -40,8 +41,10 @@ current = st.session_state["review_current"]
 if current is None:
     st.info(
         f"Nothing to review with these filters ({review.count_queue(engine(), filters)} items match). "
-        "Change the filters in the sidebar, or generate and audit traces (`r2ta reason`, then `r2ta refine`)."
+        "Change the filters in the sidebar, or let the model reason about more variants below "
+        "(`r2ta reason`, then `r2ta refine`, from the command line)."
     )
+    more_variants_panel()
     st.stop()
 try:
     view = review.load_view(engine(), current)

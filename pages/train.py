@@ -295,9 +295,7 @@ def _comparison(run_dir, ev: dict) -> list[str]:
     st.markdown("**Before and after training**" + ("" if ev.get("status") == eval_jobs.SUCCEEDED else " (so far)"))
     rates = ("micro F1", "macro F1", "hallucination", "grounding", "format validity", "validity, unforced")
     # the variants: the caption below, the same for every row; a rate with nothing to judge reads n/a, not None
-    shown = rates_table([{k: v for k, v in row.items() if k != "variants"} for row in rows], rates)
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={"model id": st.column_config.TextColumn(width="large")})
+    rates_table([{k: v for k, v in row.items() if k != "variants"} for row in rows], rates)
     st.caption(f"Scored on the {rows[0]['variants']} test variants the models above all answered"
                + (f", generated in {ev['dtype']}" if ev.get("dtype") else "")
                + ". n/a: no predicted mistakes to judge (hallucination), no cited elements (grounding). Per "
@@ -328,4 +326,4 @@ def _resume_controls(run_dir, status: dict) -> None:
 live_run()
 
 st.subheader("Past runs")
-st.dataframe([s.row() for s in summaries], hide_index=True, width="stretch")
+rates_table([s.row() for s in summaries], ("SFT loss", "DPO margin"))

@@ -3,6 +3,8 @@
     python -m r2ta.eval_jobs supervise RUN_DIR [--limit N]   # train (the runner), then evaluate
     python -m r2ta.eval_jobs evaluate RUN_DIR [--limit N]    # evaluate a finished run
     python -m r2ta.eval_jobs probe RUN_DIR                   # a probe (r2ta.probe): train, then time the base model
+    python -m r2ta.eval_jobs model JOB_DIR --model NAME      # one model by itself (r2ta.model_jobs)
+    python -m r2ta.eval_jobs reason JOB_DIR --limit N        # the next N variants reasoned about and refined
 
 :func:`start_training_with_evaluation` (the Train page's button) prepares a run
 with :func:`r2ta.jobs.prepare_run` and starts a small *supervisor* process. The
@@ -321,14 +323,26 @@ def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r2ta.eval_jobs", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=["supervise", "evaluate", "probe"])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("action", choices=["supervise", "evaluate", "probe", "model", "reason"])
+    parser.add_argument("run_dir", type=Path, help="the run folder (model: the job folder)")
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--model", help="model: what to evaluate (as r2ta eval --model)")
+    parser.add_argument("--dtype", help="model: the dtype a local model generates in")
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
     kwargs = {"split": args.split, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
+    if args.action == "model":
+        from r2ta.model_jobs import run_model_evaluation
+
+        if not args.model:
+            parser.error("model needs --model")
+        return run_model_evaluation(run_dir, model=args.model, dtype=args.dtype, **kwargs)
+    if args.action == "reason":
+        from r2ta.model_jobs import run_reasoning
+
+        return run_reasoning(run_dir, split=args.split, count=args.limit or 1)
     if args.action in ("supervise", "probe"):
         return supervise(run_dir, **kwargs, probe=args.action == "probe")
     return evaluate_run(run_dir, **kwargs)

@@ -277,10 +277,16 @@ class RunSummary:
         return format_duration((end - start).total_seconds()) if start and end and end >= start else ""
 
     def row(self) -> dict:
+        """The Past runs table's row: times to the minute ("2026-12-06 10:15"; the run's status has them whole)."""
         return {"run": self.name, "recipe": self.recipe, "status": self.state, "stage": self.stage or "",
-                "started": self.started_at or "", "finished": self.finished_at or "", "took": self.took,
+                "started": _minute(self.started_at), "finished": _minute(self.finished_at), "took": self.took,
                 "SFT loss": self.sft_loss, "DPO margin": self.dpo_margin, "evaluation": self.evaluation,
                 "resumed": self.resumed}
+
+
+def _minute(stamp: str | None) -> str:
+    """An ISO time as "YYYY-MM-DD HH:MM" (as written, in the run's own offset); "" for none."""
+    return (stamp or "")[:16].replace("T", " ")
 
 
 def summarize_run(run_dir: Path) -> RunSummary:
@@ -479,3 +485,28 @@ def base_answers_missing(recipe: str | Path, precision: str, limit: int, *, engi
     except R2taError:  # a recipe gone or unreadable: its own error shows where it is used
         return 0
     return missing(base, generation_dtype(precision, detect_hardware().kind), limit or None, engine=engine)
+
+
+def base_generation_dtype(recipe: str | Path = jobs.DEFAULT_RECIPE) -> str | None:
+    """The dtype the evaluation after a run of ``recipe`` here generates the base model's answers in (bfloat16 on a
+    CPU that trains in bf16): evaluating the base in it by itself stores answers that run will reuse. Imports torch."""
+    from r2ta.evaluation import generation_dtype
+    from training.hardware import detect_hardware, resolve_precision
+
+    hardware = detect_hardware()
+    requested = str((_recipe_data(recipe).get("run") or {}).get("precision") or "auto")
+    return generation_dtype(resolve_precision(requested, hardware).name, hardware.kind)
+
+
+def evaluable_models(*, engine: Engine | None = None) -> dict[str, str]:
+    """What the Evaluate page offers to evaluate, name (as ``r2ta eval --model``) -> label: the embedded base model,
+    the checker, then the SFT and SFT+DPO models of every succeeded run, newest first."""
+    from r2ta.evaluation import CHECKER_MODEL_ID, FINAL, SFT
+
+    models = {"embedded": "the base model (the embedded SmolLM2-135M-Instruct)",
+              CHECKER_MODEL_ID: "the structural checker (reads the diagram only)"}
+    for run in list_run_summaries(engine=engine):
+        if run.state == jobs.SUCCEEDED:
+            models[f"{run.run_dir}:{SFT}"] = f"run {run.name}: SFT"
+            models[f"{run.run_dir}:{FINAL}"] = f"run {run.name}: SFT+DPO"
+    return models

@@ -393,3 +393,57 @@ def edit_panel(view: ReviewView, reviewer: str, filters: ReviewFilters) -> None:
                     on_click=_decide, args=(view, reviewer, filters, "edit"))
         reset.button("Reset to the proposal", key="btn_reset", on_click=st.session_state.__setitem__,
                      args=(key, view.refined_text))
+
+
+def more_variants_panel() -> None:
+    """When the queue runs dry: let the model reason about the next train variants and the auditor refine its
+    traces, in the background (:func:`r2ta.model_jobs.start_reasoning`), then review them."""
+    from r2ta import eval_jobs, model_jobs
+    from r2ta.errors import R2taError
+
+    going = model_jobs.active_job()
+
+    @st.fragment(run_every=2.0 if going else None)
+    def panel() -> None:
+        job = model_jobs.active_job()
+        if job is None and going is not None:  # it ended since the page ran: the new proposals are next
+            st.session_state.pop("review_current", None)
+            st.rerun()
+        if job is not None:
+            if job.kind != model_jobs.REASON:
+                st.info(f"An evaluation is going (the Evaluate page): {job.describe()}. More variants can be "
+                        "reasoned about when it is done.")
+                return
+            st.progress(job.done / job.total if job.total else 0.0, text=job.describe())
+            st.caption("Traces are stored as they are written; the page can be left and reloaded.")
+            if st.button("Cancel", icon=":material/cancel:", key="cancel_reasoning"):
+                model_jobs.cancel_job(job.job_dir)
+                st.rerun()
+            return
+        last = next(iter(model_jobs.list_jobs(model_jobs.REASON)), None)
+        if last is not None and last.state == eval_jobs.FAILED:
+            (st.info if last.cancelled else st.warning)(f"The last batch: {last.describe()}")
+            if not last.cancelled:
+                with st.expander("Its log"):
+                    st.code(model_jobs.read_log(last.job_dir) or "(empty)")
+        left = model_jobs.variants_left("train", engine=engine())
+        if not left:
+            st.success("The model has reasoned about every train variant.")
+            return
+        count = st.number_input(f"Train variants to reason about next ({left} left)", min_value=1,
+                                max_value=left, value=min(24, left), step=8,
+                                help="Round-robin across the base schemas, so a batch covers all of them. The model "
+                                     "writes a trace for each (seconds a variant on a GPU, about ten on a small "
+                                     "CPU), then the auditor proposes a refinement of each.")
+        if st.button("Reason about them", icon=":material/psychology:", type="primary",
+                     help=f"The model is the {model_jobs.reasoning_model()!r} backend (R2TA_BACKEND); the "
+                          "auditor, the deterministic one."):
+            try:
+                model_jobs.start_reasoning(int(count))
+            except R2taError as err:
+                st.error(str(err))
+            else:
+                st.rerun()
+
+    panel()
+

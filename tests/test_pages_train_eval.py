@@ -69,12 +69,15 @@ def studio(tmp_path, monkeypatch):
 
 
 def _shown(table):
-    """What a st.dataframe shows: a styled table's display values (3 decimals, n/a), else its data."""
-    from streamlit import dataframe_util
-
-    arrow = table.proto.arrow_data
-    return dataframe_util.convert_arrow_bytes_to_pandas_df(arrow.styler.display_values) if arrow.HasField(
-        "styler") else table.value
+    """What a st.dataframe shows in the browser, from its data and the config sent with it: a number column's
+    printf format (rates_table: %.3f), a missing value as the placeholder (rates_table: n/a), else the text."""
+    config = json.loads(table.proto.columns or "{}")
+    shown = table.value.astype(object).copy()
+    for name in shown.columns:
+        fmt = config.get(name, {}).get("type_config", {}).get("format")
+        shown[name] = [table.proto.placeholder or "None" if v is None or v != v else (fmt % v if fmt else str(v))
+                       for v in table.value[name]]
+    return shown
 
 
 def _page(page: str, **query) -> AppTest:
@@ -102,6 +105,9 @@ def test_train_page_shows_the_newest_run_with_curves_and_past_runs(studio):
     table = at.dataframe[0].value
     assert list(table["run"]) == [done.name, crashed.name] and list(table["status"]) == ["succeeded", "failed"]
     assert list(table["took"]) == ["5 min", ""]  # 10:00 to 10:05; the crashed run never recorded its times
+    assert list(table["started"]) == ["2026-01-01 10:00", ""] and list(table["finished"]) == ["2026-01-01 10:05", ""]
+    shown = _shown(at.dataframe[0])  # the finished run's last figures, 3 decimals; the crashed run has none
+    assert list(shown["SFT loss"]) == ["1.100", "n/a"] and list(shown["DPO margin"]) == ["0.400", "n/a"]
     assert any(b.label == "Evaluate this run" for b in at.button)  # finished, never evaluated
 
 

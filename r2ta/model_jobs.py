@@ -1,0 +1,306 @@
+"""One model's background jobs: evaluating it (the Evaluate page's *Evaluate a model*) and letting it reason
+about more variants for review (the Review page, when its queue runs dry).
+
+    python -m r2ta.eval_jobs model JOB_DIR --model NAME [--split test] [--limit N] [--dtype bfloat16]
+    python -m r2ta.eval_jobs reason JOB_DIR --limit N [--split train]
+
+:func:`start_model_evaluation` makes a job folder ``DATA/evaluations/<time>-<model>/`` and starts
+:func:`r2ta.evaluation.evaluate` on the model in its own process (:mod:`r2ta.eval_jobs` ``model``);
+:func:`start_reasoning` one in which the default model (``R2TA_BACKEND``, else the embedded one) writes
+traces for the next N variants it has none for and the deterministic auditor refines them into proposals
+(:func:`r2ta.pipeline.reason`, then :func:`r2ta.pipeline.refine`: what ``r2ta reason`` then ``r2ta refine``
+do). The page can be closed or reloaded; the job's ``evaluation/status.json`` (``kind``, ``status``,
+``stage``, ``done`` and ``total``, ``evaluations``, ``error``) and ``evaluation/eval.log`` say how it goes.
+Traces are stored as they are generated, so a cancelled or crashed job loses none: the next job generates
+only those that are missing (and a training run's evaluation of the base model reuses its answers). One
+job at a time; a job that writes answers on this machine's cores would slow a training run beside it,
+which the pages say.
+
+Standard library and the project only; no streamlit, no torch at import.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from r2ta import eval_jobs, jobs
+from r2ta.config import data_dir
+from r2ta.errors import R2taError
+
+JOB = "model evaluation"
+EVALUATE, REASON = "evaluate", "reason"
+REASONING_JOB = "reasoning"
+
+
+def evaluations_dir() -> Path:
+    return data_dir() / "evaluations"
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """A job folder and what its status says."""
+
+    job_dir: Path
+    kind: str  # evaluate, reason
+    model: str
+    split: str
+    limit: int | None
+    state: str  # waiting, running, succeeded, failed (cancelled: failed with cancelled set)
+    done: int
+    total: int | None
+    error: str | None
+    cancelled: bool
+    evaluation_id: int | None
+    created_at: str
+    finished_at: str | None
+    stage: str | None = None  # reason: reasoning, then auditing
+    proposals: int | None = None  # reason: proposals stored
+
+    @property
+    def going(self) -> bool:
+        return self.state in (eval_jobs.WAITING, eval_jobs.RUNNING)
+
+    def describe(self) -> str:
+        """One line: the model, where it is, or how it ended."""
+        if self.kind == REASON:
+            what = f"{self.model} reasons about {self.limit} more {self.split} variants"
+        else:
+            what = f"{self.model} on " + (f"the first {self.limit} {self.split} variants" if self.limit
+                                          else f"every {self.split} variant")
+        if self.going:
+            if self.stage == "auditing":
+                return f"{what}: the auditor refines its traces"
+            return f"{what}: " + (f"{self.done} of {self.total} new answers written" if self.total else "starting")
+        if self.cancelled:
+            return f"{what}: cancelled (the answers written so far are kept)"
+        if self.state == eval_jobs.SUCCEEDED:
+            made = f", {self.proposals} proposals to review" if self.kind == REASON else ""
+            return f"{what}: done at {(self.finished_at or '')[:16].replace('T', ' ')}{made}"
+        return f"{what}: failed: {self.error or 'see its log'}"
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", Path(model.rstrip("/")).name)[:40].strip("-") or "model"
+
+
+def read_job(job_dir: Path) -> ModelJob:
+    status = eval_jobs.read_eval_status(job_dir)  # marks a job whose process died failed
+    evaluations = status.get("evaluations") or {}
+    return ModelJob(
+        job_dir=job_dir, kind=str(status.get("kind") or EVALUATE), model=str(status.get("model") or "?"),
+        split=str(status.get("split") or "test"),
+        limit=status.get("limit"), state=str(status.get("status") or eval_jobs.FAILED),
+        done=int(status.get("done") or 0), total=status.get("total"), error=status.get("error"),
+        cancelled=bool(status.get("cancelled")), evaluation_id=evaluations.get("model"),
+        created_at=str(status.get("created_at") or ""), finished_at=status.get("finished_at"),
+        stage=status.get("stage"), proposals=status.get("proposals"),
+    )
+
+
+def list_jobs(kind: str | None = None) -> list[ModelJob]:
+    """Every job (of ``kind``: evaluate, reason), newest first."""
+    root = evaluations_dir()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (eval_jobs.eval_dir(p) / "status.json").is_file()]
+    listed = [read_job(p) for p in sorted(found, key=lambda p: p.name, reverse=True)]
+    return [j for j in listed if kind is None or j.kind == kind]
+
+
+def active_job(kind: str | None = None) -> ModelJob | None:
+    """The job going (of ``kind``), if one is."""
+    return next((j for j in list_jobs(kind) if j.going), None)
+
+
+def _new_job(slug: str, **status) -> Path:
+    going = active_job()
+    if going is not None:
+        what = "an evaluation" if going.kind == EVALUATE else "a reasoning job"
+        raise R2taError(f"{what} is already going ({going.describe()}): wait for it or cancel it")
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    job_dir = evaluations_dir() / f"{stamp}-{slug}"
+    job_dir.mkdir(parents=True)
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.WAITING, evaluations={}, done=0, total=None,
+                                created_at=jobs.now_iso(), **status)
+    return job_dir
+
+
+def _spawn(job_dir: Path, args: list[str]) -> ModelJob:
+    try:
+        child = eval_jobs._spawn(job_dir, args)
+    except R2taError as err:
+        eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, error=str(err), finished_at=jobs.now_iso())
+        raise
+    eval_jobs.write_eval_status(job_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
+    return read_job(job_dir)
+
+
+def start_model_evaluation(model: str, *, split: str = "test", limit: int | None = None,
+                           max_new_tokens: int | None = None, dtype: str | None = None) -> ModelJob:
+    """Check ``model`` can be evaluated (:func:`r2ta.evaluation.resolve_model`), then evaluate it on the first
+    ``limit`` variants of ``split`` (None: all) in a background process. Refused while another is going."""
+    from r2ta.evaluation import resolve_model
+
+    if split not in ("train", "test"):
+        raise R2taError(f"split must be train or test, not {split!r}")
+    if limit is not None and limit < 1:
+        raise R2taError(f"the number of variants must be at least 1 (or none: all), not {limit}")
+    if max_new_tokens is not None and not 16 <= max_new_tokens <= 4096:
+        raise R2taError(f"max new tokens must be between 16 and 4096, not {max_new_tokens}")
+    spec = resolve_model(model)  # an unknown model fails here, with the models it could be
+    if spec.kind == "checker":
+        dtype = None  # it writes no tokens
+    job_dir = _new_job(_slug(model), job=JOB, kind=EVALUATE, model=model, split=split, limit=limit,
+                       max_new_tokens=max_new_tokens, dtype=dtype)
+    args = ["model", str(job_dir), "--model", model, "--split", split]
+    args += ["--limit", str(limit)] if limit else []
+    args += ["--max-new-tokens", str(max_new_tokens)] if max_new_tokens else []
+    args += ["--dtype", dtype] if dtype else []
+    return _spawn(job_dir, args)
+
+
+def reasoning_model() -> str:
+    """The model whose traces the review queue holds: the default backend's (``R2TA_BACKEND``, else embedded)."""
+    from r2ta.backends import default_backend_name
+
+    return default_backend_name()
+
+
+def variants_left(split: str = "train", *, engine=None) -> int:
+    """Variants of ``split`` the reasoning model has no trace for (what :func:`start_reasoning` can take)."""
+    from sqlmodel import Session
+
+    from db.engine import get_engine
+    from r2ta.store import list_variants_without_trace
+
+    with Session(engine or get_engine()) as session:
+        pending, _ = list_variants_without_trace(session=session, model_id=_reasoning_model_id(), split=split)
+    return len(pending)
+
+
+def _reasoning_model_id() -> str:
+    """The id the reasoning model stores traces under (a backend loads its model only when it first generates)."""
+    from r2ta.backends import get_backend
+
+    return get_backend(reasoning_model()).id
+
+
+def start_reasoning(count: int, *, split: str = "train") -> ModelJob:
+    """The reasoning model writes traces for the next ``count`` variants of ``split`` it has none for (round-robin
+    across base schemas: :func:`_first_reaching`), and the deterministic auditor refines them: new proposals for
+    the Review page. In a background process."""
+    if split not in ("train", "test"):
+        raise R2taError(f"split must be train or test, not {split!r}")
+    if not 1 <= count <= 10_000:
+        raise R2taError(f"the number of variants must be between 1 and 10000, not {count}")
+    left = variants_left(split)
+    if left == 0:
+        raise R2taError(f"the model has reasoned about every {split} variant already")
+    job_dir = _new_job("reason", job=REASONING_JOB, kind=REASON, model=reasoning_model(), split=split,
+                       limit=min(count, left))
+    return _spawn(job_dir, ["reason", str(job_dir), "--split", split, "--limit", str(min(count, left))])
+
+
+def run_reasoning(job_dir: Path, *, split: str, count: int) -> int:
+    """The job process: reason about the next ``count`` variants without a trace, then refine (exit 0, or 2)."""
+    import sys
+
+    from sqlmodel import Session
+
+    from db.engine import get_engine
+    from r2ta.backends import get_backend
+    from r2ta.pipeline import reason, refine
+
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, stage="reasoning", started_at=jobs.now_iso(),
+                                pid=os.getpid(), pid_start=jobs.process_start_ticks(os.getpid()))
+    try:
+        backend = get_backend(reasoning_model())
+        try:
+            with Session(get_engine()) as session:
+                first = _first_reaching(session, backend.id, split, count)
+            reasoned = reason(backend, split=split, limit=first, spread=True,
+                              progress=lambda done, total: eval_jobs.write_eval_status(job_dir, done=done, total=total))
+        finally:
+            backend.close()
+        eval_jobs.write_eval_status(job_dir, stage="auditing")
+        refined = refine(model_id=backend.id, split=split)
+    except R2taError as err:
+        eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, error=str(err), finished_at=jobs.now_iso())
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.SUCCEEDED, stage=None, finished_at=jobs.now_iso(),
+                                model_id=backend.id, proposals=refined.proposals,
+                                generated={"variants": reasoned.generated, "seconds": round(reasoned.seconds, 2)})
+    print(f"{reasoned}\n{refined}", flush=True)
+    return 0
+
+
+def _first_reaching(session, model_id: str, split: str, count: int) -> int | None:  # noqa: ANN001
+    """The fewest first variants of ``split``, round-robin across base schemas (``spread``), among which ``count``
+    have no trace by ``model_id`` (None: all of them, when fewer lack one): a batch covers every schema, and
+    the model meets each one's vocabulary early (a model trained on few schemas answers well on those only)."""
+    from sqlmodel import select
+
+    from db.models import TraceRow
+    from r2ta.store import first_variant_ids
+
+    traced = set(session.exec(select(TraceRow.variant_id).where(TraceRow.model_id == model_id)).all())
+    missing = 0
+    for position, variant_id in enumerate(session.exec(first_variant_ids(split, None, spread=True)).all(), 1):
+        missing += variant_id not in traced
+        if missing == count:
+            return position
+    return None
+
+
+def cancel_job(job_dir: Path) -> None:
+    """Stop a job's process (its own process group) and mark it cancelled; what it stored stays."""
+    status = eval_jobs.read_eval_status(job_dir)
+    if status.get("status") in eval_jobs.FINISHED:
+        return
+    pid = status.get("pid")
+    if pid and jobs.process_alive(pid, status.get("pid_start")):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, cancelled=True, error="cancelled",
+                                finished_at=jobs.now_iso())
+
+
+def read_log(job_dir: Path, max_chars: int = 6_000) -> str:
+    return eval_jobs.read_eval_log(job_dir, max_chars)
+
+
+def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | None, max_new_tokens: int | None,
+                         dtype: str | None) -> int:
+    """The job process: evaluate, writing progress into the job's status (exit 0, or 2 with the error)."""
+    import sys
+
+    from r2ta.evaluation import evaluate
+
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
+                                pid_start=jobs.process_start_ticks(os.getpid()))
+
+    def progress(done: int, total: int) -> None:
+        eval_jobs.write_eval_status(job_dir, done=done, total=total)
+
+    try:
+        outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens, progress=progress,
+                           dtype=dtype)
+    except R2taError as err:
+        eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, error=str(err), finished_at=jobs.now_iso())
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.SUCCEEDED, finished_at=jobs.now_iso(),
+                                evaluations={"model": outcome.evaluation_id}, model_id=outcome.model_id,
+                                generated={"variants": outcome.generated, "seconds": round(outcome.generation_s, 2)},
+                                micro_f1=outcome.report.micro_f1)
+    print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f} "
+          f"({outcome.generated} answers generated in {outcome.generation_s:.0f} s)", flush=True)
+    return 0

@@ -1,0 +1,247 @@
+"""Evaluating one model in the background (r2ta.model_jobs), and the Evaluate page's button that starts it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlmodel import Session, select
+from streamlit.testing.v1 import AppTest
+
+from db.models import EvaluationRow, TraceRow
+from r2ta import eval_jobs, jobs, model_jobs
+from r2ta.config import PROJECT_ROOT
+from r2ta.errors import R2taError
+from test_evaluation import engine  # noqa: F401 - the fixture
+from training.tiny import ensure_tiny_llama
+
+APP = str(PROJECT_ROOT / "app.py")
+
+
+def _wait(job: model_jobs.ModelJob, timeout: float = 300) -> model_jobs.ModelJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = model_jobs.read_job(job.job_dir)
+        if not now.going:
+            return now
+        time.sleep(0.3)
+    raise AssertionError(f"the evaluation did not finish: {model_jobs.read_log(job.job_dir)}")
+
+
+def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engine, tmp_path):  # noqa: F811
+    """A real model (the tiny Llama, from its folder) answers 2 test variants in a job process; then the checker."""
+    tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    job = model_jobs.start_model_evaluation(str(tiny), split="test", limit=2, max_new_tokens=16)
+    assert job.job_dir.parent == model_jobs.evaluations_dir() and job.model == str(tiny)
+    assert model_jobs.active_job() is None or model_jobs.active_job().job_dir == job.job_dir
+    done = _wait(job)
+    assert done.state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
+    assert done.done == done.total == 2 and done.evaluation_id is not None
+    assert done.describe().startswith(f"{tiny} on the first 2 test variants: done at ")
+    with Session(engine) as session:
+        row = session.get(EvaluationRow, done.evaluation_id)
+        assert row.model_id == "models/tiny-llama" and row.split == "test"
+        assert len(session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()) == 2
+    assert "models/tiny-llama: evaluation" in model_jobs.read_log(job.job_dir)
+    checker = _wait(model_jobs.start_model_evaluation("checker", split="test"))  # all test variants, no limit
+    assert checker.state == eval_jobs.SUCCEEDED and checker.describe().startswith("checker on every test variant: done")
+    assert [j.job_dir for j in model_jobs.list_jobs()] == [checker.job_dir, job.job_dir]  # newest first
+
+
+def test_a_bad_request_is_refused_before_anything_starts(engine):  # noqa: F811
+    with pytest.raises(R2taError, match="cannot evaluate 'no-such-model'"):
+        model_jobs.start_model_evaluation("no-such-model")
+    with pytest.raises(R2taError, match="split must be train or test"):
+        model_jobs.start_model_evaluation("checker", split="dev")
+    with pytest.raises(R2taError, match="at least 1"):
+        model_jobs.start_model_evaluation("checker", limit=0)
+    with pytest.raises(R2taError, match="between 16 and 4096"):
+        model_jobs.start_model_evaluation("checker", max_new_tokens=100_000)
+    assert model_jobs.list_jobs() == []  # nothing was started, no folder left behind
+
+
+def _fake_going(model: str = "embedded") -> tuple[model_jobs.ModelJob, subprocess.Popen]:
+    """A job whose process is a real one in its own session (as eval_jobs._spawn starts it) that sleeps."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    job_dir = model_jobs.evaluations_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-999999-embedded"  # the newest
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, job=model_jobs.JOB, model=model, split="test",
+                                limit=24, done=8, total=24, pid=sleeper.pid, pid_start=jobs.process_start_ticks(sleeper.pid),
+                                created_at=jobs.now_iso())
+    return model_jobs.read_job(job_dir), sleeper
+
+
+def test_one_at_a_time_and_a_cancel_stops_the_process(engine):  # noqa: F811
+    job, sleeper = _fake_going()
+    try:
+        assert job.going and model_jobs.active_job().job_dir == job.job_dir
+        assert job.describe() == "embedded on the first 24 test variants: 8 of 24 new answers written"
+        with pytest.raises(R2taError, match="an evaluation is already going .*wait for it or cancel it"):
+            model_jobs.start_model_evaluation("checker")
+        model_jobs.cancel_job(job.job_dir)
+        assert sleeper.wait(timeout=10) != 0  # the job's process group got SIGTERM
+        cancelled = model_jobs.read_job(job.job_dir)
+        assert cancelled.state == eval_jobs.FAILED and cancelled.cancelled and model_jobs.active_job() is None
+        assert cancelled.describe() == "embedded on the first 24 test variants: cancelled (the answers written so far are kept)"
+        model_jobs.cancel_job(job.job_dir)  # a finished job: nothing to do
+        assert model_jobs.read_job(job.job_dir).cancelled
+    finally:
+        sleeper.kill()
+
+
+def test_a_job_whose_process_died_reads_failed_in_its_own_words(engine):  # noqa: F811
+    job, sleeper = _fake_going()
+    sleeper.kill()
+    sleeper.wait()
+    dead = model_jobs.read_job(job.job_dir)
+    assert dead.state == eval_jobs.FAILED and not dead.cancelled and model_jobs.active_job() is None
+    assert dead.describe().startswith(f"embedded on the first 24 test variants: failed: the model evaluation process "
+                                      f"(pid {sleeper.pid}) ended without a result; see ")
+
+
+def test_the_job_process_records_a_failure_with_its_reason(engine, tmp_path):  # noqa: F811
+    """A model folder that holds no weights: the job fails and says why (no crash, no success)."""
+    broken = tmp_path / "org" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{not json")
+    failed = _wait(model_jobs.start_model_evaluation(str(broken), limit=1, max_new_tokens=16))
+    assert failed.state == eval_jobs.FAILED and not failed.cancelled
+    assert "cannot load model" in failed.error and failed.describe().startswith(f"{broken} on the first 1 test")
+    with Session(engine) as session:
+        assert session.exec(select(EvaluationRow)).all() == []
+
+
+def _evaluate_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_the_evaluate_page_evaluates_a_model_it_has_no_scores_for(engine, monkeypatch):  # noqa: F811
+    """An empty page offers the models and starts the job; while it goes, progress and cancel; then the scores."""
+    monkeypatch.setattr("r2ta.train_view.base_generation_dtype", lambda *a, **k: None)
+    at = _evaluate_page()
+    assert any(i.value.startswith("No evaluation on the test split yet: evaluate a model above") for i in at.info)
+    pick = next(s for s in at.selectbox if s.label == "Model")
+    assert pick.options[:2] == ["the base model (the embedded SmolLM2-135M-Instruct)",
+                                "the structural checker (reads the diagram only)"]
+    pick.set_value("checker").run()
+    assert next(n for n in at.number_input if n.label.startswith("Test variants")).value == 0  # all: it is quick
+    next(b for b in at.button if b.label == "Evaluate").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = model_jobs.list_jobs()[0]
+    assert job.model == "checker" and job.limit is None
+    assert _wait(job).state == eval_jobs.SUCCEEDED
+    at = _evaluate_page()
+    assert at.multiselect[0].value == ["checker"] and at.dataframe  # its scores
+    assert any(c.value.startswith("The last evaluation: checker on every test variant: done at") for c in at.caption)
+    # a job going: its progress and a cancel button, and the form waits
+    going, sleeper = _fake_going()
+    try:
+        at = _evaluate_page()
+        assert any("Evaluating embedded on the first 24 test variants: 8 of 24 new answers" in (p.proto.text or "")
+                   for p in at.get("progress"))
+        assert not any(b.label == "Evaluate" for b in at.button)
+        next(b for b in at.button if b.label == "Cancel the evaluation").click().run()
+        assert sleeper.wait(timeout=10) != 0 and model_jobs.read_job(going.job_dir).cancelled
+        assert any(i.value.startswith("The last evaluation: embedded") and "cancelled" in i.value for i in at.info)
+    finally:
+        sleeper.kill()
+    # another model by name: a typo is refused with the models it could be, nothing started
+    next(s for s in at.selectbox if s.label == "Model").set_value("another model…").run()
+    next(t for t in at.text_input if t.label == "Model to evaluate").input("no-such-model").run()
+    next(b for b in at.button if b.label == "Evaluate").click().run()
+    assert any("cannot evaluate 'no-such-model'" in e.value for e in at.error)
+    assert len(model_jobs.list_jobs()) == 2
+    assert os.environ.get("R2TA_DATABASE_URL")  # the page and the job used the test's database
+
+
+@pytest.fixture
+def tiny_backend(tmp_path, monkeypatch):
+    """The default backend is the tiny Llama (a real local model, fast): what the reasoning job loads."""
+    tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    cfg = tmp_path / "backends.yaml"
+    cfg.write_text(f"tinychat:\n  kind: local\n  model: {tiny}\n  batch_size: 2\n")
+    monkeypatch.setenv("R2TA_BACKENDS_FILE", str(cfg))
+    monkeypatch.setenv("R2TA_BACKEND", "tinychat")
+    return tiny
+
+
+def test_the_model_reasons_about_the_next_variants_and_the_auditor_refines_them(engine, tiny_backend):  # noqa: F811
+    """The next N train variants without a trace get one from the default model and a proposal from the auditor."""
+    from db.models import ProposalRow, VariantRow
+
+    assert model_jobs.reasoning_model() == "tinychat" and model_jobs.variants_left("train") == 3
+    job = model_jobs.start_reasoning(2)
+    assert job.kind == model_jobs.REASON and job.limit == 2 and job.split == "train"
+    done = _wait(job)
+    assert done.state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
+    assert done.proposals == 2 and done.describe().endswith(", 2 proposals to review")
+    assert model_jobs.variants_left("train") == 1
+    with Session(engine) as session:
+        traces = session.exec(select(TraceRow)).all()
+        assert len(traces) == 2 and {t.model_id for t in traces} == {"tiny-llama"}  # a named backend: its folder
+        splits = {session.get(VariantRow, t.variant_id).split for t in traces}
+        assert splits == {"train"} and len(session.exec(select(ProposalRow)).all()) == 2
+    # more than are left: the one left
+    last = _wait(model_jobs.start_reasoning(5))
+    assert last.limit == 1 and last.state == eval_jobs.SUCCEEDED and last.proposals == 1
+    with pytest.raises(R2taError, match="reasoned about every train variant already"):
+        model_jobs.start_reasoning(1)
+    with pytest.raises(R2taError, match="between 1 and 10000"):
+        model_jobs.start_reasoning(0)
+    assert [j.kind for j in model_jobs.list_jobs()] == [model_jobs.REASON] * 2 and model_jobs.list_jobs("evaluate") == []
+
+
+def test_the_next_variants_go_round_robin_across_schemas(engine):  # noqa: F811
+    """One train variant of each schema before a second of any: a batch covers every schema."""
+    from db.loading import load_dataset
+    from reasoning_fixtures import DIAGRAM, REQUIREMENTS, variant
+
+    other = {"id": "zoo", "domain": "science", "title": "Zoo", "requirements": REQUIREMENTS,
+             "diagram": DIAGRAM.model_dump(mode="json")}
+    extra = variant("train", 20).model_dump(mode="json") | {"id": "zoo-0001", "base_id": "zoo"}
+    with Session(engine) as session:
+        load_dataset([other], [extra], session=session)
+        # train variants: company_small 4, 5, 6 (by id) and zoo-0001; round-robin: c4, zoo, c5, c6
+        assert model_jobs._first_reaching(session, "m", "train", 2) == 2
+        assert model_jobs._first_reaching(session, "m", "train", 4) == 4
+        assert model_jobs._first_reaching(session, "m", "train", 5) is None  # fewer lack one: all of them
+
+
+def test_the_review_page_offers_more_variants_when_its_queue_runs_dry(engine, tiny_backend):  # noqa: F811
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["reviewer"] = "Ana"
+    at.run()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(i.value.startswith("Nothing to review with these filters") for i in at.info)
+    count = next(n for n in at.number_input if n.label.startswith("Train variants to reason about next"))
+    assert count.label == "Train variants to reason about next (3 left)" and count.value == 3
+    count.set_value(2)
+    next(b for b in at.button if b.label == "Reason about them").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = model_jobs.active_job() or model_jobs.list_jobs()[0]
+    assert job.kind == model_jobs.REASON and job.limit == 2
+    assert _wait(job).state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
+    at.session_state["review_current"] = None  # as the panel does when it sees the job end
+    at.run()
+    assert not at.exception and not any(i.value.startswith("Nothing to review") for i in at.info)
+    assert any(b.label.startswith("Accept") for b in at.button)  # a proposal of the new batch, to review
+    # while a job is going, the Evaluate page says so and starts none
+    going, sleeper = _fake_going()
+    eval_jobs.write_eval_status(going.job_dir, kind=model_jobs.REASON, job=model_jobs.REASONING_JOB, limit=4,
+                                split="train", model="tinychat")
+    try:
+        page = _evaluate_page()
+        assert any(i.value.startswith("The model is reasoning about more variants for review") for i in page.info)
+        assert not any(b.label == "Evaluate" for b in page.button)
+        with pytest.raises(R2taError, match="a reasoning job is already going"):
+            model_jobs.start_model_evaluation("checker")
+    finally:
+        model_jobs.cancel_job(going.job_dir)
+        sleeper.kill()
