@@ -113,7 +113,8 @@ def bulk_accept(*, model_id: str, split: str = "train", reviewer: str = BULK_REV
     """Accept every proposal of ``model_id``'s traces on ``split`` that nobody has reviewed yet; returns how many.
 
     Stored as ordinary reviews by ``reviewer`` with :data:`BULK_REASON` as their reason,
-    so the data says plainly that no human looked at them.
+    so the data says plainly that no human looked at them, each with its DPO pair where the reviewed trace
+    differs from the model's (what a decision on the Review page stores).
     """
     from db.engine import get_engine, init_db
     from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
@@ -136,6 +137,10 @@ def bulk_accept(*, model_id: str, split: str = "train", reviewer: str = BULK_REV
             create_review(session=session, proposal_id=proposal.id, reviewer=reviewer, decision="accept",
                           expected_version=proposal.version, reason=BULK_REASON)
             accepted += 1
+    if accepted:  # each accept's DPO pair, as a decision on the Review page stores it (the export would anyway)
+        from r2ta.pipeline import export_rows
+
+        export_rows("dpo", split=split, engine=engine)
     return accepted
 
 

@@ -35,6 +35,7 @@ from r2ta.evaluation import (
     summary_figure,
     summary_rows,
 )
+from db.queries import count_pairs_ready
 from r2ta.loop import BULK_REVIEWER, bulk_accept
 from r2ta.pipeline import export_rows, reason, refine
 from r2ta.prompting import parse_output
@@ -129,6 +130,8 @@ def test_bulk_accept_marks_the_reviews_as_not_human(engine):
     assert bulk_accept(model_id="base", split="train", engine=engine) == 0  # only unreviewed proposals
     with Session(engine) as session:
         reviews = list(session.exec(select(ReviewRow)))
+        # each with its DPO pair (the model's trace missed a mistake), as a decision on the Review page stores it
+        assert count_pairs_ready(session=session, split="train") == 3
     assert {r.reviewer for r in reviews} == {BULK_REVIEWER}
     assert all("without human review" in r.reason for r in reviews)
     rows = export_rows("sft", split="train", engine=engine).rows
