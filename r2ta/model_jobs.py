@@ -68,7 +68,7 @@ class ModelJob:
     def describe(self) -> str:
         """One line: the model, where it is, or how it ended."""
         if self.kind == REASON:
-            what = f"{self.model} reasons about {self.limit} more {self.split} variants"
+            what = f"the {self.model} model reasons about {self.limit} more {self.split} variants"
         else:
             what = f"{self.model} on " + (f"the first {self.limit} {self.split} variants" if self.limit
                                           else f"every {self.split} variant")
