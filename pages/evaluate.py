@@ -52,6 +52,9 @@ def evaluate_a_model() -> None:
         if not last.cancelled:
             with st.expander("Its log"):
                 st.code(model_jobs.read_log(last.job_dir) or "(empty)")
+    note = model_jobs.sharing_note()
+    if note:
+        st.warning(note, icon=":material/speed:")
     models = train_view.evaluable_models(engine=engine())
     pick = st.selectbox("Model", [*models, OTHER], format_func=lambda m: models.get(m, m))
     name = st.text_input("Model to evaluate", placeholder="a backend name, a model folder, a run folder[:sft], "

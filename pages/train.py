@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from r2ta import catalog, eval_jobs, jobs, probe, timing, train_view
+from r2ta import catalog, eval_jobs, jobs, model_jobs, probe, timing, train_view
 from r2ta.errors import R2taError
 from r2ta.ui import engine, rates_table, require_app
 
@@ -179,6 +179,10 @@ def measure() -> None:
 
 
 measure()
+other = model_jobs.active_job()
+if other is not None:
+    st.warning(f"Going now: {other.describe()}. A run started meanwhile shares this machine with it, and both go "
+               "slower.", icon=":material/speed:")
 if st.button("Export and train", type="primary", icon=":material/model_training:",
              disabled=not ready or measuring is not None,
              help="Waits for the measurement going (or cancel it): two jobs at once would slow each other and "

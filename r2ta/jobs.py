@@ -771,6 +771,11 @@ def list_runs() -> list[Path]:
     return sorted(runs, key=lambda p: p.name, reverse=True)
 
 
+def training_run() -> Path | None:
+    """A run that is queued or training now (not finished), if one is: another job beside it shares its cores."""
+    return next((d for d in list_runs() if not read_progress(d).finished), None)
+
+
 # --------------------------------------------------------------------------- database
 
 

@@ -122,6 +122,10 @@ def _new_job(slug: str, **status) -> Path:
     if going is not None:
         what = "an evaluation" if going.kind == EVALUATE else "a reasoning job"
         raise R2taError(f"{what} is already going ({going.describe()}): wait for it or cancel it")
+    from r2ta.probe import active_probe
+
+    if active_probe() is not None:  # it times this machine: a job beside it would spoil its figures
+        raise R2taError("the Train page is measuring this machine (a few minutes): wait for it or cancel it")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     job_dir = evaluations_dir() / f"{stamp}-{slug}"
     job_dir.mkdir(parents=True)
@@ -162,6 +166,13 @@ def start_model_evaluation(model: str, *, split: str = "test", limit: int | None
     args += ["--max-new-tokens", str(max_new_tokens)] if max_new_tokens else []
     args += ["--dtype", dtype] if dtype else []
     return _spawn(job_dir, args)
+
+
+def sharing_note() -> str | None:
+    """What a page says before starting a job while a training run goes: they share this machine."""
+    run = jobs.training_run()
+    return None if run is None else (f"Run {run.name} is training: a job started now shares this machine with it, "
+                                     "and both go slower.")
 
 
 def reasoning_model() -> str:

@@ -71,9 +71,14 @@ def start_probe(sft_file: str | Path, dpo_file: str | Path, *, recipe: str | Pat
     current = active_probe()
     if current is not None:
         raise R2taError(f"a measurement is already going ({current.parent.name}); wait for it or cancel it")
-    training = next((d for d in jobs.list_runs() if not jobs.read_progress(d).finished), None)
+    training = jobs.training_run()
     if training is not None:  # two jobs at once slow each other: the figures would be the contention's
         raise R2taError(f"run {training.name} is training; measure when it is done (or cancel it)")
+    from r2ta.model_jobs import active_job
+
+    other = active_job()
+    if other is not None:
+        raise R2taError(f"{other.describe()} is going; measure when it is done (or cancel it)")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = re.sub(r"[^\w.\-]+", "_", Path(str(recipe)).stem)[:60]
     probes_dir().mkdir(parents=True, exist_ok=True)

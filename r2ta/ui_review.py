@@ -426,6 +426,9 @@ def more_variants_panel() -> None:
             if not last.cancelled:
                 with st.expander("Its log"):
                     st.code(model_jobs.read_log(last.job_dir) or "(empty)")
+        note = model_jobs.sharing_note()
+        if note:
+            st.warning(note, icon=":material/speed:")
         left = model_jobs.variants_left("train", engine=engine())
         if not left:
             st.success("The model has reasoned about every train variant.")

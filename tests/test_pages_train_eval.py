@@ -481,3 +481,19 @@ def test_reviewed_rows_without_a_pair_are_told_to_plant_one(studio, monkeypatch)
     info = next(i.value for i in at.info if i.value.startswith("Nothing to train on yet"))
     assert "(2 reviewed, but none differs from the model's own trace: choose a planted error" in info
     assert next(b for b in at.button if b.label == "Export and train").disabled
+
+
+def test_the_train_page_says_when_a_model_job_shares_the_machine(studio):
+    import os
+
+    from r2ta import model_jobs
+
+    job_dir = model_jobs.evaluations_dir() / "20260101-000000-000000-reason"
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, kind=model_jobs.REASON, model="embedded",
+                                split="train", limit=24, done=8, total=24, pid=os.getpid(),
+                                pid_start=jobs.process_start_ticks(os.getpid()))
+    at = _page("pages/train.py")
+    assert any(w.value == "Going now: the embedded model reasons about 24 more train variants: 8 of 24 new answers "
+                          "written. A run started meanwhile shares this machine with it, and both go slower."
+               for w in at.warning)
+    assert not next(b for b in at.button if b.label == "Export and train").disabled  # said, not held

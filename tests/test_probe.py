@@ -115,6 +115,30 @@ def test_a_probe_waits_for_a_run_that_is_training(engine, tmp_path):  # noqa: F8
     with pytest.raises(R2taError, match=f"run {going.name} is training; measure when it is done"):
         probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
     assert probe.list_probes() == []
+    # a model's job beside it (an evaluation, the Review page's next batch) would be timed with it too
+    from r2ta import model_jobs
+
+    assert model_jobs.sharing_note() == (f"Run {going.name} is training: a job started now shares this machine "
+                                         "with it, and both go slower.")
+    jobs.write_status(going, status="succeeded", stage="done", fraction=1.0)
+    assert jobs.training_run() is None and model_jobs.sharing_note() is None
+    job_dir = model_jobs.evaluations_dir() / "20260101-000000-000000-embedded"
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, kind=model_jobs.EVALUATE, model="embedded",
+                                split="test", limit=24, done=8, total=24, pid=os.getpid(),
+                                pid_start=jobs.process_start_ticks(os.getpid()))
+    with pytest.raises(R2taError, match="embedded on the first 24 test variants: 8 of 24 new answers written is "
+                                        "going; measure when it is done"):
+        probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
+    assert probe.list_probes() == []
+
+
+def test_a_model_job_waits_for_a_measurement(engine, monkeypatch, tmp_path):  # noqa: F811
+    from r2ta import model_jobs
+
+    monkeypatch.setattr(probe, "active_probe", lambda: tmp_path / "probe" / "run")
+    with pytest.raises(R2taError, match="the Train page is measuring this machine"):
+        model_jobs.start_model_evaluation("checker")
+    assert model_jobs.list_jobs() == []
 
 
 @pytest.mark.slow
