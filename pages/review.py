@@ -52,6 +52,8 @@ except RecordNotFound:
     st.session_state.pop("review_current")
     st.rerun()
 
+with st.sidebar.expander("Reason about more variants", icon=":material/psychology:"):
+    more_variants_panel(queue_empty=False)
 show_header(view)
 mark_seen(view)
 action_bar(view, reviewer, filters)

@@ -395,9 +395,10 @@ def edit_panel(view: ReviewView, reviewer: str, filters: ReviewFilters) -> None:
                      args=(key, view.refined_text))
 
 
-def more_variants_panel() -> None:
-    """When the queue runs dry: let the model reason about the next train variants and the auditor refine its
-    traces, in the background (:func:`r2ta.model_jobs.start_reasoning`), then review them."""
+def more_variants_panel(*, queue_empty: bool = True) -> None:
+    """Let the model reason about the next train variants and the auditor refine its traces, in the background
+    (:func:`r2ta.model_jobs.start_reasoning`), then review them: below an empty queue (its new proposals are shown
+    when the job ends), or in the sidebar beside an item (the next batch is made while this one is reviewed)."""
     from r2ta import eval_jobs, model_jobs
     from r2ta.errors import R2taError
 
@@ -407,7 +408,8 @@ def more_variants_panel() -> None:
     def panel() -> None:
         job = model_jobs.active_job()
         if job is None and going is not None:  # it ended since the page ran: the new proposals are next
-            st.session_state.pop("review_current", None)
+            if queue_empty:
+                st.session_state.pop("review_current", None)
             st.rerun()
         if job is not None:
             if job.kind != model_jobs.REASON:

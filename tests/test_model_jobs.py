@@ -245,3 +245,22 @@ def test_the_review_page_offers_more_variants_when_its_queue_runs_dry(engine, ti
     finally:
         model_jobs.cancel_job(going.job_dir)
         sleeper.kill()
+
+
+def test_the_next_batch_can_be_made_while_an_item_is_reviewed(engine, tiny_backend):  # noqa: F811
+    assert _wait(model_jobs.start_reasoning(1)).state == eval_jobs.SUCCEEDED
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["reviewer"] = "Ana"
+    at.run()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = at.session_state["review_current"]
+    assert shown is not None and any(b.label.startswith("Accept") for b in at.button)
+    count = next(n for n in at.number_input if n.label.startswith("Train variants to reason about next"))
+    assert count.label == "Train variants to reason about next (2 left)"  # in the sidebar's expander
+    next(b for b in at.button if b.label == "Reason about them").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = model_jobs.list_jobs(model_jobs.REASON)[0]
+    assert job.limit == 2 and _wait(job).state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
+    at.run()
+    assert at.session_state["review_current"] == shown  # the item under review stays; the batch is queued behind it
