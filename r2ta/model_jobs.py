@@ -25,6 +25,8 @@ import datetime as _dt
 import os
 import re
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,20 +119,40 @@ def active_job(kind: str | None = None) -> ModelJob | None:
     return next((j for j in list_jobs(kind) if j.going), None)
 
 
+@contextmanager
+def _start_lock() -> Iterator[None]:
+    """Held from "is a job going?" to the new job's waiting status: two people clicking at once start one job
+    (two reasoning jobs would write two traces, and two proposals, for the same variants). An OS lock the kernel
+    drops with its holder; where ``fcntl`` is missing (Windows) none."""
+    evaluations_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(evaluations_dir() / ".start-lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _new_job(slug: str, **status) -> Path:
-    going = active_job()
-    if going is not None:
-        what = "an evaluation" if going.kind == EVALUATE else "a reasoning job"
-        raise R2taError(f"{what} is already going ({going.describe()}): wait for it or cancel it")
     from r2ta.probe import active_probe
 
-    if active_probe() is not None:  # it times this machine: a job beside it would spoil its figures
-        raise R2taError("the Train page is measuring this machine (a few minutes): wait for it or cancel it")
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    job_dir = evaluations_dir() / f"{stamp}-{slug}"
-    job_dir.mkdir(parents=True)
-    eval_jobs.write_eval_status(job_dir, status=eval_jobs.WAITING, evaluations={}, done=0, total=None,
-                                created_at=jobs.now_iso(), **status)
+    with _start_lock():
+        going = active_job()
+        if going is not None:
+            what = "an evaluation" if going.kind == EVALUATE else "a reasoning job"
+            raise R2taError(f"{what} is already going ({going.describe()}): wait for it or cancel it")
+        if active_probe() is not None:  # it times this machine: a job beside it would spoil its figures
+            raise R2taError("the Train page is measuring this machine (a few minutes): wait for it or cancel it")
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        job_dir = evaluations_dir() / f"{stamp}-{slug}"
+        job_dir.mkdir(parents=True)
+        eval_jobs.write_eval_status(job_dir, status=eval_jobs.WAITING, evaluations={}, done=0, total=None,
+                                    created_at=jobs.now_iso(), **status)
     return job_dir
 
 

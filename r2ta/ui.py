@@ -83,10 +83,10 @@ def _first_run_screen() -> None:
 def rates_table(rows: list[dict], rates: tuple[str, ...], **kwargs) -> None:
     """``rows`` as a table whose ``rates`` columns show 3 decimals and a rate with nothing to judge (None) as n/a;
     the cells stay numbers, so a click on a column header sorts them as numbers. A model column is wide enough
-    for most of a run's ids (``20261206-101500-smollm2-135m-cpu:sft+dpo``) and leaves room for a dozen rates at
-    1440 px; a "model id" column beside a short "model" one, for all of it."""
+    for the embedded model's ids (``smollm2-135m-instruct@bfloat16``) and pinned, so it stays in view while a
+    dozen rates scroll beside it; a "model id" column (beside a short "model" one) shows a run's ids whole."""
     config = {c: st.column_config.NumberColumn(format="%.3f") for c in rates}
-    config.update({"model": st.column_config.TextColumn(width=280),
+    config.update({"model": st.column_config.TextColumn(width=230, pinned=True),
                    "model id": st.column_config.TextColumn(width="large")})
     config.update(kwargs.pop("column_config", {}))
     st.dataframe(rows, placeholder="n/a", hide_index=True, width="stretch", column_config=config, **kwargs)

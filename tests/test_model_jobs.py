@@ -264,3 +264,36 @@ def test_the_next_batch_can_be_made_while_an_item_is_reviewed(engine, tiny_backe
     assert job.limit == 2 and _wait(job).state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
     at.run()
     assert at.session_state["review_current"] == shown  # the item under review stays; the batch is queued behind it
+
+
+def test_two_clicks_at_once_start_one_job(engine, monkeypatch):  # noqa: F811
+    """Two reviewers press the button together: one job starts, the other is told it is going."""
+    import threading
+
+    spawned = []
+    monkeypatch.setattr(model_jobs, "_spawn", lambda job_dir, args: spawned.append(job_dir) or model_jobs.read_job(job_dir))
+    checked = model_jobs.active_job
+
+    def slow_check(kind=None):  # widen the window between "is one going?" and starting one
+        found = checked(kind)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(model_jobs, "active_job", slow_check)
+    start, outcomes = threading.Barrier(2), []
+
+    def click() -> None:
+        start.wait()
+        try:
+            outcomes.append(model_jobs.start_model_evaluation("checker"))
+        except R2taError as err:
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    errors = [o for o in outcomes if isinstance(o, R2taError)]
+    assert len(spawned) == 1 and len(errors) == 1 and "an evaluation is already going" in str(errors[0])
+    assert len(model_jobs.list_jobs()) == 1
