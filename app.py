@@ -6,7 +6,7 @@ in ``pages/`` and is rendered by a test (tests/test_pages.py).
 
 import streamlit as st
 
-from r2ta.ui import init_state, require_seeded
+from r2ta.ui import init_state, require_seeded, route_to_target
 
 st.set_page_config(page_title="R2tA Studio", page_icon=":material/fact_check:", layout="wide")
 init_state()
@@ -28,4 +28,6 @@ PAGES = {
 }
 
 if require_seeded():
-    st.navigation(PAGES).run()
+    navigation = st.navigation(PAGES)
+    route_to_target()  # a page opened by its URL before this server had run app.py
+    navigation.run()

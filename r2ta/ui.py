@@ -27,7 +27,28 @@ def require_app() -> None:
     the sidebar). Every page calls this first; it is a no-op once app.py has run.
     """
     if not st.session_state.get("_r2ta_routed"):
+        import inspect
+        from pathlib import Path
+
+        from r2ta.config import PROJECT_ROOT
+
+        # Remember where the visitor was going (a bookmark, a shared ?proposal=12 link): app.py takes them there.
+        page = Path(inspect.stack()[1].filename).resolve()
+        try:
+            target = str(page.relative_to(PROJECT_ROOT))
+        except ValueError:
+            target = None
+        if target:
+            st.session_state["_r2ta_target"] = (target, {k: st.query_params.get_all(k) for k in st.query_params})
         st.switch_page("app.py")
+
+
+def route_to_target() -> None:
+    """In app.py, once its pages are known: go on to the page a visitor opened before app.py had run (see
+    :func:`require_app`), with its query parameters. A no-op otherwise."""
+    target = st.session_state.pop("_r2ta_target", None)
+    if target:
+        st.switch_page(target[0], query_params=target[1])
 
 
 @st.cache_resource(show_spinner=False)

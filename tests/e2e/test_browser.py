@@ -11,7 +11,8 @@ is seeded (the 600-variant dataset) and given a few traces and proposals by
   saving again keeps both reviews;
 * open an item whose names and model output are hostile (HTML, script tags,
   markdown, DOT syntax): shown as text, no script runs, no element injected;
-* save a 1440x900 screenshot of every page in the sidebar into ``assets/screenshots/<title-slug>.png``.
+* save a 1440x900 screenshot of every page in the sidebar into ``assets/screenshots/<title-slug>.png``;
+* open a page's link (with its query) as the server's very first visitor: it lands there.
 
 Skipped, with the reason printed, only when ``/usr/bin/chromium`` is absent.
 """
@@ -177,6 +178,23 @@ def _pick_reason(page: Page, index: int) -> None:
 def _reject(page: Page, reason_index: int = 1) -> None:
     _pick_reason(page, reason_index)
     page.get_by_role("button", name="Reject").click()
+
+
+def test_a_link_opened_first_on_a_fresh_server_lands_on_its_page(app, browser):
+    """Before any visitor has run app.py, Streamlit serves pages/*.py bare; the page sends the visitor through
+    app.py, which must then open the page the link named, with its query (it opened the Overview, query lost).
+    First in this module: the server has served no page yet."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    base, _, _, _ = app
+    page.goto(base + "/evaluate?models=checker")
+    expect(page.get_by_role("heading", name="Evaluate", exact=True)).to_be_visible()
+    _settle(page)
+    chosen = page.get_by_test_id("stMultiSelect").first
+    expect(chosen.get_by_text("checker", exact=True)).to_be_visible()
+    expect(chosen.get_by_text("smollm2-135m-test", exact=True)).to_have_count(0)  # the link's choice, not the default
+    assert page.url.endswith("/evaluate?models=checker")
+    page.context.close()
 
 
 def test_accept_edit_reject_are_stored_exactly(app, browser):
