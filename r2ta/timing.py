@@ -170,6 +170,7 @@ class RunRates:
     hardware_kind: str | None = None  # "cpu", "cuda", ...
     allocator: str | None = None  # the memory allocator it trained on, when it recorded one
     probe: bool = False  # a measurement (r2ta.probe), not a finished run
+    eval_answers: int | None = None  # a measurement's evaluation rate: the base model's answers it comes from
 
 
 # Settings that change how long a row takes (epochs and row counts are scaled for; rates, beta, seeds change
@@ -308,8 +309,46 @@ def reference_run(recipe: str, hardware: str, precision: str, run_dirs: list[Pat
         from r2ta.probe import list_probes, probe_state
 
         rates = newest(p for p in list_probes() if probe_state(p) == jobs.SUCCEEDED)
-        rates = rates and replace(rates, probe=True)
+        rates = rates and replace(rates, probe=True, eval_answers=_probe_answers(rates.run_dir))
+        evaluated = rates and base_evaluation_rate(rates)
+        if evaluated and evaluated[1] > (rates.eval_answers or 0):  # more answers: a closer rate than its two
+            rates = replace(rates, eval_seconds_per_variant=evaluated[0], eval_answers=evaluated[1])
     return rates
+
+
+def _probe_answers(run_dir: Path) -> int | None:
+    from r2ta.eval_jobs import read_eval_status
+
+    generated = (read_eval_status(run_dir).get("generated") or {}).get("base") or {}
+    return int(generated.get("variants") or 0) or None if isinstance(generated, dict) else None
+
+
+MIN_EVAL_ANSWERS = 8  # an evaluation of the base model by itself gives a measurement its rate from this many up
+
+
+def base_evaluation_rate(rates: RunRates) -> tuple[float, int] | None:
+    """Seconds an answer and answers, of the newest evaluation of the model ``rates``' recipe starts from, by itself
+    on this machine (the Evaluate page's *Evaluate a model*, :mod:`r2ta.model_jobs`), in the dtype the run would
+    evaluate it in, that generated at least :data:`MIN_EVAL_ANSWERS` answers; None without one."""
+    from r2ta.eval_jobs import read_eval_status
+    from r2ta.evaluation import base_model_id, run_generation_dtype
+    from r2ta.model_jobs import EVALUATE, list_jobs
+
+    base = str((rates.recipe.get("model") or {}).get("model_name_or_path") or "")
+    wanted = base and base_model_id(base, run_generation_dtype(rates.run_dir))
+    if not wanted:
+        return None
+    for job in list_jobs(EVALUATE):
+        status = read_eval_status(job.job_dir)
+        generated = status.get("generated") or {}
+        try:
+            answers, seconds = int(generated.get("variants") or 0), float(generated.get("seconds") or 0)
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if (status.get("status") == "succeeded" and status.get("model_id") == wanted
+                and answers >= MIN_EVAL_ANSWERS and seconds > 0):
+            return seconds / answers, answers
+    return None
 
 
 @dataclass
@@ -325,6 +364,7 @@ class RunEstimate:
     resumed_at: dict[str, int] = field(default_factory=dict)  # a resumed run: the step its stage goes on from
     changes_since: list[str] = field(default_factory=list)  # speed changes made after the reference run
     probe: bool = False  # the rates come from a measurement (r2ta.probe), not a finished run
+    eval_answers: int | None = None  # a measurement's evaluation rate: the base model's answers it comes from
     capped: dict[str, int] = field(default_factory=dict)  # a stage --max-steps stops before its epochs end: its steps
 
     @property
@@ -344,9 +384,10 @@ class RunEstimate:
         elif self.eval_variants:
             parts.append("evaluation not estimated (the reference run has no finished evaluation)")
         if self.probe:
+            answers = f"{self.eval_answers} answers" if self.eval_answers else "answers"
             text = (f"roughly {format_duration(self.total_s)}: " + ", ".join(parts) + "; rates measured by a few "
-                    "training steps of this recipe on this machine and the base model's answers (a finished run will "
-                    "give a closer figure; trained models that run to their token budget generate longer)")
+                    f"training steps of this recipe on this machine and the base model's {answers} (a finished run "
+                    "will give a closer figure; trained models that run to their token budget generate longer)")
         else:
             text = f"about {format_duration(self.total_s)}: " + ", ".join(parts) + f"; rates of run {self.source.name}"
         if self.differs:
@@ -371,7 +412,7 @@ def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_
     if allocator and rates.allocator and allocator != rates.allocator:
         differs.append(f"memory allocator ({rates.allocator}; this run: {allocator})")
     estimate = RunEstimate(rates.run_dir, eval_variants=eval_variants, base_variants=base_variants, differs=differs,
-                           changes_since=changes_since(rates), probe=rates.probe)
+                           changes_since=changes_since(rates), probe=rates.probe, eval_answers=rates.eval_answers)
     resume = resume or {}
     for stage in STAGES:
         if stage in (resume.get("done") or []):

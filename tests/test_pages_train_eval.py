@@ -423,16 +423,29 @@ def test_train_page_measures_the_machine_when_no_run_gives_an_estimate(studio, m
     # models + the base model's 4 missing answers
     assert f"evaluation {timing.format_duration(10 * (2 * 4 + 4))} (4 test variants × 2 models + the base model on 4)" \
         in caption, caption
+    assert "the base model's 2 answers" in caption, caption
     assert any(b.label == "Measure again" for b in at.button) and not at.warning
+    # the base model evaluated by itself here (the Evaluate page) on more variants: its rate is the closer one
+    from r2ta import model_jobs
+
+    for name, model_id, answers, seconds in (("a-other", "other-model", 40, 40.0), ("b-few", "smollm2-135m-instruct", 4, 4.0),
+                                             ("c-base", "smollm2-135m-instruct", 20, 100.0)):
+        eval_jobs.write_eval_status(model_jobs.evaluations_dir() / f"20260104-00000{len(name)}-{name}",
+                                    status="succeeded", kind=model_jobs.EVALUATE, model="embedded", model_id=model_id,
+                                    generated={"variants": answers, "seconds": seconds})
+    at = _page("pages/train.py")
+    caption = next(c.value for c in at.caption if c.value.startswith("Expected on this machine"))
+    assert f"evaluation {timing.format_duration(5 * (2 * 4 + 4))} (4 test variants" in caption, caption
+    assert "the base model's 20 answers" in caption, caption
 
 
 def test_a_rate_with_nothing_to_judge_reads_n_a_and_the_cells_stay_numbers():
     """rates_table: None shows n/a, a rate 3 decimals, other columns as they are; underneath, numbers and None."""
     at = AppTest.from_string(
-        "import streamlit as st\nfrom r2ta.ui import rates_table\n"
-        "st.dataframe(rates_table([{'model': 'a', 'hallucination': None, 'micro F1': 0.5, 'variants': 3},"
+        "from r2ta.ui import rates_table\n"
+        "rates_table([{'model': 'a', 'hallucination': None, 'micro F1': 0.5, 'variants': 3},"
         " {'model': 'b', 'hallucination': 0.25, 'micro F1': 1 / 3, 'variants': 4}], "
-        "('hallucination', 'micro F1', 'not a column')))").run()
+        "('hallucination', 'micro F1', 'not a column'))").run()
     assert not at.exception
     shown = _shown(at.dataframe[0])
     assert list(shown["hallucination"]) == ["n/a", "0.250"] and list(shown["micro F1"]) == ["0.500", "0.333"]
