@@ -19,6 +19,12 @@ cols[3].metric("Proposals", counts["proposals"], help="audited refinements waiti
 cols[4].metric("Reviews", counts["reviews"])
 cols[5].metric("Pairs ready", counts["pairs_ready"], help="DPO chosen/rejected pairs from accepted or edited reviews")
 
+st.subheader("Next")
+for text, page, label, icon in catalog.next_steps(counts, engine()):
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    left.markdown(text)
+    right.page_link(page, label=label, icon=icon)
+
 st.subheader("The loop")
 st.markdown(
     "1. **Dataset** — hand-written base EERDs mutated into variants with known mistakes from 11 categories.\n"

@@ -37,6 +37,32 @@ def stage_counts(engine: Engine) -> dict[str, int]:
         return queries.count_by_stage(session=session)
 
 
+def next_steps(counts: dict[str, int], engine: Engine) -> list[tuple[str, str, str, str]]:
+    """What the Overview suggests doing now, from :func:`stage_counts`: (text, page, link label, icon) each, in the
+    loop's order — proposals to review, reviewed data to train on, models to score."""
+    from r2ta.train_view import training_rows
+
+    steps = []
+    pending = counts.get("pending", 0)
+    if pending:
+        steps.append((f"**{pending}** proposal{'s' if pending != 1 else ''} wait for review.", "pages/review.py",
+                      "Review", ":material/rate_review:"))
+    else:
+        steps.append(("No proposal waits for review: let the model reason about the next train variants.",
+                      "pages/review.py", "More to review", ":material/psychology:"))
+    rows = training_rows(engine=engine)
+    if rows.sft and rows.dpo and not counts.get("training_runs_succeeded"):
+        steps.append((f"**{rows.sft}** reviewed examples and **{rows.dpo}** DPO pairs are ready: train the model "
+                      "on them (SFT, then DPO).", "pages/train.py", "Train", ":material/model_training:"))
+    elif rows.sft and rows.dpo:
+        steps.append((f"**{rows.sft}** reviewed examples and **{rows.dpo}** DPO pairs now: train again on what was "
+                      "reviewed since.", "pages/train.py", "Train", ":material/model_training:"))
+    if not counts.get("evaluations"):
+        steps.append(("No model is scored yet: evaluate the structural checker (seconds) and the base model on the "
+                      "test split.", "pages/evaluate.py", "Evaluate", ":material/analytics:"))
+    return steps
+
+
 def list_base_schemas(engine: Engine) -> list[BaseSchema]:
     with Session(engine) as session:
         rows = queries.list_base_schemas(session=session)

@@ -133,3 +133,16 @@ def test_import_page_escapes_hostile_names(use_seeded):
     for chart in charts:
         assert "&lt;script&gt;" in chart.proto.spec
         assert "<script>" not in chart.proto.spec
+
+
+def test_overview_says_what_to_do_next(use_seeded):
+    """A seeded store with nothing reasoned about, reviewed or scored: reason about variants, score the checker."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    texts = [m.value for m in at.markdown]
+    assert "No proposal waits for review: let the model reason about the next train variants." in texts
+    assert any(t.startswith("No model is scored yet: evaluate the structural checker") for t in texts)
+    assert not any("DPO pairs are ready" in t for t in texts)  # nothing reviewed: nothing to train on
+    labels = [e.proto.label for e in at.get("page_link")]
+    assert "More to review" in labels and "Evaluate" in labels
