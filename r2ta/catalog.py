@@ -39,27 +39,28 @@ def stage_counts(engine: Engine) -> dict[str, int]:
 
 def next_steps(counts: dict[str, int], engine: Engine) -> list[tuple[str, str, str, str]]:
     """What the Overview suggests doing now, from :func:`stage_counts`: (text, page, link label, icon) each, in the
-    loop's order — proposals to review, reviewed data to train on, models to score."""
+    loop's order — proposals to review, reviewed data to train on, models to score. The link labels are not the
+    sidebar's page names (a page has one link by its name)."""
     from r2ta.train_view import training_rows
 
     steps = []
     pending = counts.get("pending", 0)
     if pending:
         steps.append((f"**{pending}** proposal{'s' if pending != 1 else ''} wait for review.", "pages/review.py",
-                      "Review", ":material/rate_review:"))
+                      "Review them", ":material/rate_review:"))
     else:
         steps.append(("No proposal waits for review: let the model reason about the next train variants.",
                       "pages/review.py", "More to review", ":material/psychology:"))
     rows = training_rows(engine=engine)
     if rows.sft and rows.dpo and not counts.get("training_runs_succeeded"):
         steps.append((f"**{rows.sft}** reviewed examples and **{rows.dpo}** DPO pairs are ready: train the model "
-                      "on them (SFT, then DPO).", "pages/train.py", "Train", ":material/model_training:"))
+                      "on them (SFT, then DPO).", "pages/train.py", "Train on them", ":material/model_training:"))
     elif rows.sft and rows.dpo:
         steps.append((f"**{rows.sft}** reviewed examples and **{rows.dpo}** DPO pairs now: train again on what was "
-                      "reviewed since.", "pages/train.py", "Train", ":material/model_training:"))
+                      "reviewed since.", "pages/train.py", "Train on them", ":material/model_training:"))
     if not counts.get("evaluations"):
         steps.append(("No model is scored yet: evaluate the structural checker (seconds) and the base model on the "
-                      "test split.", "pages/evaluate.py", "Evaluate", ":material/analytics:"))
+                      "test split.", "pages/evaluate.py", "Score models", ":material/analytics:"))
     return steps
 
 

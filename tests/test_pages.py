@@ -145,4 +145,4 @@ def test_overview_says_what_to_do_next(use_seeded):
     assert any(t.startswith("No model is scored yet: evaluate the structural checker") for t in texts)
     assert not any("DPO pairs are ready" in t for t in texts)  # nothing reviewed: nothing to train on
     labels = [e.proto.label for e in at.get("page_link")]
-    assert "More to review" in labels and "Evaluate" in labels
+    assert "More to review" in labels and "Score models" in labels

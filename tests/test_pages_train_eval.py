@@ -516,9 +516,9 @@ def test_overview_next_steps_follow_the_loop(studio):
     """Reviewed data and a finished run: train again on what was reviewed since; models scored: no evaluate step."""
     engine, _, _ = studio
     steps = catalog.next_steps(catalog.stage_counts(engine), engine)
-    assert [s[2] for s in steps] == ["More to review", "Train"]
+    assert [s[2] for s in steps] == ["More to review", "Train on them"]
     assert steps[1][0] == "**3** reviewed examples and **3** DPO pairs now: train again on what was reviewed since."
     counts = {**catalog.stage_counts(engine), "pending": 5, "training_runs_succeeded": 0, "evaluations": 0}
     steps = catalog.next_steps(counts, engine)
-    assert [s[2] for s in steps] == ["Review", "Train", "Evaluate"] and steps[0][0] == "**5** proposals wait for review."
+    assert [s[2] for s in steps] == ["Review them", "Train on them", "Score models"] and steps[0][0] == "**5** proposals wait for review."
     assert steps[1][0].startswith("**3** reviewed examples and **3** DPO pairs are ready: train the model")
