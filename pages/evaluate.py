@@ -4,7 +4,7 @@ import streamlit as st
 
 from r2ta import eval_jobs, evaluation, model_jobs, train_view
 from r2ta.errors import R2taError
-from r2ta.ui import engine, rates_table, require_app
+from r2ta.ui import engine, rates_table, require_app, show_last_job
 
 require_app()
 
@@ -44,17 +44,7 @@ def evaluate_a_model() -> None:
             model_jobs.cancel_job(job.job_dir)
             st.rerun()
         return
-    last = next(iter(model_jobs.list_jobs(model_jobs.EVALUATE)), None)
-    if last is not None and last.state == eval_jobs.SUCCEEDED:
-        st.caption(f"The last evaluation: {last.describe()}.")
-    elif last is not None and last.state == eval_jobs.FAILED:
-        (st.info if last.cancelled else st.warning)(f"The last evaluation: {last.describe()}")
-        if not last.cancelled:
-            with st.expander("Its log"):
-                st.code(model_jobs.read_log(last.job_dir) or "(empty)")
-    note = model_jobs.sharing_note()
-    if note:
-        st.warning(note, icon=":material/speed:")
+    show_last_job(model_jobs.EVALUATE, "The last evaluation", success=True)
     models = train_view.evaluable_models(engine=engine())
     pick = st.selectbox("Model", [*models, OTHER], format_func=lambda m: models.get(m, m))
     name = st.text_input("Model to evaluate", placeholder="a backend name, a model folder, a run folder[:sft], "

@@ -113,6 +113,25 @@ def rates_table(rows: list[dict], rates: tuple[str, ...], **kwargs) -> None:
     st.dataframe(rows, placeholder="n/a", hide_index=True, width="stretch", column_config=config, **kwargs)
 
 
+def show_last_job(kind: str, title: str, *, success: bool = False) -> None:
+    """How the last model job of ``kind`` ended (:mod:`r2ta.model_jobs`): a failure with its log, a cancel said
+    plainly, a success too when ``success``; then a warning when a training run would share the machine with the
+    next one."""
+    from r2ta import eval_jobs, model_jobs
+
+    last = next(iter(model_jobs.list_jobs(kind)), None)
+    if last is not None and last.state == eval_jobs.SUCCEEDED and success:
+        st.caption(f"{title}: {last.describe()}.")
+    elif last is not None and last.state == eval_jobs.FAILED:
+        (st.info if last.cancelled else st.warning)(f"{title}: {last.describe()}")
+        if not last.cancelled:
+            with st.expander("Its log"):
+                st.code(model_jobs.read_log(last.job_dir) or "(empty)")
+    note = model_jobs.sharing_note()
+    if note:
+        st.warning(note, icon=":material/speed:")
+
+
 def category_label(category: str) -> str:
     return f"{category} — {CATEGORY_TITLES.get(category, category)}"
 

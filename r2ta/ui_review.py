@@ -22,7 +22,7 @@ from db.errors import ReviewConflict
 from r2ta import browse, catalog, review
 from r2ta.eerd import CATEGORIES, diagram_from_json, diagram_to_json
 from r2ta.review import DecisionRefused, ReviewFilters, ReviewView, StepLine, VerdictLine
-from r2ta.ui import category_label, engine
+from r2ta.ui import category_label, engine, show_last_job
 
 # status -> (label, text colour, background)
 STYLES = {
@@ -399,7 +399,7 @@ def more_variants_panel(*, queue_empty: bool = True) -> None:
     """Let the model reason about the next train variants and the auditor refine its traces, in the background
     (:func:`r2ta.model_jobs.start_reasoning`), then review them: below an empty queue (its new proposals are shown
     when the job ends), or in the sidebar beside an item (the next batch is made while this one is reviewed)."""
-    from r2ta import eval_jobs, model_jobs
+    from r2ta import model_jobs
     from r2ta.errors import R2taError
 
     going = model_jobs.active_job()
@@ -422,15 +422,7 @@ def more_variants_panel(*, queue_empty: bool = True) -> None:
                 model_jobs.cancel_job(job.job_dir)
                 st.rerun()
             return
-        last = next(iter(model_jobs.list_jobs(model_jobs.REASON)), None)
-        if last is not None and last.state == eval_jobs.FAILED:
-            (st.info if last.cancelled else st.warning)(f"The last batch: {last.describe()}")
-            if not last.cancelled:
-                with st.expander("Its log"):
-                    st.code(model_jobs.read_log(last.job_dir) or "(empty)")
-        note = model_jobs.sharing_note()
-        if note:
-            st.warning(note, icon=":material/speed:")
+        show_last_job(model_jobs.REASON, "The last batch")
         left = model_jobs.variants_left("train", engine=engine())
         if not left:
             st.success("The model has reasoned about every train variant.")
