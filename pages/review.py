@@ -3,7 +3,7 @@
 import streamlit as st
 
 from db.errors import RecordNotFound
-from r2ta import review
+from r2ta import model_jobs, review
 from r2ta.ui import engine, require_app
 from r2ta.ui_review import (
     action_bar,
@@ -39,7 +39,10 @@ if st.session_state.get("review_current") is None:
 show_flash()
 current = st.session_state["review_current"]
 if current is None:
+    batch = model_jobs.active_job(model_jobs.REASON)
     st.info(
+        "Nothing to review with these filters yet: the model is reasoning about the next variants below, and their "
+        "proposals appear here when it is done." if batch is not None else
         f"Nothing to review with these filters ({review.count_queue(engine(), filters)} items match). "
         "Change the filters in the sidebar, or let the model reason about more variants below "
         "(`r2ta reason`, then `r2ta refine`, from the command line)."

@@ -297,3 +297,22 @@ def test_two_clicks_at_once_start_one_job(engine, monkeypatch):  # noqa: F811
     errors = [o for o in outcomes if isinstance(o, R2taError)]
     assert len(spawned) == 1 and len(errors) == 1 and "an evaluation is already going" in str(errors[0])
     assert len(model_jobs.list_jobs()) == 1
+
+
+def test_an_empty_queue_says_a_batch_is_coming_while_one_goes(engine):  # noqa: F811
+    going, sleeper = _fake_going()
+    eval_jobs.write_eval_status(going.job_dir, kind=model_jobs.REASON, job=model_jobs.REASONING_JOB, limit=4,
+                                split="train", model="embedded", done=0, total=4)
+    try:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.session_state["reviewer"] = "Ana"
+        at.run()
+        at.switch_page("pages/review.py").run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert any(i.value.startswith("Nothing to review with these filters yet: the model is reasoning about the "
+                                      "next variants below") for i in at.info)
+        assert any("the embedded model reasons about 4 more train variants: 0 of 4" in (p.proto.text or "")
+                   for p in at.get("progress"))
+    finally:
+        model_jobs.cancel_job(going.job_dir)
+        sleeper.kill()
