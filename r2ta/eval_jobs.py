@@ -80,6 +80,21 @@ def read_eval_status(run_dir: str | Path) -> dict:
     return status
 
 
+def stop_job(run_dir: str | Path) -> None:
+    """Stop the job process of ``run_dir``'s evaluation folder (its own process group, :func:`_spawn`) if it is
+    going, and mark the job cancelled. What it stored stays."""
+    import signal
+
+    status = read_eval_status(run_dir)
+    pid = status.get("pid")
+    if status.get("status") not in FINISHED and pid and jobs.process_alive(pid, status.get("pid_start")):
+        try:
+            os.killpg(pid, signal.SIGTERM)  # a training runner it started has a session of its own
+        except OSError:
+            pass
+    write_eval_status(run_dir, cancelled=True, status=FAILED, error="cancelled", finished_at=jobs.now_iso())
+
+
 def read_eval_log(run_dir: str | Path, max_chars: int = 10_000) -> str:
     try:
         return (eval_dir(run_dir) / "eval.log").read_text(encoding="utf-8", errors="replace")[-max_chars:]
@@ -280,15 +295,15 @@ def _limit_for_new_base_answers(base_model: str, dtype: str | None, split: str) 
     from sqlmodel import Session
 
     from db.engine import get_engine
+    from r2ta.evaluation import base_model_id
     from r2ta.probe import PROBE_EVAL_VARIANTS
-    from r2ta.store import count_first_variants
+    from r2ta.store import first_reaching
 
+    model_id = base_model_id(base_model, dtype)
+    if model_id is None:
+        return None
     with Session(get_engine()) as session:
-        total = count_first_variants(session=session, split=split, limit=None)
-    for limit in range(PROBE_EVAL_VARIANTS, total + 1):
-        if base_answers_missing(base_model, dtype, limit, split=split) >= PROBE_EVAL_VARIANTS:
-            return limit
-    return None
+        return first_reaching(session=session, model_id=model_id, split=split, count=PROBE_EVAL_VARIANTS)
 
 
 def _split_has_variants(split: str) -> bool:

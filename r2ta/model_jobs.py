@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -225,7 +224,7 @@ def _reasoning_model_id() -> str:
 
 def start_reasoning(count: int, *, split: str = "train") -> ModelJob:
     """The reasoning model writes traces for the next ``count`` variants of ``split`` it has none for (round-robin
-    across base schemas: :func:`_first_reaching`), and the deterministic auditor refines them: new proposals for
+    across base schemas: :func:`r2ta.store.first_reaching`), and the deterministic auditor refines them: new proposals for
     the Review page. In a background process."""
     if split not in ("train", "test"):
         raise R2taError(f"split must be train or test, not {split!r}")
@@ -248,14 +247,15 @@ def run_reasoning(job_dir: Path, *, split: str, count: int) -> int:
     from db.engine import get_engine
     from r2ta.backends import get_backend
     from r2ta.pipeline import reason, refine
+    from r2ta.store import first_reaching
 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, stage="reasoning", started_at=jobs.now_iso(),
                                 pid=os.getpid(), pid_start=jobs.process_start_ticks(os.getpid()))
     try:
         backend = get_backend(reasoning_model())
         try:
-            with Session(get_engine()) as session:
-                first = _first_reaching(session, backend.id, split, count)
+            with Session(get_engine()) as session:  # round-robin: a batch covers every schema
+                first = first_reaching(session=session, model_id=backend.id, split=split, count=count, spread=True)
             reasoned = reason(backend, split=split, limit=first, spread=True,
                               progress=lambda done, total: eval_jobs.write_eval_status(job_dir, done=done, total=total))
         finally:
@@ -273,37 +273,10 @@ def run_reasoning(job_dir: Path, *, split: str, count: int) -> int:
     return 0
 
 
-def _first_reaching(session, model_id: str, split: str, count: int) -> int | None:  # noqa: ANN001
-    """The fewest first variants of ``split``, round-robin across base schemas (``spread``), among which ``count``
-    have no trace by ``model_id`` (None: all of them, when fewer lack one): a batch covers every schema, and
-    the model meets each one's vocabulary early (a model trained on few schemas answers well on those only)."""
-    from sqlmodel import select
-
-    from db.models import TraceRow
-    from r2ta.store import first_variant_ids
-
-    traced = set(session.exec(select(TraceRow.variant_id).where(TraceRow.model_id == model_id)).all())
-    missing = 0
-    for position, variant_id in enumerate(session.exec(first_variant_ids(split, None, spread=True)).all(), 1):
-        missing += variant_id not in traced
-        if missing == count:
-            return position
-    return None
-
-
 def cancel_job(job_dir: Path) -> None:
     """Stop a job's process (its own process group) and mark it cancelled; what it stored stays."""
-    status = eval_jobs.read_eval_status(job_dir)
-    if status.get("status") in eval_jobs.FINISHED:
-        return
-    pid = status.get("pid")
-    if pid and jobs.process_alive(pid, status.get("pid_start")):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, cancelled=True, error="cancelled",
-                                finished_at=jobs.now_iso())
+    if eval_jobs.read_eval_status(job_dir).get("status") not in eval_jobs.FINISHED:
+        eval_jobs.stop_job(job_dir)
 
 
 def read_log(job_dir: Path, max_chars: int = 6_000) -> str:

@@ -149,19 +149,9 @@ def active_probe() -> Path | None:
 
 def cancel_probe(run_dir: Path) -> None:
     """Stop a probe: its job process (which would start the runner, then the evaluation) and the runner."""
-    import os
-    import signal
-
     from r2ta import eval_jobs
 
-    ev = eval_jobs.read_eval_status(run_dir)
-    if ev.get("status") not in eval_jobs.FINISHED and ev.get("pid") and jobs.process_alive(ev["pid"], ev.get("pid_start")):
-        try:
-            os.killpg(ev["pid"], signal.SIGTERM)  # its own session (eval_jobs._spawn); the runner has another
-        except OSError:
-            pass
-    eval_jobs.write_eval_status(run_dir, cancelled=True, status=eval_jobs.FAILED, error="cancelled",
-                                finished_at=jobs.now_iso())
+    eval_jobs.stop_job(run_dir)
     jobs.cancel(run_dir, wait_s=10, force=True)
 
 

@@ -30,6 +30,18 @@ def list_variants_without_trace(
     return pending, done
 
 
+def first_reaching(*, session: Session, model_id: str, split: str, count: int, spread: bool = False) -> int | None:
+    """The fewest first variants of ``split`` (id order, or round-robin across base schemas with ``spread``:
+    :func:`first_variant_ids`) among which ``count`` have no trace by ``model_id``; None when fewer lack one."""
+    traced = set(session.exec(select(TraceRow.variant_id).where(TraceRow.model_id == model_id)).all())
+    missing = 0
+    for position, variant_id in enumerate(session.exec(first_variant_ids(split, None, spread=spread)).all(), 1):
+        missing += variant_id not in traced
+        if missing == count:
+            return position
+    return None
+
+
 def count_first_variants(*, session: Session, split: str, limit: int | None = None) -> int:
     """How many variants the first ``limit`` of ``split`` are (fewer when the split holds fewer; 0 when none)."""
     return session.exec(select(func.count()).select_from(first_variant_ids(split, limit).subquery())).one()

@@ -200,6 +200,7 @@ def test_the_model_reasons_about_the_next_variants_and_the_auditor_refines_them(
 def test_the_next_variants_go_round_robin_across_schemas(engine):  # noqa: F811
     """One train variant of each schema before a second of any: a batch covers every schema."""
     from db.loading import load_dataset
+    from r2ta.store import first_reaching
     from reasoning_fixtures import DIAGRAM, REQUIREMENTS, variant
 
     other = {"id": "zoo", "domain": "science", "title": "Zoo", "requirements": REQUIREMENTS,
@@ -208,9 +209,10 @@ def test_the_next_variants_go_round_robin_across_schemas(engine):  # noqa: F811
     with Session(engine) as session:
         load_dataset([other], [extra], session=session)
         # train variants: company_small 4, 5, 6 (by id) and zoo-0001; round-robin: c4, zoo, c5, c6
-        assert model_jobs._first_reaching(session, "m", "train", 2) == 2
-        assert model_jobs._first_reaching(session, "m", "train", 4) == 4
-        assert model_jobs._first_reaching(session, "m", "train", 5) is None  # fewer lack one: all of them
+        assert first_reaching(session=session, model_id="m", split="train", count=2, spread=True) == 2
+        assert first_reaching(session=session, model_id="m", split="train", count=4, spread=True) == 4
+        assert first_reaching(session=session, model_id="m", split="train", count=5,
+                              spread=True) is None  # fewer lack one: all of them
 
 
 def test_the_review_page_offers_more_variants_when_its_queue_runs_dry(engine, tiny_backend):  # noqa: F811
