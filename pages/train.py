@@ -218,9 +218,10 @@ def _active() -> bool:
 
 
 was_active = _active()
+every = timing.refresh_seconds(jobs.read_progress(run_dir)) if was_active else None  # a step's quarter, 2 to 10 s
 
 
-@st.fragment(run_every=2.0 if was_active else None)
+@st.fragment(run_every=every)
 def live_run() -> None:
     progress = jobs.read_progress(run_dir)
     train_view.sync_to_db(run_dir, engine=engine())
@@ -288,6 +289,8 @@ def live_run() -> None:
         st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
     if was_active and not _active():
         st.rerun(scope="app")  # finished: redraw once without the timer
+    elif every and not progress.finished and abs(timing.refresh_seconds(progress) - every) >= 2:
+        st.rerun(scope="app")  # a step's time is known now, or the next stage's differs: reset the timer
 
 
 def _comparison(run_dir, ev: dict) -> list[str]:

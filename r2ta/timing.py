@@ -40,6 +40,8 @@ SPEED_CHANGES = {
         "on tcmalloc where the system has it", "cpu"),
 }
 WINDOW = 20  # logged points the time a step is measured over
+REFRESH_S = 2.0  # a page watching a job redraws it this often at the least...
+REFRESH_MAX_S = 10.0  # ...and at the most (timing.refresh_seconds)
 # TrainingArguments' defaults, for a recipe that does not set them.
 _DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
 
@@ -120,6 +122,17 @@ def stage_time_left(progress: jobs.RunProgress, now: _dt.datetime | None = None)
     since = max(0.0, ((now or _now()) - logged_at).total_seconds()) if logged_at else 0.0
     left = max(0.0, (max_steps - last["step"]) * per_step - since)
     return StageTimeLeft(stage, int(last["step"]), max_steps, per_step, left)
+
+
+def refresh_seconds(progress: jobs.RunProgress) -> float:
+    """How often a page watching this run redraws it: a quarter of the running stage's time a step, in whole
+    seconds between :data:`REFRESH_S` and :data:`REFRESH_MAX_S` (:data:`REFRESH_S` before a step is logged). A
+    redraw between two logged steps shows nothing new but the countdown, and on a CPU the redraws take from the run
+    (benchmarks/bench_watching_page.py)."""
+    left = stage_time_left(progress)
+    if left is None:
+        return REFRESH_S
+    return float(min(REFRESH_MAX_S, max(REFRESH_S, round(left.seconds_per_step / 4))))
 
 
 # -- a whole job, from a finished one --------------------------------------------------

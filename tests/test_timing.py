@@ -62,6 +62,18 @@ def test_no_time_left_without_a_logged_step_of_the_stage_or_once_finished():
     assert timing.stage_time_left(jobs.RunProgress(Path("/x"), {"status": "running", "stage": "sft"}, no_max)) is None
 
 
+def test_a_watching_page_redraws_a_quarter_of_a_step_apart_between_2_and_10_seconds():
+    def every(seconds_a_step, stage="sft"):
+        return timing.refresh_seconds(_progress([_point(s, seconds_a_step * s) for s in range(1, 4)], stage=stage))
+
+    assert every(0.3) == 2.0  # a GPU's fast steps: the bar moves every redraw
+    assert every(14.0) == 4.0  # 3.5, rounded to whole seconds
+    assert every(60.0) == 10.0 and every(600.0) == 10.0  # the embedded model's 4-row steps on 2 cores, and slower
+    assert every(60.0, stage="dpo") == 2.0  # the next stage has logged no step yet
+    assert timing.refresh_seconds(_progress([])) == 2.0
+    assert timing.refresh_seconds(_progress([_point(3, 300.0)], state="succeeded")) == 2.0
+
+
 RECIPE = {"run": {"precision": "auto"}, "model": {"use_peft": True},
           "sft": {"num_train_epochs": 2, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2},
           "dpo": {"num_train_epochs": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4}}
