@@ -205,11 +205,11 @@ names = [s.name for s in summaries]
 if not summaries:
     st.info("No training runs yet.")
     st.stop()
-chosen = st.query_params.get("run")
-chosen = chosen if chosen in names else names[0]
-chosen = st.selectbox("Run", names, index=names.index(chosen))
-st.query_params["run"] = chosen
-run_dir = summaries[names.index(chosen)].run_dir
+shown_run = st.query_params.get("run")
+shown_run = shown_run if shown_run in names else names[0]
+shown_run = st.selectbox("Run", names, index=names.index(shown_run))
+st.query_params["run"] = shown_run
+run_dir = summaries[names.index(shown_run)].run_dir
 
 
 def _active() -> bool:
