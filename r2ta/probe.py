@@ -11,9 +11,10 @@ no answer to yet (kept: the first run's evaluation reuses them). Its folder live
 deleted when it ends. :func:`r2ta.timing.estimate_for_recipe` falls back on the newest probe that matches when no
 finished run does, and says so; a finished run replaces it.
 
-A probe's rates are rougher than a run's: its first step pays for warming up, and the base model's answers
-stand for the trained models' (which run longer when they loop; run450b: base 10.0 s a variant, SFT 10.6,
-SFT+DPO 16-18 at 640 tokens). Measured against the run it estimated (docs/measured/probe-estimate-2026-12-06.txt):
+A probe's rates are rougher than a run's: two steps of each stage, and the base model's answers stand for the
+trained models' (which run longer when they loop; run450b: base 10.0 s a variant, SFT 10.6, SFT+DPO 16-18 at 640
+tokens). Its first step pays for warming up: the rate comes from the second step's seconds a token
+(:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the run it estimated (docs/measured/probe-estimate-2026-12-06.txt):
 SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long.
 
 No streamlit and no torch at import.

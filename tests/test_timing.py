@@ -124,6 +124,41 @@ def test_a_finished_run_gives_seconds_per_row_and_epoch_and_the_time_outside_its
     assert "stopped" not in timing.estimate_run(rates, RECIPE, {"sft": 2, "dpo": 4}, max_steps=3).describe()
 
 
+def test_a_runs_logged_steps_give_its_rate_without_the_first_steps_warm_up(tmp_path):
+    """SFT of _finished_run, each of its 10 steps logged: 2 rows of 100 tokens a step, 4 s a step (0.02 s a token),
+    but the first step took 7 s (3 s of warm-up; 43 s of runtime). The rate is the steady 4 s / 2 rows; the warm-up, once a stage,
+    joins the stage's time outside its steps. A measurement's two steps are where this shows."""
+    folder = _finished_run(tmp_path / "run", evaluated=False)
+    status = jobs.read_status(folder)
+    status["metrics"]["sft"].update(train_runtime_s=43.0, wall_s=53.0)
+    jobs.write_status(folder, metrics=status["metrics"])
+    for step in range(1, 11):
+        jobs.append_progress(folder, {"stage": "sft", "step": step, "elapsed_s": 3.0 + 4.0 * step,
+                                      "num_tokens": 200.0 * step, "loss": 1.0})
+    rates = timing.run_rates(folder)
+    assert rates.stages["sft"].seconds_per_row == pytest.approx(2.0)  # 0.02 s x 2,000 tokens / 20 rows
+    assert rates.stages["sft"].overhead_s == pytest.approx(10.0 + 3.0)
+    assert timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}).stages["sft"] == pytest.approx(53.0)  # its own
+    assert rates.stages["dpo"] == timing.StageRate(10.0, 15.0)  # no logged steps: its runtime over its pairs
+    # a measurement: 2 steps, the second of longer rows (300 tokens in 5 s), the first 4 s with 100 tokens
+    probe = _finished_run(tmp_path / "probe", evaluated=False)
+    status = jobs.read_status(probe)
+    status["metrics"]["sft"].update(steps=2, train_runtime_s=9.0)
+    jobs.write_status(probe, metrics=status["metrics"])
+    jobs.append_progress(probe, {"stage": "sft", "step": 1, "elapsed_s": 4.0, "num_tokens": 100.0})
+    jobs.append_progress(probe, {"stage": "sft", "step": 2, "elapsed_s": 9.0, "num_tokens": 400.0})
+    steady = timing.run_rates(probe).stages["sft"]  # 5 s / 300 tokens x 400 tokens / 4 rows
+    assert steady.seconds_per_row == pytest.approx(5 / 300 * 400 / 4) and steady.seconds_per_row < 9.0 / 4
+    assert steady.overhead_s == pytest.approx((50.0 - 9.0) + (4.0 - 5 / 300 * 100))  # wall - runtime, warm-up
+    # a step missing from the log, or a stage logged in two attempts (a resume): its runtime over its rows
+    for broken in ({"stage": "sft", "step": 2, "elapsed_s": 9.0}, {"stage": "sft", "step": 2, "elapsed_s": 9.0,
+                                                                     "num_tokens": 400.0, "attempt": 2}):
+        (probe / jobs.PROGRESS_FILE).write_text("")
+        jobs.append_progress(probe, {"stage": "sft", "step": 1, "elapsed_s": 4.0, "num_tokens": 100.0})
+        jobs.append_progress(probe, broken)
+        assert timing.run_rates(probe).stages["sft"].seconds_per_row == pytest.approx(9.0 / 4)
+
+
 def test_a_run_cut_short_by_max_steps_counts_the_rows_it_saw(tmp_path):
     folder = _finished_run(tmp_path / "run", evaluated=False)
     status = jobs.read_status(folder)
