@@ -12,6 +12,8 @@ seconds: nobody watching; chromium on the Train page of the first server; on the
 prints the CPU cores the training process got (CPU seconds of it and its children over wall seconds), the
 server's and the browser's (chromium and Playwright's driver), the steps the run made, and the server's RSS at the end.
 
+The Train page redraws a going run a quarter of its step apart, 2 to 10 s (:func:`r2ta.timing.refresh_seconds`):
+with the embedded model's minute-long CPU steps both servers redraw every 10 s, the tiny model's every 2 s.
 On 2 cores the run's cores are the figure that matters: what the watching page takes from them is training time
 lost. Prints figures; asserts nothing.
 """
