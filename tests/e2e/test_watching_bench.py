@@ -21,6 +21,8 @@ def test_the_app_skips_streamlits_forced_collection_after_each_script_run():
     of a core from the training run (the benchmark's figures, docs/measured/watching-page-2026-12-06.txt)."""
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+    # and reloads no changed source file: a re-imported db.models defines its tables twice (an error on every rerun)
+    assert config["server"]["fileWatcherType"] == "none"
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is absent (make setup)")
