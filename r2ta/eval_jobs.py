@@ -4,7 +4,7 @@
     python -m r2ta.eval_jobs evaluate RUN_DIR [--limit N]    # evaluate a finished run
     python -m r2ta.eval_jobs probe RUN_DIR                   # a probe (r2ta.probe): train, then time the base model
     python -m r2ta.eval_jobs model JOB_DIR --model NAME      # one model by itself (r2ta.model_jobs)
-    python -m r2ta.eval_jobs reason JOB_DIR --limit N        # the next N variants reasoned about and refined
+    python -m r2ta.eval_jobs reason JOB_DIR --limit N [--max-new-tokens T]  # the next N variants reasoned about, refined
 
 :func:`start_training_with_evaluation` (the Train page's button) prepares a run
 with :func:`r2ta.jobs.prepare_run` and starts a small *supervisor* process. The
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "reason":
         from r2ta.model_jobs import run_reasoning
 
-        return run_reasoning(run_dir, split=args.split, count=args.limit or 1)
+        return run_reasoning(run_dir, split=args.split, count=args.limit or 1, max_new_tokens=args.max_new_tokens)
     if args.action in ("supervise", "probe"):
         return supervise(run_dir, **kwargs, probe=args.action == "probe")
     return evaluate_run(run_dir, **kwargs)

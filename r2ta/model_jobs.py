@@ -36,6 +36,7 @@ from r2ta.errors import R2taError
 JOB = "model evaluation"
 EVALUATE, REASON = "evaluate", "reason"
 REASONING_JOB = "reasoning"
+MIN_TOKENS, MAX_TOKENS = 16, 4096  # a reasoning batch's token budget a trace, as the Review page offers it
 
 
 def evaluations_dir() -> Path:
@@ -222,23 +223,30 @@ def _reasoning_model_id() -> str:
     return get_backend(reasoning_model()).id
 
 
-def start_reasoning(count: int, *, split: str = "train") -> ModelJob:
+def start_reasoning(count: int, *, split: str = "train", max_new_tokens: int | None = None) -> ModelJob:
     """The reasoning model writes traces for the next ``count`` variants of ``split`` it has none for (round-robin
     across base schemas: :func:`r2ta.store.first_reaching`), and the deterministic auditor refines them: new proposals for
-    the Review page. In a background process."""
+    the Review page. In a background process. ``max_new_tokens``: each trace's budget (default ``r2ta reason``'s,
+    :data:`r2ta.pipeline.DEFAULT_MAX_NEW_TOKENS`)."""
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
+
     if split not in ("train", "test"):
         raise R2taError(f"split must be train or test, not {split!r}")
     if not 1 <= count <= 10_000:
         raise R2taError(f"the number of variants must be between 1 and 10000, not {count}")
+    budget = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
+    if not MIN_TOKENS <= budget <= MAX_TOKENS:
+        raise R2taError(f"the tokens a trace may take must be between {MIN_TOKENS} and {MAX_TOKENS}, not {budget}")
     left = variants_left(split)
     if left == 0:
         raise R2taError(f"the model has reasoned about every {split} variant already")
     job_dir = _new_job("reason", job=REASONING_JOB, kind=REASON, model=reasoning_model(), split=split,
-                       limit=min(count, left))
-    return _spawn(job_dir, ["reason", str(job_dir), "--split", split, "--limit", str(min(count, left))])
+                       limit=min(count, left), max_new_tokens=budget)
+    return _spawn(job_dir, ["reason", str(job_dir), "--split", split, "--limit", str(min(count, left)),
+                            "--max-new-tokens", str(budget)])
 
 
-def run_reasoning(job_dir: Path, *, split: str, count: int) -> int:
+def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int | None = None) -> int:
     """The job process: reason about the next ``count`` variants without a trace, then refine (exit 0, or 2)."""
     import sys
 
@@ -256,7 +264,8 @@ def run_reasoning(job_dir: Path, *, split: str, count: int) -> int:
         try:
             with Session(get_engine()) as session:  # round-robin: a batch covers every schema
                 first = first_reaching(session=session, model_id=backend.id, split=split, count=count, spread=True)
-            reasoned = reason(backend, split=split, limit=first, spread=True,
+            budget = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+            reasoned = reason(backend, split=split, limit=first, spread=True, **budget,
                               progress=lambda done, total: eval_jobs.write_eval_status(job_dir, done=done, total=total))
         finally:
             backend.close()

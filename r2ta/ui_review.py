@@ -401,6 +401,7 @@ def more_variants_panel(*, queue_empty: bool = True) -> None:
     when the job ends), or in the sidebar beside an item (the next batch is made while this one is reviewed)."""
     from r2ta import model_jobs
     from r2ta.errors import R2taError
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
 
     going = model_jobs.active_job()
 
@@ -432,11 +433,16 @@ def more_variants_panel(*, queue_empty: bool = True) -> None:
                                 help="Round-robin across the base schemas, so a batch covers all of them. The model "
                                      "writes a trace for each (seconds a variant on a GPU, about ten on a small "
                                      "CPU), then the auditor proposes a refinement of each.")
+        budget = st.number_input(
+            "New tokens a trace may take", min_value=model_jobs.MIN_TOKENS, max_value=model_jobs.MAX_TOKENS,
+            value=DEFAULT_MAX_NEW_TOKENS, step=64, key=f"reasoning_tokens:{queue_empty}",
+            help=f"The model's budget for each trace ({DEFAULT_MAX_NEW_TOKENS}, as `r2ta reason`, by default). A trace "
+                 "cut at its budget is asked for its verdict; the time a variant takes grows with the budget.")
         if st.button("Reason about them", icon=":material/psychology:", type="primary",
                      help=f"The model is the {model_jobs.reasoning_model()!r} backend (R2TA_BACKEND); the "
                           "auditor, the deterministic one."):
             try:
-                model_jobs.start_reasoning(int(count))
+                model_jobs.start_reasoning(int(count), max_new_tokens=int(budget))
             except R2taError as err:
                 st.error(str(err))
             else:

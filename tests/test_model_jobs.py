@@ -15,6 +15,7 @@ from db.models import EvaluationRow, TraceRow
 from r2ta import eval_jobs, jobs, model_jobs
 from r2ta.config import PROJECT_ROOT
 from r2ta.errors import R2taError
+from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_VERDICT_TOKENS
 from test_evaluation import engine  # noqa: F401 - the fixture
 from training.tiny import ensure_tiny_llama
 
@@ -187,9 +188,19 @@ def test_the_model_reasons_about_the_next_variants_and_the_auditor_refines_them(
         assert len(traces) == 2 and {t.model_id for t in traces} == {"tiny-llama"}  # a named backend: its folder
         splits = {session.get(VariantRow, t.variant_id).split for t in traces}
         assert splits == {"train"} and len(session.exec(select(ProposalRow)).all()) == 2
-    # more than are left: the one left
-    last = _wait(model_jobs.start_reasoning(5))
+    # more than are left: the one left; with a budget of its own (the Review page's "New tokens a trace may take")
+    with pytest.raises(R2taError, match="between 16 and 4096, not 8"):
+        model_jobs.start_reasoning(1, max_new_tokens=8)
+    last = _wait(model_jobs.start_reasoning(5, max_new_tokens=16))
     assert last.limit == 1 and last.state == eval_jobs.SUCCEEDED and last.proposals == 1
+    assert eval_jobs.read_eval_status(last.job_dir)["max_new_tokens"] == 16
+    assert eval_jobs.read_eval_status(job.job_dir)["max_new_tokens"] == DEFAULT_MAX_NEW_TOKENS
+    with Session(engine) as session:
+        first, second, third = sorted(session.exec(select(TraceRow)).all(), key=lambda t: t.id)
+    # each trace's tokens: its own call's (at most its budget), then the verdict call's; the 16-token budget wrote
+    # fewer than the default one did (the same tiny model, greedy)
+    assert third.completion_tokens <= 16 + DEFAULT_VERDICT_TOKENS
+    assert third.completion_tokens < min(first.completion_tokens, second.completion_tokens)
     with pytest.raises(R2taError, match="reasoned about every train variant already"):
         model_jobs.start_reasoning(1)
     with pytest.raises(R2taError, match="between 1 and 10000"):
@@ -225,10 +236,14 @@ def test_the_review_page_offers_more_variants_when_its_queue_runs_dry(engine, ti
     count = next(n for n in at.number_input if n.label.startswith("Train variants to reason about next"))
     assert count.label == "Train variants to reason about next (3 left)" and count.value == 3
     count.set_value(2)
+    tokens = next(n for n in at.number_input if n.label == "New tokens a trace may take")
+    assert tokens.value == DEFAULT_MAX_NEW_TOKENS
+    tokens.set_value(64)
     next(b for b in at.button if b.label == "Reason about them").click().run()
     assert not at.exception, [e.message for e in at.exception]
     job = model_jobs.active_job() or model_jobs.list_jobs()[0]
     assert job.kind == model_jobs.REASON and job.limit == 2
+    assert eval_jobs.read_eval_status(job.job_dir)["max_new_tokens"] == 64
     assert _wait(job).state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
     at.session_state["review_current"] = None  # as the panel does when it sees the job end
     at.run()
