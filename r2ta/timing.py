@@ -230,7 +230,8 @@ def _steady_rate(points: list[dict], stage: str, steps: int, seen: int, runtime:
     ``runtime`` beyond that rate (the first step's warm-up, mostly; paid once a stage, so the same rows are
     estimated at the same time). A measurement times two steps, so its first one's warm-up (11 % of a step on a 2-core
     EPYC) would otherwise count in half its rate. None unless every step from the first to the last (``steps``) was
-    logged with both, in one attempt."""
+    logged with both, in one attempt, and the steps after the first took less of the runtime a token than the whole
+    (a first step no slower than the rest has no warm-up to leave out: runtime over rows is as good)."""
     logged = {p["step"]: p for p in points
               if p.get("stage") == stage and isinstance(p.get("step"), int)
               and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
@@ -242,7 +243,8 @@ def _steady_rate(points: list[dict], stage: str, steps: int, seen: int, runtime:
     if tokens <= 0 or seconds <= 0:
         return None
     per_token = seconds / tokens
-    return per_token * last["num_tokens"] / seen, max(0.0, runtime - per_token * last["num_tokens"])
+    warm_up = runtime - per_token * last["num_tokens"]
+    return (per_token * last["num_tokens"] / seen, warm_up) if warm_up > 0 else None
 
 
 def run_rates(run_dir: Path) -> RunRates | None:
