@@ -254,7 +254,7 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
 
     from db.engine import get_engine
     from r2ta.backends import get_backend
-    from r2ta.pipeline import reason, refine
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, reason, refine
     from r2ta.store import first_reaching
 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, stage="reasoning", started_at=jobs.now_iso(),
@@ -264,8 +264,8 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
         try:
             with Session(get_engine()) as session:  # round-robin: a batch covers every schema
                 first = first_reaching(session=session, model_id=backend.id, split=split, count=count, spread=True)
-            budget = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-            reasoned = reason(backend, split=split, limit=first, spread=True, **budget,
+            reasoned = reason(backend, split=split, limit=first, spread=True,
+                              max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
                               progress=lambda done, total: eval_jobs.write_eval_status(job_dir, done=done, total=total))
         finally:
             backend.close()

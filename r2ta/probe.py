@@ -14,8 +14,10 @@ finished run does, and says so; a finished run replaces it.
 A probe's rates are rougher than a run's: two steps of each stage, and the base model's answers stand for the
 trained models' (which run longer when they loop; run450b: base 10.0 s a variant, SFT 10.6, SFT+DPO 16-18 at 640
 tokens). Its first step pays for warming up: the rate comes from the second step's seconds a token
-(:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the run it estimated (docs/measured/probe-estimate-2026-12-06.txt):
-SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long.
+(:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the run it estimated: on an AMX
+Xeon SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long
+(docs/measured/probe-estimate-2026-12-06.txt); on a 2-core EPYC, watched from the Train page, SFT 1.05, DPO 1.02,
+the whole run 0.96 of the estimate, the evaluation 0.67 (docs/measured/app-one-click-watched-2026-12-06.txt).
 
 No streamlit and no torch at import.
 """
