@@ -199,6 +199,7 @@ class Backend(ABC):
     """Chat in, text out. ``id`` is the model id traces are stored under; ``version`` refines it."""
 
     dtype_suffix = ""  # a local model in another dtype than its default (LocalBackend.dtype_suffix)
+    load_s = 0.0  # seconds spent loading the model so far (a local model, on its first generation; 0 for a server)
 
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -437,6 +438,7 @@ class LocalBackend(Backend):
         with self._lock:
             if self._model is not None:
                 return
+            started = time.perf_counter()
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -458,6 +460,7 @@ class LocalBackend(Backend):
                 ) from None
             model.to(device).eval()
             self._model, self._tokenizer = model, tokenizer
+            self.load_s += time.perf_counter() - started
 
     @property
     def device(self) -> str:

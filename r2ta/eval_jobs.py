@@ -237,8 +237,8 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     base model (:data:`BASE`: the recipe's ``model_name_or_path``) in the same one, on the same variants, so that
     the new models stand against the old one; the base's answers are generated only where it has none yet (the
     first run pays for them, later runs reuse them). A base that is not on this machine (a model hub id) is
-    skipped with a note (``base_note``). Status ``generated``: per model, the variants it answered and the
-    seconds that took (what :mod:`r2ta.timing` estimates the next evaluation from).
+    skipped with a note (``base_note``). Status ``generated``: per model, the variants it answered, the seconds
+    that took, and apart the seconds its load took (what :mod:`r2ta.timing` estimates the next evaluation from).
     ``spread``: the first ``limit`` variants round-robin across base schemas (``r2ta eval --pending --spread``).
     ``base_only`` (a probe, :mod:`r2ta.probe`): only the base model, on the first variants that give it
     :data:`r2ta.probe.PROBE_EVAL_VARIANTS` answers it did not have (``limit`` is ignored).
@@ -277,7 +277,8 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
             outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens, progress=progress,
                                spread=spread, dtype=dtype if stage == BASE else None)
             evaluations[stage] = outcome.evaluation_id
-            generated[stage] = {"variants": outcome.generated, "seconds": round(outcome.generation_s, 2)}
+            generated[stage] = {"variants": outcome.generated, "seconds": round(outcome.generation_s, 2),
+                                "load_seconds": round(outcome.load_s, 2)}
             write_eval_status(run_dir, evaluations=evaluations, generated=generated)
             print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f}"
                   f" ({outcome.generated} answers generated in {outcome.generation_s:.0f} s)", flush=True)

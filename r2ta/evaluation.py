@@ -307,10 +307,11 @@ class EvalOutcome:
     report: EvaluationReport
     evaluation_id: int | None
     generated: int = 0
-    generation_s: float = 0.0
+    generation_s: float = 0.0  # the answers' generation, the model's load left out
     completion_tokens: int = 0
     run_id: int | None = None
     notes: list[str] = field(default_factory=list)
+    load_s: float = 0.0  # loading the model, when it answered any
 
 
 def _link_run(engine: Engine, spec: ModelSpec, evaluation_id: int | None) -> int | None:
@@ -385,7 +386,7 @@ def evaluate(
     if dtype is None and given is None:
         dtype = run_dtype
     generated = tokens = 0
-    seconds = 0.0
+    seconds = load_s = 0.0
     if spec.kind == "checker" and verdict_grammar:
         raise EvaluationError("the checker writes its verdicts itself; --verdict-grammar is for a model")
     if spec.kind == "checker":
@@ -410,7 +411,7 @@ def evaluate(
         finally:
             if given is None:  # a backend passed in belongs to the caller
                 gen.close()
-        generated, tokens, seconds = rep.generated, rep.completion_tokens, rep.seconds
+        generated, tokens, seconds, load_s = rep.generated, rep.completion_tokens, rep.seconds, rep.load_s
         outcome_notes.append(str(rep))
     report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True)
     if report.n == 0:
@@ -419,7 +420,7 @@ def evaluate(
     # grammar or in another dtype (model ids "+grammar", "@float32") the evaluation stands beside it under its id.
     own_dtype = dtype == run_dtype if run_dtype else not dtype_suffix
     run_id = _link_run(engine, spec, evaluation_id) if spec.kind == "run" and own_dtype and not verdict_grammar else None
-    return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes)
+    return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes, load_s=load_s)
 
 
 # -- compare --------------------------------------------------------------------------

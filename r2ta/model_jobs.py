@@ -277,7 +277,8 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
         return 2
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.SUCCEEDED, stage=None, finished_at=jobs.now_iso(),
                                 model_id=backend.id, proposals=refined.proposals,
-                                generated={"variants": reasoned.generated, "seconds": round(reasoned.seconds, 2)})
+                                generated={"variants": reasoned.generated, "seconds": round(reasoned.seconds, 2),
+                                           "load_seconds": round(reasoned.load_s, 2)})
     print(f"{reasoned}\n{refined}", flush=True)
     return 0
 
@@ -314,7 +315,8 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
         return 2
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.SUCCEEDED, finished_at=jobs.now_iso(),
                                 evaluations={"model": outcome.evaluation_id}, model_id=outcome.model_id,
-                                generated={"variants": outcome.generated, "seconds": round(outcome.generation_s, 2)},
+                                generated={"variants": outcome.generated, "seconds": round(outcome.generation_s, 2),
+                                           "load_seconds": round(outcome.load_s, 2)},
                                 micro_f1=outcome.report.micro_f1)
     print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f} "
           f"({outcome.generated} answers generated in {outcome.generation_s:.0f} s)", flush=True)

@@ -89,7 +89,8 @@ class ReasonReport:
     forced: int = 0  # no verdict in the model's answer: "VERDICT:" appended, the model wrote it (verdict_prefix)
     valid_unforced: int = 0  # valid verdicts the model wrote without that help
     completion_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # generating (and storing) the answers, the model's load left out
+    load_s: float = 0.0  # loading the model, when this call loaded it (a local model loads on its first answer)
     reused: int = 0  # answers taken from reuse_answers' traces
     not_reused: int = 0  # such traces made under another token budget: generated again
 
@@ -105,7 +106,7 @@ class ReasonReport:
             f"{self.model_id} on {self.split}: {self.generated} traces stored "
             f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping{forced}), "
             f"{self.skipped} already done; {self.completion_tokens} tokens in {self.seconds:.1f} s ({rate:.1f} tokens/s)"
-            f"{reuse}"
+            f"{f', after loading the model in {self.load_s:.1f} s' if self.load_s else ''}{reuse}"
         )
 
 
@@ -171,7 +172,7 @@ def reason(
     total = len(pending)
     if progress:
         progress(0, total)
-    t0 = time.perf_counter()
+    t0, loaded = time.perf_counter(), getattr(backend, "load_s", 0.0)
     for start in range(0, total, size):
         batch = pending[start : start + size]
         diagrams = [_diagram(v) for v in batch]
@@ -228,7 +229,8 @@ def reason(
                 report.completion_tokens += g.completion_tokens or 0
         if progress:
             progress(min(start + size, total), total)
-    report.seconds = time.perf_counter() - t0
+    report.load_s = getattr(backend, "load_s", 0.0) - loaded
+    report.seconds = time.perf_counter() - t0 - report.load_s
     return report
 
 

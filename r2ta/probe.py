@@ -13,7 +13,8 @@ finished run does, and says so; a finished run replaces it.
 
 A probe's rates are rougher than a run's: two steps of each stage, and the base model's answers stand for the
 trained models' (which run longer when they loop; run450b: base 10.0 s a variant, SFT 10.6, SFT+DPO 16-18 at 640
-tokens). Its first step pays for warming up: the rate comes from the second step's seconds a token
+tokens). The model's load (5 s for the embedded model on a CPU) is timed apart from its answers and counted once a
+model the evaluation loads (:attr:`r2ta.backends.Backend.load_s`); before, it sat in the seconds of two answers. Its first step pays for warming up: the rate comes from the second step's seconds a token
 (:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the run it estimated: on an AMX
 Xeon SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long
 (docs/measured/probe-estimate-2026-12-06.txt); on a 2-core EPYC, watched from the Train page, SFT 1.05, DPO 1.02,
@@ -35,7 +36,7 @@ from r2ta.config import data_dir
 from r2ta.errors import R2taError
 
 PROBE_STEPS = 2  # optimizer steps of each stage
-PROBE_EVAL_VARIANTS = 2  # test variants the base model answers (its seconds a variant stand for the evaluation's)
+PROBE_EVAL_VARIANTS = 4  # test variants the base model answers (its seconds a variant stand for the evaluation's)
 PROBES = "probes"
 
 

@@ -252,6 +252,20 @@ def test_local_backend_batched_equals_one_at_a_time(tiny_llama):
         assert (g.finish_reason == "length") == (g.completion_tokens == 12 and "<|im_end|>" not in g.text)
 
 
+def test_a_local_backend_times_its_models_load_once(tiny_llama, tmp_path):
+    model, tok = tiny_llama
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    backend = LocalBackend(BackendConfig(kind="local", model=str(tmp_path / "m"), device="cpu"))
+    assert backend.load_s == 0.0  # loads on its first answer
+    backend.generate([_chat("Step 1")], max_new_tokens=4)
+    loaded = backend.load_s
+    assert loaded > 0
+    backend.generate([_chat("VERDICT")], max_new_tokens=4)
+    assert backend.load_s == loaded
+    assert _local(tiny_llama).load_s == 0.0  # a model handed in was loaded by its caller
+
+
 def test_local_backend_is_greedy_and_deterministic_by_default(tiny_llama):
     backend = _local(tiny_llama, batch_size=2)
     a = backend.generate([_chat("Step 1"), _chat("VERDICT")], max_new_tokens=8)

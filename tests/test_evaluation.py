@@ -374,6 +374,8 @@ def test_tiny_run_is_trained_then_evaluated_out_of_process(engine, tmp_path, mon
     assert status["models"] == ["sft", "sft+dpo", "base"] and status["base_pending"] == 2 and status["dtype"] is None
     assert status["allocator"] == ("tcmalloc" if jobs.allocator_env() else "glibc malloc")  # as a training run
     assert {stage: g["variants"] for stage, g in status["generated"].items()} == {"sft": 2, "sft+dpo": 2, "base": 2}
+    # each model's load is recorded apart from its answers' seconds: once a model, not in each answer
+    assert all(g["load_seconds"] > 0 and g["seconds"] > 0 for g in status["generated"].values())
     from r2ta.train_view import run_comparison
 
     assert [r["model"] for r in run_comparison(run, engine=engine)] == ["base (before training)", "SFT", "SFT+DPO"]

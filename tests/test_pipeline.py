@@ -6,6 +6,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import time
+
 import pytest
 from sqlmodel import Session, select
 
@@ -78,6 +80,28 @@ def test_reason_stores_every_output_garbage_included_and_resumes(engine):
     # Nothing left to do: a second run generates nothing and calls no model.
     again = QueuedBackend([])
     assert reason(again, split="test", engine=engine).generated == 0 and again.calls == 0
+
+
+def test_reason_leaves_the_models_load_out_of_its_seconds_and_says_it_apart(engine):
+    """A local model loads on its first answer: that load is a model's once, not a part of each answer's time (a
+    measurement of two answers with a 5-s load in their clock overstated the evaluation's time a variant)."""
+
+    class Loading(QueuedBackend):
+        def generate(self, prompts, max_new_tokens=512, temperature=None):
+            if self.calls == 0:
+                time.sleep(0.3)
+                self.load_s += 0.3
+            return super().generate(prompts, max_new_tokens, temperature)
+
+    backend = Loading([(CORRECT_TRACE, "stop")] * 3)
+    started = time.perf_counter()
+    report = reason(backend, split="test", engine=engine)
+    wall = time.perf_counter() - started
+    assert report.load_s == pytest.approx(0.3)
+    assert 0 <= report.seconds <= wall - 0.3
+    assert "after loading the model in 0.3 s" in str(report)
+    # a model already loaded (the second model call of a job): nothing is counted twice
+    assert reason(Loading([]), split="test", engine=engine).load_s == 0.0
 
 
 class ContinuingBackend(QueuedBackend):

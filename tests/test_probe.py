@@ -9,10 +9,31 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from db.engine import get_engine, init_db
+from db.loading import load_dataset
 from db.models import EvaluationRow, TraceRow
 from r2ta import eval_jobs, jobs, probe, timing
 from r2ta.errors import R2taError
-from test_evaluation import _tiny_data, engine  # noqa: F401 - the fixture
+from reasoning_fixtures import DIAGRAM, REQUIREMENTS, variant
+from test_evaluation import _tiny_data
+
+TEST_VARIANTS = 2 * probe.PROBE_EVAL_VARIANTS + 1  # two measurements' answers, and one left for a run
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    """test_evaluation's store, with test variants enough for two measurements' new answers."""
+    url = f"sqlite:///{tmp_path / 'r2ta.db'}"
+    monkeypatch.setenv("R2TA_DATABASE_URL", url)
+    engine = get_engine(url)
+    init_db(engine)
+    base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS,
+            "diagram": DIAGRAM.model_dump(mode="json")}
+    variants = [variant("test", n).model_dump(mode="json") for n in range(TEST_VARIANTS)]
+    variants += [variant("train", n).model_dump(mode="json") for n in range(TEST_VARIANTS, TEST_VARIANTS + 3)]
+    with Session(engine) as session:
+        load_dataset([base], variants, session=session)
+    return engine
 
 
 def test_the_sample_spans_the_rows_lengths():
@@ -41,7 +62,7 @@ def _hardware(recipe) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_a_probe_trains_a_few_steps_times_the_base_model_and_gives_the_first_estimate(engine, tmp_path):  # noqa: F811
+def test_a_probe_trains_a_few_steps_times_the_base_model_and_gives_the_first_estimate(engine, tmp_path):
     recipe = _tiny_data(engine, tmp_path)
     hardware, precision = _hardware(recipe)
     rows = {"sft": 40, "dpo": 40}
@@ -57,14 +78,14 @@ def test_a_probe_trains_a_few_steps_times_the_base_model_and_gives_the_first_est
     # 2 steps of 2 rows (the tiny recipe's batch) of the 3 exported: the sample, not the whole export
     assert {d["stage"]: d["rows"] for d in status["data"]} == {"sft": 3, "dpo": 3}
     assert not any((run_dir / stage).exists() for stage in ("sft", "dpo", "merged"))  # its models are deleted
-    # the base model answered 2 test variants, stored like any evaluation's (the first run's reuses them)
+    # the base model answered PROBE_EVAL_VARIANTS test variants, stored like any evaluation's (the first run's reuses them)
     ev = eval_jobs.read_eval_status(run_dir)
     assert ev["models"] == ["base"] and ev["generated"]["base"]["variants"] == probe.PROBE_EVAL_VARIANTS
     assert ev["job"] == "measurement"  # were its process to die, the error would name it so
     with Session(engine) as session:
         traces = session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()
-        assert len(traces) == 2 and {e.model_id for e in session.exec(select(EvaluationRow))} == {"models/tiny-llama"}
-    # not a run: the Train page does not list it, and a second probe times two more variants
+        assert len(traces) == probe.PROBE_EVAL_VARIANTS and {e.model_id for e in session.exec(select(EvaluationRow))} == {"models/tiny-llama"}
+    # not a run: the Train page does not list it, and a second probe times as many more variants
     assert jobs.list_runs() == []
     estimate = timing.estimate_for_recipe(recipe, [], rows, hardware=hardware, precision=precision, run_dirs=[],
                                           eval_variants=10)
@@ -78,13 +99,14 @@ def test_a_probe_trains_a_few_steps_times_the_base_model_and_gives_the_first_est
     second = probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe, max_new_tokens=8)
     assert _wait(second) == jobs.SUCCEEDED
     with Session(engine) as session:
-        assert len(session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()) == 4
+        assert len(session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()) \
+            == 2 * probe.PROBE_EVAL_VARIANTS
     assert timing.estimate_for_recipe(recipe, [], rows, hardware=hardware, precision=precision,
                                       run_dirs=[]).source == second  # the newest
 
 
 @pytest.mark.slow
-def test_a_cancelled_probe_is_marked_and_gives_no_estimate(engine, tmp_path):  # noqa: F811
+def test_a_cancelled_probe_is_marked_and_gives_no_estimate(engine, tmp_path):
     recipe = _tiny_data(engine, tmp_path)
     run_dir = probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe)
     probe.cancel_probe(run_dir)
@@ -95,7 +117,7 @@ def test_a_cancelled_probe_is_marked_and_gives_no_estimate(engine, tmp_path):  #
                                       run_dirs=[]) is None
 
 
-def test_a_probe_refuses_a_bad_setting_or_file_and_leaves_nothing(engine, tmp_path):  # noqa: F811
+def test_a_probe_refuses_a_bad_setting_or_file_and_leaves_nothing(engine, tmp_path):
     (tmp_path / "sft.jsonl").write_text(json.dumps({"x": 1}) + "\n")
     with pytest.raises(R2taError):
         probe.start_probe(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe="tiny-cpu",
@@ -106,7 +128,7 @@ def test_a_probe_refuses_a_bad_setting_or_file_and_leaves_nothing(engine, tmp_pa
     assert probe.list_probes() == [] and probe.latest_probe("tiny-cpu") is None
 
 
-def test_a_probe_waits_for_a_run_that_is_training(engine, tmp_path):  # noqa: F811
+def test_a_probe_waits_for_a_run_that_is_training(engine, tmp_path):
     import os
 
     recipe = _tiny_data(engine, tmp_path)
@@ -132,7 +154,7 @@ def test_a_probe_waits_for_a_run_that_is_training(engine, tmp_path):  # noqa: F8
     assert probe.list_probes() == []
 
 
-def test_a_model_job_waits_for_a_measurement(engine, monkeypatch, tmp_path):  # noqa: F811
+def test_a_model_job_waits_for_a_measurement(engine, monkeypatch, tmp_path):
     from r2ta import model_jobs
 
     monkeypatch.setattr(probe, "active_probe", lambda: tmp_path / "probe" / "run")
@@ -142,21 +164,22 @@ def test_a_model_job_waits_for_a_measurement(engine, monkeypatch, tmp_path):  # 
 
 
 @pytest.mark.slow
-def test_r2ta_train_measure_prints_the_estimate_and_trains_nothing(engine, tmp_path, capsys):  # noqa: F811
+def test_r2ta_train_measure_prints_the_estimate_and_trains_nothing(engine, tmp_path, capsys):
     from r2ta.cli import main
 
     recipe = _tiny_data(engine, tmp_path)
     code = main(["train", "--sft", str(tmp_path / "sft.jsonl"), "--dpo", str(tmp_path / "dpo.jsonl"), "--recipe",
-                 str(recipe), "--measure", "--eval-limit", "3"])
+                 str(recipe), "--measure", "--eval-limit", str(probe.PROBE_EVAL_VARIANTS + 1)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "measuring:  2 steps of SFT and of DPO" in out and "expected:   roughly " in out
-    # 3 rows x 2 epochs, 3 pairs x 2 epochs, 3 test variants x 2 models + the base's one answer still missing
-    assert "SFT" in out and "(3 rows × 2 epochs)" in out and "(3 test variants × 2 models + the base model on 1)" in out
+    # 3 rows x 2 epochs, 3 pairs x 2 epochs, 5 test variants x 2 models + the base's one answer still missing
+    assert "SFT" in out and "(3 rows × 2 epochs)" in out
+    assert f"({probe.PROBE_EVAL_VARIANTS + 1} test variants × 2 models + the base model on 1)" in out
     assert jobs.list_runs() == [] and probe.latest_probe(recipe) is not None
 
 
-def test_a_failed_probe_says_why_and_gives_no_estimate(engine, tmp_path):  # noqa: F811
+def test_a_failed_probe_says_why_and_gives_no_estimate(engine, tmp_path):
     recipe = _tiny_data(engine, tmp_path)
     run_dir = jobs.prepare_run(tmp_path / "sft.jsonl", tmp_path / "dpo.jsonl", recipe=recipe,
                                run_dir=probe.probes_dir() / "20260101-000000-x" / "run", max_steps=2)

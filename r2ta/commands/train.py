@@ -31,6 +31,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from r2ta.jobs import DEFAULT_RECIPE
+    from r2ta.probe import PROBE_EVAL_VARIANTS
 
     p = sub.add_parser("train", help="train SFT then DPO on exported data (a background job)",
                        description=__doc__.split("\n\n")[0])
@@ -61,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="start in the background and return at once")
     p.add_argument("--measure", action="store_true",
                    help="train nothing: measure this machine with a few steps of each stage on a sample of the rows "
-                        "and the base model on 2 test variants (a few minutes on a CPU), then print how long the run "
+                        f"and the base model on {PROBE_EVAL_VARIANTS} test variants (a few minutes on a CPU), then print how long "
+                        "the run "
                         "would take (r2ta.probe)")
     evaluation = p.add_mutually_exclusive_group()
     evaluation.add_argument("--eval-limit", type=int, default=None, metavar="N",
