@@ -10,7 +10,7 @@ the test split). A user should know which before clicking, and while waiting.
 * :func:`estimate_run`: a whole job (SFT, DPO, the evaluation after) from the newest finished run
   of the same recipe on the same hardware and precision: its seconds per row and epoch of each
   stage, plus the stage's time outside its steps (loading, tokenizing, saving, merging), and its
-  evaluation's seconds per variant and model and, apart, a model's load. Rows differ in length, and a model that loops
+  evaluation's seconds per variant and model and, apart, its models' loads. Rows differ in length, and a model that loops
   until its budget generates longer than one that stops, so this is an estimate and says which
   run it comes from. No such run: the newest measurement of the recipe on this machine (:mod:`r2ta.probe`, a few
   real steps of each stage), said to be one; no measurement either: no estimate, said plainly, never a guess
@@ -184,7 +184,10 @@ class RunRates:
     allocator: str | None = None  # the memory allocator it trained on, when it recorded one
     probe: bool = False  # a measurement (r2ta.probe), not a finished run
     eval_answers: int | None = None  # a measurement's evaluation rate: the base model's answers it comes from
-    eval_load_s: float | None = None  # loading one model to evaluate it (None: the evaluation did not record it apart)
+    # An evaluation's first model's load (the libraries' import with it; None: not recorded apart from its answers),
+    # and each model's after it in the same process (their files in the OS cache: 0.2-0.4 s for the embedded model).
+    eval_load_s: float | None = None
+    eval_reload_s: float | None = None
 
 
 # Settings that change how long a row takes (epochs and row counts are scaled for; rates, beta, seeds change
@@ -289,16 +292,18 @@ def run_rates(run_dir: Path) -> RunRates | None:
     started, finished = parse_time(ev.get("started_at")), parse_time(ev.get("finished_at"))
     models = len(ev.get("evaluations") or {})
     answered = [g for g in (ev.get("generated") or {}).values() if isinstance(g, dict) and g.get("variants")]
-    eval_load = None
+    eval_load = eval_reload = None
     if ev.get("status") == "succeeded" and answered:
         # the models' generation alone: a base model that had its answers already generated none. An evaluation
-        # that recorded its models' loads apart gives them apart (a load a model, not spread over its answers).
+        # that recorded its models' loads apart gives them apart, in the order it loaded them (the first pays for
+        # the libraries' import), not spread over their answers.
         try:
             eval_rate = sum(float(g.get("seconds") or 0) for g in answered) / sum(int(g["variants"]) for g in answered)
             loads = [float(g["load_seconds"]) for g in answered if g.get("load_seconds") is not None]
-            eval_load = sum(loads) / len(loads) if loads else None
+            eval_load = loads[0] if loads else None
+            eval_reload = sum(loads[1:]) / len(loads[1:]) if loads[1:] else None
         except (TypeError, ValueError):
-            eval_rate = eval_load = None
+            eval_rate = eval_load = eval_reload = None
     elif ev.get("status") == "succeeded" and started and finished and ev.get("total") and models:
         eval_rate = (finished - started).total_seconds() / (models * int(ev["total"]))
     try:
@@ -307,7 +312,8 @@ def run_rates(run_dir: Path) -> RunRates | None:
         revision = 1
     allocator = status.get("allocator") if isinstance(status.get("allocator"), str) else None
     return RunRates(run_dir, stages, eval_rate, recipe, speed_revision=revision,
-                    hardware_kind=(status.get("hardware") or {}).get("kind"), allocator=allocator, eval_load_s=eval_load)
+                    hardware_kind=(status.get("hardware") or {}).get("kind"), allocator=allocator, eval_load_s=eval_load,
+                    eval_reload_s=eval_reload)
 
 
 def changes_since(rates: RunRates) -> list[str]:
@@ -354,11 +360,19 @@ def reference_run(recipe: str, hardware: str, precision: str, run_dirs: list[Pat
         from r2ta.probe import list_probes, probe_state
 
         rates = newest(p for p in list_probes() if probe_state(p) == jobs.SUCCEEDED)
-        rates = rates and replace(rates, probe=True, eval_answers=_probe_answers(rates.run_dir))
-        evaluated = rates and base_evaluation_rate(rates)
-        if evaluated and evaluated[1] > (rates.eval_answers or 0):  # more answers: a closer rate than the probe's
-            rates = replace(rates, eval_seconds_per_variant=evaluated[0], eval_answers=evaluated[1],
-                            eval_load_s=evaluated[2] if evaluated[2] is not None else rates.eval_load_s)
+        rates = rates and as_probe(rates)
+    return rates
+
+
+def as_probe(rates: RunRates) -> RunRates:
+    """A measurement's rates (:mod:`r2ta.probe`) as an estimate takes them: said to be a measurement's, with the
+    base model's answers its evaluation rate comes from, or the base model's own evaluation here where that one
+    answered more (:func:`base_evaluation_rate`)."""
+    rates = replace(rates, probe=True, eval_answers=_probe_answers(rates.run_dir))
+    evaluated = base_evaluation_rate(rates)
+    if evaluated and evaluated[1] > (rates.eval_answers or 0):  # more answers: a closer rate than the probe's
+        rates = replace(rates, eval_seconds_per_variant=evaluated[0], eval_answers=evaluated[1],
+                        eval_load_s=evaluated[2] if evaluated[2] is not None else rates.eval_load_s)
     return rates
 
 
@@ -478,9 +492,9 @@ def estimate_run(rates: RunRates, recipe_data: dict, rows: dict[str, int], eval_
         estimate.rows[stage], estimate.epochs[stage] = n, epochs
         estimate.stages[stage] = rate.overhead_s + rate.seconds_per_row * seen
     if eval_variants and rates.eval_seconds_per_variant is not None:
-        loads = 2 + bool(base_variants)  # SFT and SFT+DPO, and the base model where it has answers to give
+        later = 1 + bool(base_variants)  # SFT+DPO after SFT, and the base model where it has answers to give
         estimate.evaluation_s = (rates.eval_seconds_per_variant * (2 * eval_variants + base_variants)
-                                 + (rates.eval_load_s or 0.0) * loads)
+                                 + (rates.eval_load_s or 0.0) + (rates.eval_reload_s or 0.0) * later)
     return estimate
 
 

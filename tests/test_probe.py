@@ -176,6 +176,8 @@ def test_r2ta_train_measure_prints_the_estimate_and_trains_nothing(engine, tmp_p
     # 3 rows x 2 epochs, 3 pairs x 2 epochs, 5 test variants x 2 models + the base's one answer still missing
     assert "SFT" in out and "(3 rows × 2 epochs)" in out
     assert f"({probe.PROBE_EVAL_VARIANTS + 1} test variants × 2 models + the base model on 1)" in out
+    # the Train page's estimate: the answers its evaluation rate comes from are named
+    assert f"the base model's {probe.PROBE_EVAL_VARIANTS} answers" in out
     assert jobs.list_runs() == [] and probe.latest_probe(recipe) is not None
 
 

@@ -299,26 +299,36 @@ def test_the_base_model_counts_only_the_answers_it_lacks(tmp_path):
     assert timing.evaluation_time_left({**running, "base_pending": "lots"}) is None
 
 
-def test_a_models_load_counts_once_a_model_not_in_each_answer(tmp_path):
-    """An evaluation that recorded its models' loads apart: the rate a variant is their answers' alone, and the
-    estimate loads each model it evaluates once (SFT and SFT+DPO, and the base where it has answers to give)."""
+def test_a_models_load_counts_once_not_in_each_answer(tmp_path):
+    """An evaluation that recorded its models' loads apart: the rate a variant is their answers' alone; the first
+    model's load (the libraries' import with it) counts once, and each model loaded after it in the same process
+    at what those took (SFT+DPO after SFT, and the base where it has answers to give)."""
     run = _finished_run(tmp_path / "run")
     eval_jobs.write_eval_status(run, evaluations={"sft": 1, "sft+dpo": 2, "base": 3}, total=5, generated={
         "sft": {"variants": 5, "seconds": 40.0, "load_seconds": 4.0},
-        "sft+dpo": {"variants": 5, "seconds": 60.0, "load_seconds": 6.0},
+        "sft+dpo": {"variants": 5, "seconds": 60.0, "load_seconds": 0.5},
         "base": {"variants": 0, "seconds": 0.2, "load_seconds": 0.0}})  # answered none: loaded nothing
     rates = timing.run_rates(run)
-    assert rates.eval_seconds_per_variant == pytest.approx(10.0) and rates.eval_load_s == pytest.approx(5.0)
+    assert rates.eval_seconds_per_variant == pytest.approx(10.0)
+    assert (rates.eval_load_s, rates.eval_reload_s) == (pytest.approx(4.0), pytest.approx(0.5))
     with_base = timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=6, base_variants=4)
-    assert with_base.evaluation_s == pytest.approx(10.0 * (2 * 6 + 4) + 5.0 * 3)
+    assert with_base.evaluation_s == pytest.approx(10.0 * (2 * 6 + 4) + 4.0 + 0.5 * 2)
     without = timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=6)
-    assert without.evaluation_s == pytest.approx(10.0 * 12 + 5.0 * 2)
+    assert without.evaluation_s == pytest.approx(10.0 * 12 + 4.0 + 0.5)
+    # a measurement loads one model: its load counts once, no reload is known
+    probe_run = _finished_run(tmp_path / "probe")
+    eval_jobs.write_eval_status(probe_run, evaluations={"base": 1}, total=4, generated={
+        "base": {"variants": 4, "seconds": 24.0, "load_seconds": 3.9}})
+    rates = timing.run_rates(probe_run)
+    assert (rates.eval_load_s, rates.eval_reload_s) == (pytest.approx(3.9), None)
+    estimate = timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=8, base_variants=4)
+    assert estimate.evaluation_s == pytest.approx(6.0 * 20 + 3.9)
     # an evaluation from before loads were recorded apart: its seconds hold them, nothing is added
     old = _finished_run(tmp_path / "old")
     eval_jobs.write_eval_status(old, evaluations={"sft": 1, "sft+dpo": 2}, total=5, generated={
         "sft": {"variants": 5, "seconds": 44.0}, "sft+dpo": {"variants": 5, "seconds": 66.0}})
     rates = timing.run_rates(old)
-    assert rates.eval_load_s is None
+    assert rates.eval_load_s is None and rates.eval_reload_s is None
     assert timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=6).evaluation_s == pytest.approx(11.0 * 12)
     bad = _finished_run(tmp_path / "bad")
     eval_jobs.write_eval_status(bad, evaluations={"sft": 1}, total=5, generated={

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -62,9 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detach", action="store_true", help="start in the background and return at once")
     p.add_argument("--measure", action="store_true",
                    help="train nothing: measure this machine with a few steps of each stage on a sample of the rows "
-                        f"and the base model on {PROBE_EVAL_VARIANTS} test variants (a few minutes on a CPU), then print how long "
-                        "the run "
-                        "would take (r2ta.probe)")
+                        f"and the base model on {PROBE_EVAL_VARIANTS} test variants (a few minutes on a CPU), then print "
+                        "how long the run would take (r2ta.probe)")
     evaluation = p.add_mutually_exclusive_group()
     evaluation.add_argument("--eval-limit", type=int, default=None, metavar="N",
                             help="when training succeeds, evaluate the run's models and the one they started from on "
@@ -225,7 +223,8 @@ def measure(args: argparse.Namespace, limit: int | None) -> int:
     if rates is None:
         print(f"error: the measurement left no rates to estimate from; log: {run_dir / jobs.LOG_FILE}", file=sys.stderr)
         return 2
-    estimate = timing.estimate_run(replace(rates, probe=True), timing.read_recipe(Path(request["recipe_file"])), rows,
+    # as the Train page takes them: the answers named, or the base model's own evaluation here where it answered more
+    estimate = timing.estimate_run(timing.as_probe(rates), timing.read_recipe(Path(request["recipe_file"])), rows,
                                    eval_variants, max_steps=args.max_steps, allocator=jobs.planned_allocator(),
                                    base_variants=base_variants)
     print(f"expected:   {estimate.describe()}", flush=True)
