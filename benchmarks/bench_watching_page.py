@@ -23,16 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
+from r2ta.app_server import CHROMIUM, CHROMIUM_ARGS, AppServer, start_app
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -79,27 +77,13 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _serve(data: Path, extra: list[str], log: Path) -> AppServer:
+    from r2ta.errors import R2taError
 
-
-def _serve(data: Path, extra: list[str], log: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), *extra],
-        cwd=ROOT, env={**os.environ, "R2TA_DATA_DIR": str(data)}, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"streamlit did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    try:
+        return start_app(data, log, args=extra)
+    except R2taError as err:
+        sys.exit(str(err))
 
 
 def _step(run_dir: Path) -> int:
@@ -183,30 +167,28 @@ def main(argv: list[str] | None = None) -> None:
                     sys.exit(f"the run made no step in 10 minutes: {(run_dir / 'train.log').read_text()[-2000:]}")
                 time.sleep(1)
             trainer = int(json.loads((run_dir / "status.json").read_text())["pid"])
-            servers = [("Streamlit's default (postScriptGC on)", *_serve(data, ["--runner.postScriptGC", "true"],
-                                                                          Path(tmp) / "default.log")),
-                       ("the project's config", *_serve(data, [], Path(tmp) / "project.log"))]
+            servers = [("Streamlit's default (postScriptGC on)", _serve(data, ["--runner.postScriptGC", "true"],
+                                                                         Path(tmp) / "default.log")),
+                       ("the project's config", _serve(data, [], Path(tmp) / "project.log"))]
             print(f"model {model} ({recipe}); {os.cpu_count()} CPUs; windows of {args.window:.0f} s; "
                   "one after the other:")
             _window("nobody watching", args.window, trainer, None, [], run_dir)
             with sync_playwright() as p:
-                for label, proc, port in servers:
-                    browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+                for label, server in servers:
+                    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                     page = browser.new_page(viewport={"width": 1440, "height": 900})
-                    page.goto(f"http://127.0.0.1:{port}/train")
+                    page.goto(f"{server.url}/train")
                     page.get_by_role("button", name="Cancel run").first.wait_for(timeout=60_000)
                     time.sleep(5)
-                    _window(f"Train page watched, {label}", args.window, trainer, proc.pid,
-                            [s.pid for _, s, _ in servers], run_dir)
+                    _window(f"Train page watched, {label}", args.window, trainer, server.proc.pid,
+                            [s.proc.pid for _, s in servers], run_dir)
                     browser.close()
             _window("nobody watching", args.window, trainer, None, [], run_dir)
         finally:
             if (run_dir / "status.json").is_file():  # stopped before its folder goes, not left training
                 jobs.cancel(run_dir, wait_s=30, force=True)
-            for _, proc, _ in servers:
-                proc.terminate()
-                proc.wait(timeout=30)
+            for _, server in servers:
+                server.stop(timeout_s=30)
 
 
 if __name__ == "__main__":

@@ -14,35 +14,12 @@ screenshots current; this one records what a real run looks like.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"streamlit did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+from r2ta.app_server import CHROMIUM, CHROMIUM_ARGS, ROOT, start_app
+from r2ta.errors import R2taError
 
 
 def main() -> int:
@@ -68,22 +45,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "screenshots")
     args = ap.parse_args()
 
-    port = _free_port()
-    log = args.data_dir / "screenshot-streamlit.log"
-    env = {**os.environ, "R2TA_DATA_DIR": str(args.data_dir.resolve())}
-    env.pop("R2TA_DATABASE_URL", None)
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, proc, log)
+        server = start_app(args.data_dir, args.data_dir / "screenshot-streamlit.log")
+    except R2taError as err:
+        sys.exit(str(err))
+    base = server.url
+    try:
         args.out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1440, "height": 1280 if args.charts else 900}).new_page()
             page.set_default_timeout(120_000)
             page.goto(base)
@@ -151,11 +121,7 @@ def main() -> int:
                     print(path)
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
     return 0
 
 

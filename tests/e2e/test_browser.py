@@ -19,22 +19,17 @@ Skipped, with the reason printed, only when ``/usr/bin/chromium`` is absent.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session
 
 from db import queries
+from r2ta.app_server import CHROMIUM, CHROMIUM_ARGS, start_app
 from r2ta.config import PROJECT_ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = PROJECT_ROOT / "assets" / "screenshots"
 VIEWPORT = {"width": 1440, "height": 900}
 TIMEOUT_MS = 60_000
@@ -48,12 +43,6 @@ if not Path(CHROMIUM).exists():
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 expect.set_options(timeout=TIMEOUT_MS)  # a loaded CI machine can take seconds per script run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -85,30 +74,9 @@ def app(tmp_path_factory):
     evaluate("checker", split="test", engine=engine)
     evaluate_model(MODEL_ID, split="test", engine=engine, store=True)
 
-    port = _free_port()
-    log = open(data / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=PROJECT_ROOT, env={**os.environ, "R2TA_DATA_DIR": str(data)}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(data / 'streamlit.log').read_text()[-2000:]}") from None
-            time.sleep(0.5)
-    yield base, engine, ids, hostile_id
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    server = start_app(data, data / "streamlit.log")
+    yield server.url, engine, ids, hostile_id
+    server.stop()
     mp.undo()
 
 
@@ -116,7 +84,7 @@ def app(tmp_path_factory):
 def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
         )
         yield b
         b.close()
