@@ -18,7 +18,9 @@ model the evaluation loads (:attr:`r2ta.backends.Backend.load_s`); before, it sa
 (:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the run it estimated: on an AMX
 Xeon SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long
 (docs/measured/probe-estimate-2026-12-06.txt); on a 2-core EPYC, watched from the Train page, SFT 1.05, DPO 1.02,
-the whole run 0.96 of the estimate, the evaluation 0.67 (docs/measured/app-one-click-watched-2026-12-06.txt).
+the whole run 0.96 of the estimate, the evaluation 0.67 (docs/measured/app-one-click-watched-2026-12-06.txt); with
+the load apart and four answers, on another EPYC, the evaluation 0.89, the whole run 0.96
+(docs/measured/probe-eval-load-2026-12-06.txt).
 
 No streamlit and no torch at import.
 """
