@@ -402,6 +402,7 @@ def sync_to_db(run_dir: Path, *, engine: Engine) -> None:
         jobs.sync_run_to_db(run_dir, session=session)
 
 
+CHECKER_LABEL = "the checker alone"
 COMPARISON_COLUMNS = ("model", "variants", "micro F1", "macro F1", "hallucination", "grounding", "format validity",
                       "validity, unforced")
 
@@ -436,11 +437,11 @@ def previous_run(run_dir: Path, *, engine: Engine) -> Path | None:
 
 
 def run_comparison(run_dir: Path, *, engine: Engine) -> list[dict]:
-    """The evaluation after a run, side by side: the model it started from, SFT and SFT+DPO, and the SFT+DPO model
-    of the run before it (:func:`previous_run`, when it was scored on some of the same variants), on the test
-    variants all of them answered (:func:`r2ta.evaluation.rescore`), with each model's id. [] before any
-    evaluation."""
-    from r2ta.eval_jobs import BASE
+    """The evaluation after a run, side by side: the model it started from, SFT and SFT+DPO, the SFT+DPO model
+    of the run before it (:func:`previous_run`, when it was scored on some of the same variants), and the structural
+    checker alone (where the evaluation stored it), on the test variants all of them answered
+    (:func:`r2ta.evaluation.rescore`), with each model's id. [] before any evaluation."""
+    from r2ta.eval_jobs import BASE, read_eval_status
     from r2ta.evaluation import FINAL, SFT, rescore, summary_rows
 
     done = _evaluations(run_dir)
@@ -456,7 +457,13 @@ def run_comparison(run_dir: Path, *, engine: Engine) -> list[dict]:
         reports, common = rescore(with_before, common_only=True, engine=engine)
         ordered = with_before if common else ordered
     if not common:  # no run before, or one scored on other variants: the run against its base alone
-        reports, _ = rescore(ordered, common_only=True, engine=engine)
+        reports, common = rescore(ordered, common_only=True, engine=engine)
+    checker = read_eval_status(run_dir).get("checker_evaluation")
+    if isinstance(checker, int):  # beside them where it answered the same variants (it did: the same first N)
+        with_checker = {**ordered, CHECKER_LABEL: checker}
+        scored, same = rescore(with_checker, common_only=True, engine=engine)
+        if same and same == common:
+            ordered, reports = with_checker, scored
     ids = model_ids_of(ordered, engine=engine)
     return [{**{k: row.get(k) for k in COMPARISON_COLUMNS}, "model id": ids.get(row["model"], "")}
             for row in summary_rows(reports)]

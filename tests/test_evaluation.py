@@ -378,13 +378,21 @@ def test_tiny_run_is_trained_then_evaluated_out_of_process(engine, tmp_path, mon
     assert all(g["load_seconds"] > 0 and g["seconds"] > 0 for g in status["generated"].values())
     from r2ta.train_view import run_comparison
 
-    assert [r["model"] for r in run_comparison(run, engine=engine)] == ["base (before training)", "SFT", "SFT+DPO"]
+    assert [r["model"] for r in run_comparison(run, engine=engine)] == ["base (before training)", "SFT", "SFT+DPO",
+                                                                       "the checker alone"]
+    assert rows["checker"].id == status["checker_evaluation"] and rows["checker"].n_variants == 2
     # what the job wrote is what the next run's estimate reads (r2ta.timing)
     from r2ta import timing
 
     assert status["stage_started_at"] and status["done"] == status["total"] == 2
     rates = timing.run_rates(run)
     assert rates is not None and rates.eval_seconds_per_variant is not None and rates.eval_seconds_per_variant >= 0
+    # evaluated again (the Train page's "Evaluate again", r2ta eval --pending): every answer is reused, and the
+    # seconds the first evaluation took stay the run's rate
+    assert eval_jobs.evaluate_run(run, split="test", limit=2, max_new_tokens=8) == 0
+    again = eval_jobs.read_eval_status(run)
+    assert again["generated"] == status["generated"] and again["checker_evaluation"] > status["checker_evaluation"]
+    assert timing.run_rates(run).eval_seconds_per_variant == rates.eval_seconds_per_variant
 
 
 @pytest.mark.slow

@@ -156,6 +156,25 @@ def test_train_page_shows_the_run_against_the_model_it_started_from(studio):
     assert [r["variants"] for r in rows] == [2, 2, 2] and rows[1]["micro F1"] == 1.0  # the 2 all three answered
 
 
+def test_the_run_stands_beside_the_checker_alone_on_the_same_variants(studio):
+    """The evaluation after a run stores the structural checker on its variants too (under a second): the line a
+    trained model has to beat, in the run's table and the command's."""
+    engine, done, _ = studio
+    with Session(engine) as session:
+        ids = {e.model_id: e.id for e in session.exec(select(EvaluationRow))}
+    checker = evaluate("checker", split="test", limit=3, engine=engine).evaluation_id
+    eval_jobs.write_eval_status(done, status=eval_jobs.SUCCEEDED, split="test", limit=3, dtype=None,
+                                evaluations={"sft+dpo": ids[run_model_id(done, "sft+dpo")], "base": ids["base"]},
+                                checker_evaluation=checker)
+    rows = train_view.run_comparison(done, engine=engine)
+    assert [(r["model"], r["model id"]) for r in rows] == [
+        ("base (before training)", "base"), ("SFT+DPO", run_model_id(done, "sft+dpo")), ("the checker alone", "checker")]
+    assert [r["variants"] for r in rows] == [3, 3, 3] and rows[2]["format validity"] == 1.0
+    # an evaluation whose checker row is gone leaves the models' table as it was
+    eval_jobs.write_eval_status(done, checker_evaluation=10**6)
+    assert [r["model"] for r in train_view.run_comparison(done, engine=engine)] == ["base (before training)", "SFT+DPO"]
+
+
 def test_train_page_shows_a_crashed_run_with_its_log(studio):
     _, _, crashed = studio
     at = _page("pages/train.py", run=crashed.name)

@@ -336,6 +336,21 @@ def test_a_models_load_counts_once_not_in_each_answer(tmp_path):
     assert timing.run_rates(bad).eval_seconds_per_variant is None  # edited by hand: no rate, no error
 
 
+def test_an_evaluation_again_adds_its_answers_to_the_earlier_ones():
+    from types import SimpleNamespace
+
+    def outcome(n, seconds, load):
+        return SimpleNamespace(generated=n, generation_s=seconds, load_s=load)
+
+    before = {"variants": 5, "seconds": 40.0, "load_seconds": 4.0}
+    assert eval_jobs.pooled_answers(before, outcome(3, 30.0, 3.5)) == {"variants": 8, "seconds": 70.0, "load_seconds": 3.5}
+    # nothing generated (every answer reused): the earlier figures, its load kept
+    assert eval_jobs.pooled_answers(before, outcome(0, 0.0, 0.0)) == before
+    # nothing before, or a hand-edited entry: this evaluation's alone
+    for earlier in (None, {}, {"variants": "five", "seconds": 1}, {"variants": 0, "seconds": 0.0}):
+        assert eval_jobs.pooled_answers(earlier, outcome(2, 9.0, 1.0)) == {"variants": 2, "seconds": 9.0, "load_seconds": 1.0}
+
+
 def test_hand_edited_run_files_give_no_rates_and_a_bad_recipe_a_clear_error(tmp_path):
     from r2ta.errors import R2taError
 
