@@ -26,12 +26,14 @@ def _base_dtype() -> str | None:
     return train_view.base_generation_dtype()
 
 
-@st.fragment(run_every=2.0 if going else None)
+@st.fragment(run_every=going.redraw_s if going else None)  # a quarter of its updates' pace, 2 to 10 s
 def evaluate_a_model() -> None:
     """Start an evaluation of one model in the background, follow it, cancel it; say how the last one ended."""
     job = model_jobs.active_job()
     if job is None and going is not None:  # it ended since the page ran: show its scores
         st.rerun()
+    if job is not None and going is not None and abs(job.redraw_s - going.redraw_s) >= 2:
+        st.rerun()  # its updates' pace is known now, or the next model's differs: reset the timer
     if job is not None and job.kind == model_jobs.REASON:
         st.info(f"The model is reasoning about more variants for review (the Review page): {job.describe()}. "
                 "An evaluation can start when it is done.")

@@ -217,8 +217,15 @@ def _active() -> bool:
     return not jobs.read_progress(run_dir).finished or ev.get("status") in (eval_jobs.WAITING, eval_jobs.RUNNING)
 
 
+def _redraw_every(progress: jobs.RunProgress) -> float:
+    """A quarter of a training step, or of the time between two of the evaluation's updates after it; 2 to 10 s."""
+    if not progress.finished:
+        return timing.refresh_seconds(progress)
+    return timing.job_refresh_seconds(eval_jobs.read_eval_status(run_dir))
+
+
 was_active = _active()
-every = timing.refresh_seconds(jobs.read_progress(run_dir)) if was_active else None  # a step's quarter, 2 to 10 s
+every = _redraw_every(jobs.read_progress(run_dir)) if was_active else None
 
 
 @st.fragment(run_every=every)
@@ -289,8 +296,8 @@ def live_run() -> None:
         st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
     if was_active and not _active():
         st.rerun(scope="app")  # finished: redraw once without the timer
-    elif every and not progress.finished and abs(timing.refresh_seconds(progress) - every) >= 2:
-        st.rerun(scope="app")  # a step's time is known now, or the next stage's differs: reset the timer
+    elif every and abs(_redraw_every(progress) - every) >= 2:
+        st.rerun(scope="app")  # a step's or an update's time is known now, or the next one's differs: reset the timer
 
 
 def _comparison(run_dir, ev: dict) -> list[str]:

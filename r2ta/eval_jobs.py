@@ -65,6 +65,20 @@ def write_eval_status(run_dir: str | Path, **fields) -> dict:
     return status
 
 
+def progress_writer(run_dir: str | Path):
+    """The ``progress(done, total)`` callback of a job generating answers: writes ``done`` and ``total`` into its
+    status, and ``batch``, the most answers one update has added (what a watching page times its redraws by,
+    :func:`r2ta.timing.job_refresh_seconds`). A ``done`` below the last (the next model's) starts counting again."""
+    seen = {"done": 0, "batch": 0}
+
+    def progress(done: int, total: int) -> None:
+        added = done - seen["done"] if done >= seen["done"] else done
+        seen["done"], seen["batch"] = done, max(seen["batch"], added)
+        write_eval_status(run_dir, done=done, total=total, **({"batch": seen["batch"]} if seen["batch"] else {}))
+
+    return progress
+
+
 def read_eval_status(run_dir: str | Path) -> dict:
     """The evaluation status of a run ({} when none was started); a job whose process is gone is marked failed."""
     path = eval_dir(run_dir) / "status.json"
@@ -276,11 +290,8 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
             write_eval_status(run_dir, checker_evaluation=checker.evaluation_id)
         for stage, model in models.items():
             write_eval_status(run_dir, stage=stage, stage_started_at=jobs.now_iso(), done=0, total=None)
-
-            def progress(done: int, total: int, stage=stage) -> None:
-                write_eval_status(run_dir, done=done, total=total)
-
-            outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens, progress=progress,
+            outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens,
+                               progress=progress_writer(run_dir),
                                spread=spread, dtype=dtype if stage == BASE else None)
             evaluations[stage] = outcome.evaluation_id
             generated[stage] = pooled_answers(earlier.get(stage), outcome)

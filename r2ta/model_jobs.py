@@ -32,6 +32,7 @@ from pathlib import Path
 from r2ta import eval_jobs, jobs
 from r2ta.config import data_dir
 from r2ta.errors import R2taError
+from r2ta.timing import job_refresh_seconds
 
 JOB = "model evaluation"
 EVALUATE, REASON = "evaluate", "reason"
@@ -62,6 +63,7 @@ class ModelJob:
     finished_at: str | None
     stage: str | None = None  # reason: reasoning, then auditing
     proposals: int | None = None  # reason: proposals stored
+    redraw_s: float = 2.0  # how often a page watching it redraws it (r2ta.timing.job_refresh_seconds)
 
     @property
     def going(self) -> bool:
@@ -100,7 +102,7 @@ def read_job(job_dir: Path) -> ModelJob:
         done=int(status.get("done") or 0), total=status.get("total"), error=status.get("error"),
         cancelled=bool(status.get("cancelled")), evaluation_id=evaluations.get("model"),
         created_at=str(status.get("created_at") or ""), finished_at=status.get("finished_at"),
-        stage=status.get("stage"), proposals=status.get("proposals"),
+        stage=status.get("stage"), proposals=status.get("proposals"), redraw_s=job_refresh_seconds(status),
     )
 
 
@@ -266,7 +268,7 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
                 first = first_reaching(session=session, model_id=backend.id, split=split, count=count, spread=True)
             reasoned = reason(backend, split=split, limit=first, spread=True,
                               max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-                              progress=lambda done, total: eval_jobs.write_eval_status(job_dir, done=done, total=total))
+                              progress=eval_jobs.progress_writer(job_dir))
         finally:
             backend.close()
         eval_jobs.write_eval_status(job_dir, stage="auditing")
@@ -303,11 +305,9 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
                                 pid_start=jobs.process_start_ticks(os.getpid()))
 
-    def progress(done: int, total: int) -> None:
-        eval_jobs.write_eval_status(job_dir, done=done, total=total)
-
     try:
-        outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens, progress=progress,
+        outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens,
+                           progress=eval_jobs.progress_writer(job_dir),
                            dtype=dtype)
     except R2taError as err:
         eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, error=str(err), finished_at=jobs.now_iso())

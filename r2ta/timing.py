@@ -132,7 +132,28 @@ def refresh_seconds(progress: jobs.RunProgress) -> float:
     left = stage_time_left(progress)
     if left is None:
         return REFRESH_S
-    return float(min(REFRESH_MAX_S, max(REFRESH_S, round(left.seconds_per_step / 4))))
+    return _quarter(left.seconds_per_step)
+
+
+def _quarter(seconds: float) -> float:
+    return float(min(REFRESH_MAX_S, max(REFRESH_S, round(seconds / 4))))
+
+
+def job_refresh_seconds(status: dict, now: _dt.datetime | None = None) -> float:
+    """How often a page watching a model's job (an evaluation status: a run's evaluation, the Evaluate page's, the
+    Review page's next batch) redraws it: a quarter of the time between two of its progress updates — its seconds a
+    variant so far times the variants an update adds (``batch``, :func:`r2ta.eval_jobs.progress_writer`) — in whole
+    seconds between :data:`REFRESH_S` and :data:`REFRESH_MAX_S` (:data:`REFRESH_S` before its first update).
+    On a CPU an update comes once a batch of 8 answers, a minute apart: a redraw between two shows nothing new."""
+    started = parse_time(status.get("stage_started_at") or status.get("started_at"))
+    try:
+        done, batch = int(status.get("done") or 0), int(status.get("batch") or 0)
+    except (TypeError, ValueError):
+        return REFRESH_S
+    if not started or done <= 0 or batch <= 0:
+        return REFRESH_S
+    elapsed = max(0.0, ((now or _now()) - started).total_seconds())
+    return _quarter(elapsed / done * batch)
 
 
 # -- a whole job, from a finished one --------------------------------------------------

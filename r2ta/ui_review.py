@@ -405,13 +405,15 @@ def more_variants_panel(*, queue_empty: bool = True) -> None:
 
     going = model_jobs.active_job()
 
-    @st.fragment(run_every=2.0 if going else None)
+    @st.fragment(run_every=going.redraw_s if going else None)  # a quarter of its updates' pace, 2 to 10 s
     def panel() -> None:
         job = model_jobs.active_job()
         if job is None and going is not None:  # it ended since the page ran: the new proposals are next
             if queue_empty:
                 st.session_state.pop("review_current", None)
             st.rerun()
+        if job is not None and going is not None and abs(job.redraw_s - going.redraw_s) >= 2:
+            st.rerun()  # its updates' pace is known now: reset the timer
         if job is not None:
             if job.kind != model_jobs.REASON:
                 st.info(f"An evaluation is going (the Evaluate page): {job.describe()}. More variants can be "

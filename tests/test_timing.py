@@ -74,6 +74,31 @@ def test_a_watching_page_redraws_a_quarter_of_a_step_apart_between_2_and_10_seco
     assert timing.refresh_seconds(_progress([_point(3, 300.0)], state="succeeded")) == 2.0
 
 
+def test_a_page_watching_a_models_job_redraws_a_quarter_of_its_updates_apart(tmp_path):
+    """An evaluation or a batch of traces updates its status once a batch of answers: the job records the batch
+    (eval_jobs.progress_writer), and a watching page redraws a quarter of an update's time apart, 2 to 10 s."""
+    progress = eval_jobs.progress_writer(tmp_path)
+    eval_jobs.write_eval_status(tmp_path, stage_started_at=T0.isoformat(), done=0)
+    assert timing.job_refresh_seconds(eval_jobs.read_eval_status(tmp_path)) == 2.0  # no update yet
+    progress(8, 24)
+    progress(16, 24)
+    progress(20, 24)  # the last batch is short: the batch stays the biggest
+    status = eval_jobs.read_eval_status(tmp_path)
+    assert (status["done"], status["total"], status["batch"]) == (20, 24, 8)
+    # 20 answers in 100 s: 5 s an answer, 40 s an update, redrawn every 10 s; on a GPU every 2 s
+    assert timing.job_refresh_seconds(status, now=T0 + dt.timedelta(seconds=100)) == 10.0
+    assert timing.job_refresh_seconds(status, now=T0 + dt.timedelta(seconds=30)) == 3.0
+    assert timing.job_refresh_seconds(status, now=T0 + dt.timedelta(seconds=2)) == 2.0
+    # the next model starts again from 0 answers: its first update sets its own batch
+    progress(4, 24)
+    assert eval_jobs.read_eval_status(tmp_path)["batch"] == 8  # the biggest a writer has seen
+    fresh = eval_jobs.progress_writer(tmp_path / "other")
+    fresh(0, 24)
+    assert "batch" not in eval_jobs.read_eval_status(tmp_path / "other")
+    for odd in ({"done": "x", "batch": 8, "started_at": T0.isoformat()}, {"done": 8, "batch": 8}, {}):
+        assert timing.job_refresh_seconds(odd) == 2.0
+
+
 RECIPE = {"run": {"precision": "auto"}, "model": {"use_peft": True},
           "sft": {"num_train_epochs": 2, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2},
           "dpo": {"num_train_epochs": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4}}
