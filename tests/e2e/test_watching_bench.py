@@ -26,15 +26,18 @@ def test_the_app_skips_streamlits_forced_collection_after_each_script_run():
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is absent (make setup)")
-def test_the_benchmark_watches_a_real_run_from_both_servers_and_prints_every_window(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_watching_page", "--model", "tiny", "--window", "3"],
+@pytest.mark.parametrize("job, page, unit", [("train", "Train", "steps"), ("evaluate", "Evaluate", "answers")])
+def test_the_benchmark_watches_a_real_job_from_both_servers_and_prints_every_window(tmp_path, job, page, unit):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_watching_page", "--model", "tiny", "--window", "3",
+                           "--job", job],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "R2TA_DATA_DIR": str(tmp_path / "unused")})
     assert done.returncode == 0, done.stdout + done.stderr
-    windows = re.findall(r"^  (.+?)\s+\d+\.\d s   training (\d\.\d\d) cores   server (\d\.\d\d)   browser (\d\.\d\d)",
-                         done.stdout, flags=re.M)
-    assert [w[0] for w in windows] == ["nobody watching", "Train page watched, Streamlit's default (postScriptGC on)",
-                                       "Train page watched, the project's config", "nobody watching"], done.stdout
-    assert all(float(w[1]) > 0 for w in windows), done.stdout  # the run trained in every window
+    windows = re.findall(r"^  (.+?)\s+\d+\.\d s   job (\d\.\d\d) cores   server (\d\.\d\d)   browser (\d\.\d\d)   "
+                         rf"{unit} \+(\d+)", done.stdout, flags=re.M)
+    assert [w[0] for w in windows] == ["nobody watching", f"{page} page watched, Streamlit's default (postScriptGC on)",
+                                       f"{page} page watched, the project's config", "nobody watching"], done.stdout
+    assert all(float(w[1]) > 0 for w in windows), done.stdout  # the job worked in every window
     assert all(float(w[3]) > 0 for w in windows[1:3]), done.stdout  # a browser was there, and was measured
-    assert not list((tmp_path / "unused").glob("runs/*")), "the benchmark trains in its own temporary folder"
+    assert not list((tmp_path / "unused").glob("runs/*")), "the benchmark works in its own temporary folder"
+    assert not list((tmp_path / "unused").glob("evaluations/*"))
