@@ -355,20 +355,48 @@ def cpu_threads() -> int:
 
     On a shared machine this matters more than anything else: with two OpenMP
     threads on two busy cores, a decode step of the 135M model took 2.4 s; with
-    one thread, 0.12 s (measured here at load average 9). Set ``threads`` in the
-    backend config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override:
-    the load average lags by a minute, so a job started right after another
-    one finished would otherwise run on one core of an idle machine.
+    one thread, 0.12 s (measured here at load average 9). "Right now" is the cores
+    /proc/stat counts idle over half a second (:func:`idle_cores`), not the load
+    average, which lags by a minute: the evaluation a training run starts as it
+    ends saw the run's two cores still busy and generated on one thread of an idle
+    machine: 8 test variants' real prompts (~1,600 tokens), one batch, bf16, took 47-53 s on one thread
+    and 31-32 s on two (the 2-core EPYC; docs/measured/watching-model-job-2026-12-06.txt). The load
+    average stands in where /proc/stat cannot be read. Set ``threads`` in the backend
+    config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override.
     """
     explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
     cores = os.cpu_count() or 1
+    idle = idle_cores()
+    if idle is not None:
+        return max(1, min(cores, int(idle + 0.5)))
     try:
         busy = int(os.getloadavg()[0] + 0.5)
     except OSError:
         busy = 0
     return max(1, min(cores, cores - busy))
+
+
+def _cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs since boot: idle and iowait, of user .. steal."""
+    with open(stat, encoding="ascii") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:9]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def idle_cores(window_s: float = 0.5, ticks=_cpu_ticks) -> float | None:
+    """The cores idle over the next ``window_s`` seconds (of ``os.cpu_count()``), or None where /proc/stat cannot
+    be read (not Linux) or did not move."""
+    try:
+        idle0, total0 = ticks()
+        time.sleep(window_s)
+        idle1, total1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
 
 
 class LocalBackend(Backend):

@@ -490,16 +490,49 @@ def test_a_model_with_a_sliding_window_keeps_the_padded_batch(tiny_llama):
         _local(windowed, batch_size=2, prefill="rows").generate(prompts, max_new_tokens=8)
 
 
-def test_cpu_threads_follow_an_explicit_omp_setting_over_the_load_heuristic(monkeypatch):
+def test_cpu_threads_follow_an_explicit_omp_setting_over_the_idle_cores(monkeypatch):
+    import r2ta.backends
     from r2ta.backends import cpu_threads
 
-    monkeypatch.setattr("os.getloadavg", lambda: (64.0, 64.0, 64.0))  # a machine that looks busy
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: 0.1)  # both cores busy right now
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert cpu_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert cpu_threads() == 2
-    monkeypatch.setenv("OMP_NUM_THREADS", "lots")  # not a number: the heuristic again
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")  # not a number: the cores idle again
     assert cpu_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    # an idle machine whose load average still counts a job that just ended (it lags by a minute): both cores
+    monkeypatch.setattr("os.getloadavg", lambda: (2.0, 1.5, 1.0))
+    monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: 1.96)
+    assert cpu_threads() == 2
+    monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: 1.1)  # one core taken by another process
+    assert cpu_threads() == 1
+    # no /proc/stat: the load average stands in
+    monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: None)
+    monkeypatch.setattr("os.getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert cpu_threads() == 1
+    monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert cpu_threads() == 2
+
+
+def test_idle_cores_reads_the_idle_share_of_the_cpu_ticks(monkeypatch):
+    from r2ta.backends import _cpu_ticks, idle_cores
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    samples = iter([(1000, 4000), (1150, 4200)])  # 150 of 200 jiffies idle: 1.5 of 2 cores
+    assert idle_cores(0.0, ticks=lambda: next(samples)) == pytest.approx(1.5)
+    frozen = iter([(1000, 4000), (1000, 4000)])
+    assert idle_cores(0.0, ticks=lambda: next(frozen)) is None
+
+    def unreadable():
+        raise OSError("no /proc here")
+
+    assert idle_cores(0.0, ticks=unreadable) is None
+    idle, total = _cpu_ticks()  # this machine's own
+    assert 0 <= idle <= total and total > 0
+    assert 0.0 <= idle_cores(0.2) <= 2.0 + 1e-9
 
 
 def test_generation_benchmark_runs_end_to_end_on_a_tiny_model(tiny_llama, monkeypatch, capsys):
