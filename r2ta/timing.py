@@ -312,7 +312,10 @@ def run_rates(run_dir: Path) -> RunRates | None:
         ev = {}
     started, finished = parse_time(ev.get("started_at")), parse_time(ev.get("finished_at"))
     models = len(ev.get("evaluations") or {})
-    answered = [g for g in (ev.get("generated") or {}).values() if isinstance(g, dict) and g.get("variants")]
+    generated = ev.get("generated") if isinstance(ev.get("generated"), dict) else {}
+    loaded = [m for m in (ev.get("models") or []) if isinstance(m, str)]  # the job's order (the file's keys are sorted)
+    order = sorted(generated, key=lambda m: loaded.index(m) if m in loaded else len(loaded))
+    answered = [g for g in (generated[m] for m in order) if isinstance(g, dict) and g.get("variants")]
     eval_load = eval_reload = None
     if ev.get("status") == "succeeded" and answered:
         # the models' generation alone: a base model that had its answers already generated none. An evaluation

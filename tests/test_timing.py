@@ -336,6 +336,14 @@ def test_a_models_load_counts_once_not_in_each_answer(tmp_path):
     rates = timing.run_rates(run)
     assert rates.eval_seconds_per_variant == pytest.approx(10.0)
     assert (rates.eval_load_s, rates.eval_reload_s) == (pytest.approx(4.0), pytest.approx(0.5))
+    # the first load is the first model's the job loaded ("models": its order), not the first key of the file
+    # (written sorted: base first)
+    eval_jobs.write_eval_status(run, models=["sft", "sft+dpo", "base"], generated={
+        "base": {"variants": 5, "seconds": 50.0, "load_seconds": 0.4},
+        "sft": {"variants": 5, "seconds": 40.0, "load_seconds": 4.0},
+        "sft+dpo": {"variants": 5, "seconds": 60.0, "load_seconds": 0.6}})
+    rates = timing.run_rates(run)
+    assert (rates.eval_load_s, rates.eval_reload_s) == (pytest.approx(4.0), pytest.approx(0.5))
     with_base = timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=6, base_variants=4)
     assert with_base.evaluation_s == pytest.approx(10.0 * (2 * 6 + 4) + 4.0 + 0.5 * 2)
     without = timing.estimate_run(rates, RECIPE, {"sft": 10, "dpo": 8}, eval_variants=6)
