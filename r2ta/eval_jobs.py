@@ -20,8 +20,9 @@ beat. The page may be closed or reloaded at any time: everything is in the run f
 Files in ``RUN_DIR/evaluation/``: ``status.json`` (``status``: waiting, running,
 succeeded, failed, skipped; ``stage``: the model being evaluated (``sft``, ``sft+dpo``,
 ``base``); ``models``: those stages in order; ``base_pending``: the variants the base model
-had no answer to when the job began; ``evaluations``: stage -> evaluation id; ``checker_evaluation``: the
-checker's; ``generated``: stage -> answers generated, their seconds and the model's load apart; ``dtype``; ``allocator``: what the job ran on,
+had no answer to when the job began; ``evaluations``: stage -> evaluation id; ``checker_evaluation``:
+the checker's; ``generated``: stage -> answers generated, their seconds and the model's load apart;
+``done``, ``total``, ``batch``: the model's progress; ``dtype``; ``allocator``: what the job ran on,
 tcmalloc where the system has it, as a training run; ``error``) and ``eval.log``.
 
 ``r2ta train`` starts the same supervisor (unless ``--no-eval``) and follows both. A run

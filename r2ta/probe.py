@@ -13,10 +13,12 @@ finished run does, and says so; a finished run replaces it.
 
 A probe's rates are rougher than a run's: two steps of each stage, and the base model's answers stand for the
 trained models' (which run longer when they loop; run450b: base 10.0 s a variant, SFT 10.6, SFT+DPO 16-18 at 640
-tokens). The model's load (5 s for the embedded model on a CPU) is timed apart from its answers and counted once a
-model the evaluation loads (:attr:`r2ta.backends.Backend.load_s`); before, it sat in the seconds of two answers. Its first step pays for warming up: the rate comes from the second step's seconds a token
-(:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the run it estimated: on an AMX
-Xeon SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long
+tokens). The model's load (3-5 s for the embedded model on a CPU, the imports with it) is timed apart from its
+answers and counted once (:attr:`r2ta.backends.Backend.load_s`); before, it sat in the seconds of two answers.
+Four answers still vary with their lengths: 0.89 and 0.54 of the run's evaluation in two measurements
+(docs/measured/probe-eval-load-2026-12-06.txt). Its first step pays for warming up: the rate comes from the second
+step's seconds a token (:func:`r2ta.timing.run_rates`), the warm-up counted once a stage. Measured against the
+run it estimated: on an AMX Xeon SFT and DPO within 6 %, the whole run within 5 %, the evaluation 1.8x too long
 (docs/measured/probe-estimate-2026-12-06.txt); on a 2-core EPYC, watched from the Train page, SFT 1.05, DPO 1.02,
 the whole run 0.96 of the estimate, the evaluation 0.67 (docs/measured/app-one-click-watched-2026-12-06.txt); with
 the load apart and four answers, on another EPYC, the evaluation 0.89, the whole run 0.96

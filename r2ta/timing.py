@@ -10,9 +10,9 @@ the test split). A user should know which before clicking, and while waiting.
 * :func:`estimate_run`: a whole job (SFT, DPO, the evaluation after) from the newest finished run
   of the same recipe on the same hardware and precision: its seconds per row and epoch of each
   stage, plus the stage's time outside its steps (loading, tokenizing, saving, merging), and its
-  evaluation's seconds per variant and model and, apart, its models' loads. Rows differ in length, and a model that loops
-  until its budget generates longer than one that stops, so this is an estimate and says which
-  run it comes from. No such run: the newest measurement of the recipe on this machine (:mod:`r2ta.probe`, a few
+  evaluation's seconds per variant and model and, apart, its models' loads. Rows differ in length,
+  and a model that loops until its budget generates longer than one that stops, so this is an
+  estimate and says which run it comes from. No such run: the newest measurement of the recipe on this machine (:mod:`r2ta.probe`, a few
   real steps of each stage), said to be one; no measurement either: no estimate, said plainly, never a guess
   from nothing.
 
@@ -336,8 +336,8 @@ def run_rates(run_dir: Path) -> RunRates | None:
         revision = 1
     allocator = status.get("allocator") if isinstance(status.get("allocator"), str) else None
     return RunRates(run_dir, stages, eval_rate, recipe, speed_revision=revision,
-                    hardware_kind=(status.get("hardware") or {}).get("kind"), allocator=allocator, eval_load_s=eval_load,
-                    eval_reload_s=eval_reload)
+                    hardware_kind=(status.get("hardware") or {}).get("kind"), allocator=allocator,
+                    eval_load_s=eval_load, eval_reload_s=eval_reload)
 
 
 def changes_since(rates: RunRates) -> list[str]:
@@ -411,9 +411,9 @@ MIN_EVAL_ANSWERS = 8  # an evaluation of the base model by itself gives a measur
 
 
 def base_evaluation_rate(rates: RunRates) -> tuple[float, int, float | None] | None:
-    """Seconds an answer, answers and the seconds the model's load took (None where not recorded apart), of the newest evaluation of the model ``rates``' recipe starts from, by itself
-    on this machine (the Evaluate page's *Evaluate a model*, :mod:`r2ta.model_jobs`), in the dtype the run would
-    evaluate it in, that generated at least :data:`MIN_EVAL_ANSWERS` answers; None without one."""
+    """Seconds an answer, answers and the seconds the model's load took (None where not recorded apart), of the
+    newest evaluation of the model ``rates``' recipe starts from, by itself on this machine (the Evaluate page's
+    *Evaluate a model*, :mod:`r2ta.model_jobs`), in the dtype the run would evaluate it in, that generated at least :data:`MIN_EVAL_ANSWERS` answers; None without one."""
     from r2ta.eval_jobs import read_eval_status
     from r2ta.evaluation import base_model_id, run_generation_dtype
     from r2ta.model_jobs import EVALUATE, list_jobs

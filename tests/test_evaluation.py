@@ -62,19 +62,25 @@ class QueuedBackend(Backend):
                 for _ in prompts]
 
 
-@pytest.fixture
-def engine(tmp_path, monkeypatch):
+def small_store(tmp_path, monkeypatch, *, test_variants: int = 4, train_variants: int = 3):
+    """A SQLite store in ``tmp_path`` (the process's database URL) with one base schema and its variants."""
     url = f"sqlite:///{tmp_path / 'r2ta.db'}"
     monkeypatch.setenv("R2TA_DATABASE_URL", url)
     engine = get_engine(url)
     init_db(engine)
     base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS,
             "diagram": DIAGRAM.model_dump(mode="json")}
-    variants = [variant("test", n).model_dump(mode="json") for n in range(4)]
-    variants += [variant("train", n).model_dump(mode="json") for n in range(4, 7)]
+    variants = [variant("test", n).model_dump(mode="json") for n in range(test_variants)]
+    variants += [variant("train", n).model_dump(mode="json")
+                 for n in range(test_variants, test_variants + train_variants)]
     with Session(engine) as session:
         load_dataset([base], variants, session=session)
     return engine
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    return small_store(tmp_path, monkeypatch)
 
 
 def test_checker_trace_is_its_findings_in_the_trace_format():

@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from db.engine import get_engine, init_db
-from db.loading import load_dataset
 from db.models import EvaluationRow, TraceRow
 from r2ta import eval_jobs, jobs, probe, timing
 from r2ta.errors import R2taError
-from reasoning_fixtures import DIAGRAM, REQUIREMENTS, variant
-from test_evaluation import _tiny_data
+from test_evaluation import _tiny_data, small_store
 
 TEST_VARIANTS = 2 * probe.PROBE_EVAL_VARIANTS + 1  # two measurements' answers, and one left for a run
 
@@ -23,17 +20,7 @@ TEST_VARIANTS = 2 * probe.PROBE_EVAL_VARIANTS + 1  # two measurements' answers, 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
     """test_evaluation's store, with test variants enough for two measurements' new answers."""
-    url = f"sqlite:///{tmp_path / 'r2ta.db'}"
-    monkeypatch.setenv("R2TA_DATABASE_URL", url)
-    engine = get_engine(url)
-    init_db(engine)
-    base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS,
-            "diagram": DIAGRAM.model_dump(mode="json")}
-    variants = [variant("test", n).model_dump(mode="json") for n in range(TEST_VARIANTS)]
-    variants += [variant("train", n).model_dump(mode="json") for n in range(TEST_VARIANTS, TEST_VARIANTS + 3)]
-    with Session(engine) as session:
-        load_dataset([base], variants, session=session)
-    return engine
+    return small_store(tmp_path, monkeypatch, test_variants=TEST_VARIANTS)
 
 
 def test_the_sample_spans_the_rows_lengths():
