@@ -78,6 +78,12 @@ class LoopConfig:
     # The base model's budget (reason-train, eval-base); None = max_new_tokens. The base model rarely
     # stops by itself, so its budget only costs time, while trained models need room for a whole trace.
     base_max_new_tokens: int | None = None
+    # The base model's answers on the train split (reason-train) alone: budget and verdict budget; None = the base
+    # model's. A walk or evidence target (--auditor) is written from the diagram and planted or omission negatives
+    # from the target, so nothing trains on those answers' text: 16 tokens and no verdict cut the stage to the
+    # prompts' prefill (run450c: 450 variants in 17 min on a 2-core EPYC).
+    reason_max_new_tokens: int | None = None
+    reason_verdict_tokens: int | None = None
     batch_size: int = 8
     recipe: str = "smollm2-135m-cpu"
     max_steps: int | None = None
@@ -248,6 +254,8 @@ def reproduce_command(config: LoopConfig) -> str:
     for flag, value in (("--train-limit", config.train_limit), ("--spread", True if config.spread else None),
                         ("--test-limit", config.test_limit),
                         ("--max-new-tokens", config.max_new_tokens), ("--base-max-new-tokens", config.base_max_new_tokens),
+                        ("--reason-max-new-tokens", config.reason_max_new_tokens),
+                        ("--reason-verdict-tokens", config.reason_verdict_tokens),
                         ("--batch-size", config.batch_size),
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
@@ -266,10 +274,15 @@ def reproduce_command(config: LoopConfig) -> str:
     return " ".join(parts)
 
 
-def generation_args(config: LoopConfig, *, base: bool) -> list[str]:
-    """``--max-new-tokens``/``--batch-size`` (and ``--verdict-tokens``) of a generating stage; the base model's budget may differ."""
+def generation_args(config: LoopConfig, *, base: bool, train: bool = False) -> list[str]:
+    """``--max-new-tokens``/``--batch-size`` (and ``--verdict-tokens``) of a generating stage; the base model's budget
+    may differ, and its answers on the train split (``train``, reason-train) may have budgets of their own."""
     budget = (config.base_max_new_tokens or config.max_new_tokens) if base else config.max_new_tokens
-    verdict = [] if config.verdict_tokens is None else ["--verdict-tokens", str(config.verdict_tokens)]
+    verdict_tokens = config.verdict_tokens
+    if train:
+        budget = config.reason_max_new_tokens or budget
+        verdict_tokens = verdict_tokens if config.reason_verdict_tokens is None else config.reason_verdict_tokens
+    verdict = [] if verdict_tokens is None else ["--verdict-tokens", str(verdict_tokens)]
     dtype = [] if config.dtype is None else ["--dtype", config.dtype]
     return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *verdict, *dtype]
 
@@ -336,7 +349,8 @@ def run_loop(config: LoopConfig, say=print) -> str:
             raise LoopError(f"the store has no train or test variants even after 'r2ta seed --no-model' ({counts}); "
                             f"see {out / 'setup.log'}")
     stage("reason-train", ["reason", "--split", "train", "--backend", config.base_backend,
-                           *lim("--limit", config.train_limit), *(["--spread"] if config.spread else []), *base_gen])
+                           *lim("--limit", config.train_limit), *(["--spread"] if config.spread else []),
+                           *generation_args(config, base=True, train=True)])
     stage("refine", ["refine", "--model-id", base_id, "--split", "train", "--auditor", config.auditor])
     t0 = time.perf_counter()
     n = bulk_accept(model_id=base_id, split="train")

@@ -492,6 +492,23 @@ def test_loop_gives_the_base_model_its_own_token_budget(tmp_path):
     assert "--verdict-tokens 0" in reproduce_command(off) and "--verdict-tokens" not in reproduce_command(config)
 
 
+def test_loop_gives_the_train_answers_their_own_budgets(tmp_path):
+    # reason-train's answers feed no walk target and no planted pair: their budget and verdict budget can be cut
+    # apart from eval-base's, and the command that reproduces the loop says so.
+    from r2ta.loop import LoopConfig, generation_args, reproduce_command
+
+    config = LoopConfig(max_new_tokens=384, base_max_new_tokens=256, reason_max_new_tokens=16, reason_verdict_tokens=0,
+                        out=tmp_path)
+    assert generation_args(config, base=True, train=True) == ["--max-new-tokens", "16", "--batch-size", "8",
+                                                              "--verdict-tokens", "0"]
+    assert generation_args(config, base=True) == ["--max-new-tokens", "256", "--batch-size", "8"]
+    assert "--reason-max-new-tokens 16 --reason-verdict-tokens 0" in reproduce_command(config)
+    # unset, the train answers take the base model's budgets, the verdict budget of every stage included
+    plain = LoopConfig(max_new_tokens=384, base_max_new_tokens=256, verdict_tokens=64, out=tmp_path)
+    assert generation_args(plain, base=True, train=True) == generation_args(plain, base=True)
+    assert "--reason-" not in reproduce_command(plain)
+
+
 def test_loop_spread_reaches_the_reason_stage_and_the_reproduce_command(tmp_path, monkeypatch):
     # --spread changes which train variants the base model reasons about; the eval stages keep id order.
     import types
@@ -513,12 +530,14 @@ def test_loop_spread_reaches_the_reason_stage_and_the_reproduce_command(tmp_path
     monkeypatch.setattr(r2ta.backends, "get_backend", lambda name=None, **kw: types.SimpleNamespace(id="base"))
     for spread in (True, False):
         seen.clear()
-        config = loop.LoopConfig(train_limit=12, spread=spread, out=tmp_path / str(spread))
+        config = loop.LoopConfig(train_limit=12, spread=spread, out=tmp_path / str(spread), base_max_new_tokens=256,
+                                 reason_max_new_tokens=16 if spread else None)
         with pytest.raises(Stop):
             loop.run_loop(config, say=lambda line: None)
         name, argv = seen[0]
         assert name == "reason-train" and argv[argv.index("--limit") + 1] == "12"
         assert ("--spread" in argv) is spread
+        assert argv[argv.index("--max-new-tokens") + 1] == ("16" if spread else "256")  # the train answers' own budget
         assert ("--train-limit 12 --spread" in loop.reproduce_command(config)) is spread
 
 

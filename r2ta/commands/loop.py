@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget per answer (default: %(default)s)")
     p.add_argument("--base-max-new-tokens", type=int, default=None,
                    help="token budget of the base model's answers (reason-train, eval-base); default: --max-new-tokens")
+    p.add_argument("--reason-max-new-tokens", type=int, default=None, metavar="N",
+                   help="token budget of the base model's answers on the train split alone (reason-train); default: "
+                        "--base-max-new-tokens. With --auditor walk|evidence and --negatives planted|omission nothing "
+                        "trains on their text: 16 (with --reason-verdict-tokens 0) leaves the stage its prefill")
+    p.add_argument("--reason-verdict-tokens", type=int, default=None, metavar="N",
+                   help="--verdict-tokens of reason-train alone (default: --verdict-tokens)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="tokens a model gets for its verdict when its answer has none and VERDICT: is appended "
                         "(default: r2ta reason's, 128; 0 = never)")
@@ -59,18 +65,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from r2ta.loop import LoopConfig, run_loop
 
-    for flag in ("train_limit", "test_limit", "max_new_tokens", "base_max_new_tokens", "batch_size"):
+    for flag in ("train_limit", "test_limit", "max_new_tokens", "base_max_new_tokens", "reason_max_new_tokens", "batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             from r2ta.errors import R2taError
 
             raise R2taError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.verdict_tokens is not None and args.verdict_tokens < 0:
-        from r2ta.errors import R2taError
+    for flag in ("verdict_tokens", "reason_verdict_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            from r2ta.errors import R2taError
 
-        raise R2taError("--verdict-tokens must be 0 (never) or more")
+            raise R2taError(f"--{flag.replace('_', '-')} must be 0 (never) or more")
     config = LoopConfig(train_limit=args.train_limit, test_limit=args.test_limit, max_new_tokens=args.max_new_tokens,
-                        base_max_new_tokens=args.base_max_new_tokens,
+                        base_max_new_tokens=args.base_max_new_tokens, reason_max_new_tokens=args.reason_max_new_tokens,
+                        reason_verdict_tokens=args.reason_verdict_tokens,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
                         negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread,
