@@ -81,7 +81,7 @@ class LoopConfig:
     # The base model's answers on the train split (reason-train) alone: budget and verdict budget; None = the base
     # model's. A walk or evidence target (--auditor) is written from the diagram and planted or omission negatives
     # from the target, so nothing trains on those answers' text: 16 tokens and no verdict cut the stage to the
-    # prompts' prefill (run450c: 450 variants in 17 min on a 2-core EPYC).
+    # prompts' prefill (run450c: 450 variants in 15 min on a 2-core EPYC).
     reason_max_new_tokens: int | None = None
     reason_verdict_tokens: int | None = None
     batch_size: int = 8
