@@ -604,6 +604,11 @@ def test_cli_refuses_a_negative_verdict_budget(capsys):
     for argv in (["reason", "--split", "test"], ["eval", "--model", "checker"], ["loop"]):
         assert main([*argv, "--verdict-tokens", "-1"]) != 0
         assert "--verdict-tokens must be 0 (never) or more" in capsys.readouterr().err
+    # the train answers' own budgets are checked the same way, before any stage runs
+    assert main(["loop", "--reason-verdict-tokens", "-1"]) != 0
+    assert "--reason-verdict-tokens must be 0 (never) or more" in capsys.readouterr().err
+    assert main(["loop", "--reason-max-new-tokens", "0"]) != 0
+    assert "--reason-max-new-tokens must be at least 1" in capsys.readouterr().err
 
 
 def test_side_by_side_says_n_a_for_a_rate_with_nothing_to_count(engine):
