@@ -223,9 +223,12 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(
-        self, prompts: list[Messages], max_new_tokens: int = 512, temperature: float | None = None
+        self, prompts: list[Messages], max_new_tokens: "int | list[int]" = 512, temperature: float | None = None
     ) -> list[Generation]:
         """One :class:`Generation` per prompt, in order.
+
+        ``max_new_tokens``: one budget for every prompt, or one per prompt (:func:`budgets`; the
+        local and OpenAI backends take both).
 
         Backends whose :attr:`can_continue` is true also take ``prefixes=``: one text per
         prompt that the answer starts with; the Generation holds only what follows it.
@@ -289,6 +292,33 @@ def ask_for_verdicts(
         )
         out[k] = (len(prefix) - len(VERDICT_HEADER) if asked else None, tail.completion_tokens or 0)
     return out
+
+
+def budgets(max_new_tokens: "int | list[int]", n: int) -> list[int]:
+    """``max_new_tokens`` of a :meth:`Backend.generate` call as one budget per prompt (``n`` of them)."""
+    if isinstance(max_new_tokens, int):
+        return [max_new_tokens] * n
+    out = [int(b) for b in max_new_tokens]
+    if len(out) != n:
+        raise ValueError(f"{len(out)} token budgets for {n} prompts")
+    return out
+
+
+class RowBudgetStop:
+    """A transformers stopping criterion: row ``k`` stops once it has written ``budgets[k]`` tokens.
+
+    A batch generates up to its largest budget (``max_new_tokens``); this ends every other row
+    at its own, and transformers pads it from there like a row that wrote its end of turn.
+    """
+
+    def __init__(self, prompt_width: int, budgets: list[int]):
+        self.width, self.budgets = prompt_width, budgets
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids.shape[1] - self.width
+        return torch.tensor([new >= b for b in self.budgets], dtype=torch.bool, device=input_ids.device)
 
 
 # -- local transformers -------------------------------------------------------------
@@ -516,7 +546,7 @@ class LocalBackend(Backend):
     def generate(
         self,
         prompts: list[Messages],
-        max_new_tokens: int = 512,
+        max_new_tokens: "int | list[int]" = 512,
         temperature: float | None = None,
         *,
         prefixes: list[str] | None = None,
@@ -524,11 +554,13 @@ class LocalBackend(Backend):
     ) -> list[Generation]:
         """``grammars``: one collection of element ids per prompt (or None): that row's answer is
         decoded under :class:`r2ta.grammar.VerdictGrammar` (it must start where a verdict starts,
-        i.e. its prefix ends with ``VERDICT:``)."""
+        i.e. its prefix ends with ``VERDICT:``). ``max_new_tokens``: one budget, or one per prompt
+        (a batch runs to its largest; :class:`RowBudgetStop` ends each row at its own)."""
         import torch
 
         if not prompts:
             return []
+        limits = budgets(max_new_tokens, len(prompts))
         if prefixes is not None and len(prefixes) != len(prompts):
             raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
         if grammars is not None and len(grammars) != len(prompts):
@@ -556,13 +588,19 @@ class LocalBackend(Backend):
         for start in range(0, len(order), self.config.batch_size):
             idx = order[start : start + self.config.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tok.pad_token_id}
-            stopper = None
+            own = [limits[i] for i in idx]
+            top = max(own)
+            kwargs: dict[str, Any] = {"max_new_tokens": top, "pad_token_id": tok.pad_token_id}
+            stopper, criteria = None, []
             if self.config.stop_on_repetition:
+                stopper = RepetitionStop(tok, enc["input_ids"].shape[1])
+                criteria.append(stopper)
+            if min(own) < top:
+                criteria.append(RowBudgetStop(enc["input_ids"].shape[1], own))
+            if criteria:
                 from transformers import StoppingCriteriaList
 
-                stopper = RepetitionStop(tok, enc["input_ids"].shape[1])
-                kwargs["stopping_criteria"] = StoppingCriteriaList([stopper])
+                kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
             kwargs.update({"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False})
             if self.config.repetition_penalty != 1.0:
                 kwargs["repetition_penalty"] = self.config.repetition_penalty
@@ -572,7 +610,7 @@ class LocalBackend(Backend):
                 from r2ta.grammar import VerdictConstraint, VerdictGrammar
 
                 rows = [None if grammars[i] is None else VerdictGrammar(tok, grammars[i], eos_ids=eos_ids or None) for i in idx]
-                kwargs["logits_processor"] = LogitsProcessorList([VerdictConstraint(rows, enc["input_ids"].shape[1], max_new_tokens)])
+                kwargs["logits_processor"] = LogitsProcessorList([VerdictConstraint(rows, enc["input_ids"].shape[1], top)])
             t0 = time.perf_counter()
             with torch.inference_mode():
                 if alone and enc["input_ids"].shape[1] > 1:
@@ -580,7 +618,7 @@ class LocalBackend(Backend):
 
                     try:
                         kwargs["past_key_values"] = prefill_rows(
-                            model, enc["input_ids"], enc["attention_mask"], reserve=max_new_tokens, prefix=prefix, kept=kept
+                            model, enc["input_ids"], enc["attention_mask"], reserve=top, prefix=prefix, kept=kept
                         )
                     except RowPrefillUnsupported as err:
                         if self.config.prefill == "rows":
@@ -599,7 +637,7 @@ class LocalBackend(Backend):
             if row_cache is not None and kept is not None and row_cache.get_seq_length() != seqs.shape[1] - 1:
                 row_cache = None
             for row, i in enumerate(idx):
-                new = seqs[row, width:].tolist()
+                new = seqs[row, width : width + limits[i]].tolist()  # a row ended at its own budget is padded after it
                 stop = next((k for k, t in enumerate(new) if t in eos_ids or t == tok.pad_token_id), None)
                 written = new if stop is None else new[:stop]
                 if row_cache is not None and kept is not None:
@@ -754,24 +792,26 @@ class OpenAIBackend(Backend):
     def generate(
         self,
         prompts: list[Messages],
-        max_new_tokens: int = 512,
+        max_new_tokens: "int | list[int]" = 512,
         temperature: float | None = None,
         *,
         prefixes: list[str] | None = None,
         grammars: list | None = None,
     ) -> list[Generation]:
         """``grammars``: as :meth:`LocalBackend.generate`'s — that row is decoded under the verdict
-        grammar, sent to the server as a regex (:func:`r2ta.grammar.verdict_regex`)."""
+        grammar, sent to the server as a regex (:func:`r2ta.grammar.verdict_regex`). ``max_new_tokens``:
+        one budget, or one per prompt (each request's ``max_tokens``)."""
         temperature = self.config.temperature if temperature is None else temperature
         if prefixes is not None and len(prefixes) != len(prompts):
             raise ValueError(f"{len(prefixes)} prefixes for {len(prompts)} prompts")
         if grammars is not None and len(grammars) != len(prompts):
             raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
-        jobs = list(zip(prompts, prefixes or [None] * len(prompts), grammars or [None] * len(prompts)))
+        jobs = list(zip(prompts, budgets(max_new_tokens, len(prompts)), prefixes or [None] * len(prompts),
+                        grammars or [None] * len(prompts)))
         if len(jobs) <= 1 or self.config.max_concurrency == 1:
-            return [self._one(p, max_new_tokens, temperature, x, g) for p, x, g in jobs]
+            return [self._one(p, b, temperature, x, g) for p, b, x, g in jobs]
         with ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(jobs))) as pool:
-            return list(pool.map(lambda job: self._one(job[0], max_new_tokens, temperature, job[1], job[2]), jobs))
+            return list(pool.map(lambda job: self._one(job[0], job[1], temperature, job[2], job[3]), jobs))
 
     def close(self) -> None:
         self._client.close()

@@ -346,6 +346,7 @@ def evaluate(
     verdict_grammar: bool = False,
     reuse_answers: bool = False,
     dtype: str | None = None,
+    tokens_per_construct: int = 0,
 ) -> EvalOutcome:
     """Generate the missing traces of ``model`` on the first ``limit`` variants of ``split``, score and store them.
 
@@ -365,7 +366,9 @@ def evaluate(
     for the model stores its traces and evaluation as ``<model id>@<dtype>`` (``@bfloat16`` on a CPU),
     apart from the default's. A run's models default to the dtype the run trained in
     (:func:`run_generation_dtype`: ``@bfloat16`` after bf16 on a CPU), and only an evaluation in that
-    dtype is linked to the run.
+    dtype is linked to the run. ``tokens_per_construct``: each answer's budget grows by this many tokens per
+    construct of its diagram (:func:`r2ta.pipeline.answer_budget`; ``max_new_tokens`` is then the budget of a
+    diagram without any).
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
@@ -406,6 +409,7 @@ def evaluate(
                 gen, split=split, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress, spread=spread,
                 reuse_answers=gen.id.removesuffix(GRAMMAR_SUFFIX) if reuse_answers else None,
+                tokens_per_construct=tokens_per_construct,
                 **({} if verdict_tokens is None else {"verdict_tokens": verdict_tokens}),
             )
         finally:

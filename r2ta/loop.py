@@ -84,6 +84,9 @@ class LoopConfig:
     # prompts' prefill (run450c: 450 variants in 15 min on a 2-core EPYC).
     reason_max_new_tokens: int | None = None
     reason_verdict_tokens: int | None = None
+    # the trained models' answers get this many more tokens per construct of the diagram (r2ta eval
+    # --tokens-per-construct): run450c's 384 tokens cut 75 of 150 walks, most on the largest diagrams
+    tokens_per_construct: int = 0
     batch_size: int = 8
     recipe: str = "smollm2-135m-cpu"
     max_steps: int | None = None
@@ -256,6 +259,7 @@ def reproduce_command(config: LoopConfig) -> str:
                         ("--max-new-tokens", config.max_new_tokens), ("--base-max-new-tokens", config.base_max_new_tokens),
                         ("--reason-max-new-tokens", config.reason_max_new_tokens),
                         ("--reason-verdict-tokens", config.reason_verdict_tokens),
+                        ("--tokens-per-construct", config.tokens_per_construct or None),
                         ("--batch-size", config.batch_size),
                         ("--recipe", config.recipe), ("--max-steps", config.max_steps), ("--threads", config.threads),
                         ("--base-backend", None if config.base_backend == "embedded" else config.base_backend),
@@ -276,7 +280,8 @@ def reproduce_command(config: LoopConfig) -> str:
 
 def generation_args(config: LoopConfig, *, base: bool, train: bool = False) -> list[str]:
     """``--max-new-tokens``/``--batch-size`` (and ``--verdict-tokens``) of a generating stage; the base model's budget
-    may differ, and its answers on the train split (``train``, reason-train) may have budgets of their own."""
+    may differ, and its answers on the train split (``train``, reason-train) may have budgets of their own. Only the
+    trained models' answers get ``--tokens-per-construct``."""
     budget = (config.base_max_new_tokens or config.max_new_tokens) if base else config.max_new_tokens
     verdict_tokens = config.verdict_tokens
     if train:
@@ -284,7 +289,8 @@ def generation_args(config: LoopConfig, *, base: bool, train: bool = False) -> l
         verdict_tokens = verdict_tokens if config.reason_verdict_tokens is None else config.reason_verdict_tokens
     verdict = [] if verdict_tokens is None else ["--verdict-tokens", str(verdict_tokens)]
     dtype = [] if config.dtype is None else ["--dtype", config.dtype]
-    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *verdict, *dtype]
+    per = ["--tokens-per-construct", str(config.tokens_per_construct)] if config.tokens_per_construct and not base else []
+    return ["--max-new-tokens", str(budget), "--batch-size", str(config.batch_size), *per, *verdict, *dtype]
 
 
 def _earlier_runs(out: Path, recipe: str, max_steps: int | None) -> tuple[Path | None, Path | None]:

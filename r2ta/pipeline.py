@@ -33,7 +33,8 @@ from sqlmodel import Session
 from db.engine import get_engine, init_db
 from db.models import ProposalRow, ReviewRow, TraceRow, VariantRow
 from db.queries import create_evaluation, create_preference_pair, create_proposal, create_trace
-from r2ta.audit import DETERMINISTIC_AUDITOR, EVIDENCE_AUDITOR, WALK_AUDITOR, AuditResult, LLMRefiner, audit_trace, audit_walk
+from r2ta.audit import (DETERMINISTIC_AUDITOR, EVIDENCE_AUDITOR, WALK_AUDITOR, AuditResult, LLMRefiner, audit_trace, audit_walk,
+                        constructs)
 from r2ta.backends import Backend, ask_for_verdicts
 from r2ta.eerd import EERD, Mistake, parse_diagram
 from r2ta.metrics import EvalItem, EvaluationReport, evaluate
@@ -123,6 +124,7 @@ def reason(
     verdict_tokens: int = DEFAULT_VERDICT_TOKENS,
     spread: bool = False,
     reuse_answers: str | None = None,
+    tokens_per_construct: int = 0,
 ) -> ReasonReport:
     """Generate and store traces for the first ``limit`` variants of ``split`` that ``backend`` has not done.
 
@@ -143,6 +145,10 @@ def reason(
     or under ``verdict_grammar`` also one the model started itself). Variants without one are
     generated as usual, and so are those whose stored answer could not have come from this
     budget (:func:`_fits_budget`: cut at another ``max_new_tokens``, or longer than this one).
+
+    ``tokens_per_construct``: each variant's answer gets ``max_new_tokens`` plus this many tokens
+    per construct of its diagram (:func:`answer_budget`), not one budget for all: a walk writes a
+    line per construct, so one budget that fits a 12-construct diagram cuts a 27-construct one.
     """
     engine = _engine(engine)
     model_id = backend.id
@@ -162,9 +168,11 @@ def reason(
     if shard is not None:
         pending = [v for v in pending if zlib.crc32(v.id.encode()) % shard[1] == shard[0]]
     report = ReasonReport(model_id=model_id, split=split, skipped=done)
+    budget = {v.id: answer_budget(_diagram(v), max_new_tokens, tokens_per_construct) if tokens_per_construct
+              else max_new_tokens for v in pending}
     if sources:
         wanted = {v.id for v in pending}
-        misfits = {i for i, t in sources.items() if i in wanted and not _fits_budget(t, backend, max_new_tokens)}
+        misfits = {i for i, t in sources.items() if i in wanted and not _fits_budget(t, backend, budget[i])}
         report.not_reused = len(misfits)
         report.reused = len(wanted & sources.keys()) - len(misfits)
         sources = {i: t for i, t in sources.items() if i not in misfits}
@@ -179,7 +187,10 @@ def reason(
         prompts = [build_messages(v.requirements, d) for v, d in zip(batch, diagrams)]
         fresh = [k for k, v in enumerate(batch) if v.id not in sources]
         generations: list = [None] * len(batch)
-        for k, g in zip(fresh, backend.generate([prompts[k] for k in fresh], max_new_tokens=max_new_tokens) if fresh else []):
+        limits = [budget[batch[k].id] for k in fresh]
+        # one int when every answer has the same budget: what a backend without per-prompt budgets takes
+        asked = limits if tokens_per_construct else max_new_tokens
+        for k, g in zip(fresh, backend.generate([prompts[k] for k in fresh], max_new_tokens=asked) if fresh else []):
             generations[k] = g
         first_reasons = [g.finish_reason if g is not None else None for g in generations]
         for k, v in enumerate(batch):
@@ -191,7 +202,7 @@ def reason(
                 parsed = parse_output(g.text, d)
                 errors = list(parsed.errors)
                 if first_reasons[k] == "length":
-                    errors.append(f"generation stopped at max_new_tokens ({max_new_tokens}): the output is cut off")
+                    errors.append(f"generation stopped at max_new_tokens ({budget[v.id]}): the output is cut off")
                     report.truncated += 1
                 elif first_reasons[k] == "repetition":
                     errors.append("generation stopped: the model was repeating itself")
@@ -235,6 +246,13 @@ def reason(
 
 
 _CUT_AT = re.compile(r"generation stopped at max_new_tokens \((\d+)\)")
+
+
+def answer_budget(diagram: EERD, max_new_tokens: int, tokens_per_construct: int = 0) -> int:
+    """The tokens an answer on ``diagram`` may take: ``max_new_tokens``, plus ``tokens_per_construct``
+    for each construct (entity, relationship, specialization, category: a line of the prompt's diagram
+    and a step of a walk, :func:`r2ta.audit.constructs`)."""
+    return max_new_tokens + tokens_per_construct * len(constructs(diagram))
 
 
 def _fits_budget(trace: TraceRow, backend: Backend, max_new_tokens: int) -> bool:

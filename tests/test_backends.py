@@ -252,6 +252,31 @@ def test_local_backend_batched_equals_one_at_a_time(tiny_llama):
         assert (g.finish_reason == "length") == (g.completion_tokens == 12 and "<|im_end|>" not in g.text)
 
 
+def test_local_backend_ends_each_row_at_its_own_budget(tiny_llama):
+    # one budget per prompt: a batch runs to its largest, every other row ends at its own, exactly as that prompt
+    # alone under that budget would (greedy)
+    prompts = [_chat("Step 1"), _chat("a much longer prompt about the WORKS_FOR relationship and EMPLOYEE keys"), _chat("VERDICT")]
+    limits = [3, 12, 7]
+    backend = _local(tiny_llama, batch_size=3, stop_on_repetition=False)
+    batched = backend.generate(prompts, max_new_tokens=limits)
+    alone = [backend.generate([p], max_new_tokens=n)[0] for p, n in zip(prompts, limits)]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert [(g.completion_tokens, g.finish_reason) for g in batched] == [(g.completion_tokens, g.finish_reason) for g in alone]
+    for g, n in zip(batched, limits):
+        assert g.completion_tokens <= n
+        assert (g.finish_reason == "length") == (g.completion_tokens == n)
+    assert any(g.finish_reason == "length" for g in batched[:1])  # the 3-token row was cut, not left to run to 12
+    with pytest.raises(ValueError, match="2 token budgets for 3 prompts"):
+        backend.generate(prompts, max_new_tokens=[4, 4])
+
+
+def test_openai_backend_sends_each_prompt_its_own_budget(chat_server):
+    gens = _openai(chat_server, retries=0).generate([_chat("one two three"), _chat("four five")], max_new_tokens=[2, 5])
+    assert len(gens) == 2
+    sent = {r["body"]["messages"][1]["content"]: r["body"]["max_tokens"] for r in chat_server.requests}
+    assert sent == {"one two three": 2, "four five": 5}
+
+
 def test_a_local_backend_times_its_models_load_once(tiny_llama, tmp_path):
     model, tok = tiny_llama
     model.save_pretrained(tmp_path / "m")

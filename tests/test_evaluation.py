@@ -509,6 +509,20 @@ def test_loop_gives_the_train_answers_their_own_budgets(tmp_path):
     assert "--reason-" not in reproduce_command(plain)
 
 
+def test_loop_gives_the_trained_models_a_budget_per_construct(tmp_path):
+    # run450c: one 384-token budget cut 75 of 150 walks, most on the largest diagrams; the trained models'
+    # answers may grow with the diagram, the base model's (no walk) keep theirs
+    from r2ta.loop import LoopConfig, generation_args, reproduce_command
+
+    config = LoopConfig(max_new_tokens=320, base_max_new_tokens=256, tokens_per_construct=20, out=tmp_path)
+    assert generation_args(config, base=False) == ["--max-new-tokens", "320", "--batch-size", "8",
+                                                   "--tokens-per-construct", "20"]
+    assert "--tokens-per-construct" not in generation_args(config, base=True)
+    assert "--tokens-per-construct" not in generation_args(config, base=True, train=True)
+    assert "--max-new-tokens 320 --base-max-new-tokens 256 --tokens-per-construct 20" in reproduce_command(config)
+    assert "--tokens-per-construct" not in reproduce_command(LoopConfig(out=tmp_path))
+
+
 def test_loop_spread_reaches_the_reason_stage_and_the_reproduce_command(tmp_path, monkeypatch):
     # --spread changes which train variants the base model reasons about; the eval stages keep id order.
     import types
@@ -609,6 +623,9 @@ def test_cli_refuses_a_negative_verdict_budget(capsys):
     assert "--reason-verdict-tokens must be 0 (never) or more" in capsys.readouterr().err
     assert main(["loop", "--reason-max-new-tokens", "0"]) != 0
     assert "--reason-max-new-tokens must be at least 1" in capsys.readouterr().err
+    for argv in (["reason", "--split", "test"], ["eval", "--model", "checker"], ["loop"]):
+        assert main([*argv, "--tokens-per-construct", "-4"]) != 0
+        assert "--tokens-per-construct must be 0 (one budget for all) or more" in capsys.readouterr().err
 
 
 def test_side_by_side_says_n_a_for_a_rate_with_nothing_to_count(engine):

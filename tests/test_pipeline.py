@@ -443,3 +443,44 @@ def test_a_stored_answer_from_another_budget_is_generated_again_not_reused(engin
     same._id = "fake-135m+same"
     report = reason(same, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, reuse_answers="fake-135m")
     assert (report.reused, report.not_reused, same.calls) == (3, 0, 0)
+
+
+class BudgetRecordingBackend(QueuedBackend):
+    """A fake backend (unit tests only) that records the token budgets it was asked for."""
+
+    def __init__(self, outputs):
+        super().__init__(outputs)
+        self.asked = []
+
+    def generate(self, prompts, max_new_tokens=512, temperature=None):
+        self.asked.append(max_new_tokens)
+        return super().generate(prompts, max_new_tokens, temperature)
+
+
+def test_reason_gives_each_answer_a_budget_that_grows_with_its_diagram(tmp_path):
+    # a walk writes a step per construct: with tokens_per_construct a 5-construct diagram's answer gets
+    # 5 times that more than max_new_tokens, one with a relationship less 4 times, and a cut trace says its own budget
+    from r2ta.pipeline import answer_budget
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'r2ta.db'}")
+    init_db(engine)
+    small = DIAGRAM.model_copy(update={"relationships": DIAGRAM.relationships[:1]})
+    base = {"id": "company_small", "domain": "business", "title": "Company", "requirements": REQUIREMENTS,
+            "diagram": DIAGRAM.model_dump(mode="json")}
+    variants = [variant("test", 0).model_dump(mode="json"),
+                variant("test", 1).model_copy(update={"diagram": small, "mistakes": []}).model_dump(mode="json")]
+    with Session(engine) as session:
+        load_dataset([base], variants, session=session)
+    assert answer_budget(DIAGRAM, 100) == 100 and answer_budget(DIAGRAM, 100, 20) == 200 and answer_budget(small, 100, 20) == 180
+    backend = BudgetRecordingBackend([(CORRECT_TRACE[:150], "length"), (CORRECT_TRACE[:90], "length")])
+    report = reason(backend, split="test", engine=engine, max_new_tokens=100, tokens_per_construct=20, verdict_tokens=0)
+    assert backend.asked == [[200, 180]] and report.truncated == 2
+    with Session(engine) as session:
+        big, little = list_traces(session=session, model_id="fake-135m")
+    assert "generation stopped at max_new_tokens (200): the output is cut off" in big.parse_errors
+    assert "generation stopped at max_new_tokens (180): the output is cut off" in little.parse_errors
+    # without it every answer has one budget, asked for as one number (what every backend takes)
+    plain = BudgetRecordingBackend([(CORRECT_TRACE, "stop")])
+    plain._id = "fake-plain"
+    reason(plain, split="test", engine=engine, max_new_tokens=100, limit=1)
+    assert plain.asked == [100]

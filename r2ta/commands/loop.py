@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="token budget of the base model's answers on the train split alone (reason-train); default: "
                         "--base-max-new-tokens. With --auditor walk|evidence and --negatives planted|omission nothing "
                         "trains on their text: 16 (with --reason-verdict-tokens 0) leaves the stage its prefill")
+    p.add_argument("--tokens-per-construct", type=int, default=0, metavar="N",
+                   help="the trained models' answers (eval-sft, eval-sft+dpo) get N more tokens per construct of the "
+                        "diagram on top of --max-new-tokens (r2ta eval --tokens-per-construct; default: 0)")
     p.add_argument("--reason-verdict-tokens", type=int, default=None, metavar="N",
                    help="--verdict-tokens of reason-train alone (default: --verdict-tokens)")
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
@@ -71,14 +74,15 @@ def run(args: argparse.Namespace) -> int:
             from r2ta.errors import R2taError
 
             raise R2taError(f"--{flag.replace('_', '-')} must be at least 1")
-    for flag in ("verdict_tokens", "reason_verdict_tokens"):
+    for flag in ("verdict_tokens", "reason_verdict_tokens", "tokens_per_construct"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             from r2ta.errors import R2taError
 
-            raise R2taError(f"--{flag.replace('_', '-')} must be 0 (never) or more")
+            raise R2taError(f"--{flag.replace('_', '-')} must be 0 "
+                            f"{'(one budget for all)' if flag == 'tokens_per_construct' else '(never)'} or more")
     config = LoopConfig(train_limit=args.train_limit, test_limit=args.test_limit, max_new_tokens=args.max_new_tokens,
                         base_max_new_tokens=args.base_max_new_tokens, reason_max_new_tokens=args.reason_max_new_tokens,
-                        reason_verdict_tokens=args.reason_verdict_tokens,
+                        reason_verdict_tokens=args.reason_verdict_tokens, tokens_per_construct=args.tokens_per_construct,
                         batch_size=args.batch_size, recipe=args.recipe, max_steps=args.max_steps, threads=args.threads,
                         out=args.out, base_backend=args.base_backend, overrides=args.overrides,
                         negatives=args.negatives, verdict_tokens=args.verdict_tokens, spread=args.spread,
