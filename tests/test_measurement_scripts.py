@@ -214,3 +214,27 @@ def test_first_construct_probability_scores_the_first_element_of_each_target(tmp
     fcp.main([str(tiny_dir), str(rows)])
     out = capsys.readouterr().out
     assert out.startswith("base: 1 rows, ") and f"geo-mean {math.exp(head):.4f}" in out, out
+
+
+def test_walk_lengths_counts_each_walk_target_and_the_budgets_that_fit_it(rows, tok):
+    # scripts/walk_lengths.py: the walk a trained model is taught, counted in the model's tokens, against a flat
+    # budget and a budget per construct (r2ta eval --tokens-per-construct)
+    from r2ta.prompting import render_trace
+    from scripts import walk_lengths
+
+    variants = [v for v in build_variants(load_base_schemas(), BuildConfig(seed=0))[0] if v.split == "test"][:12]
+    got = walk_lengths.targets(variants, tok)
+    by_id = {v.id: v for v in variants}
+    for t, v in zip(got, variants):
+        walk = render_trace(walk_steps(v.diagram, v.mistakes), v.mistakes)
+        assert t.tokens == len(tok(walk, add_special_tokens=False)["input_ids"])
+        assert t.constructs == len(constructs(v.diagram)) and t.mistakes == len(v.mistakes)
+        assert t.all_ok < t.tokens or not v.mistakes
+    longest = max(t.tokens for t in got)
+    assert walk_lengths.uncut(got, by_id, longest) == (len(got), longest * len(got))
+    assert walk_lengths.uncut(got, by_id, min(t.tokens for t in got) - 1)[0] == 0
+    fit, total = walk_lengths.uncut(got, by_id, 0, longest)  # a construct's worth of budget covers any walk here
+    assert fit == len(got) and total == longest * sum(t.constructs for t in got)
+    text = walk_lengths.report(got, by_id, 384, [(320, 20)])
+    assert "--max-new-tokens 320 --tokens-per-construct 20" in text and f"of {len(got)} fit" in text
+    assert "fit: tokens ~" in text and variants[0].base_id in text
