@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from r2ta.commands import DTYPES
+from r2ta.commands import DTYPES, add_budget_per_construct, check_budget_per_construct
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with AMX or AVX512-BF16 generated 1.6-1.8x as fast as float32; another dtype than "
                         "auto's gives other tokens, so its traces and evaluation are stored as MODEL@DTYPE")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
-    p.add_argument("--tokens-per-construct", type=int, default=0, metavar="N",
-                   help="give each answer N more tokens per construct of its diagram (entity, relationship, "
-                        "specialization, category: a step of a walk) on top of --max-new-tokens, so a large diagram's walk "
-                        "is not cut where a small one's fits; e.g. --max-new-tokens 320 --tokens-per-construct 20 "
-                        "(default: 0, one budget for all)")
+    add_budget_per_construct(p)
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--verdict-grammar", action="store_true",
@@ -99,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise R2taError("--limit must be at least 1")
     if args.verdict_tokens is not None and args.verdict_tokens < 0:
         raise R2taError("--verdict-tokens must be 0 (never) or more")
-    if args.tokens_per_construct < 0:
-        raise R2taError("--tokens-per-construct must be 0 (one budget for all) or more")
+    check_budget_per_construct(args)
     if args.pending:
         return _pending(args)
     bar = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from r2ta.commands import DTYPES
+from r2ta.commands import DTYPES, add_budget_per_construct, check_budget_per_construct
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,11 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="a named backend (default: $R2TA_BACKEND or 'embedded')")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per generate call (default: the backend's)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 256)")
-    p.add_argument("--tokens-per-construct", type=int, default=0, metavar="N",
-                   help="give each answer N more tokens per construct of its diagram (entity, relationship, "
-                        "specialization, category: a step of a walk) on top of --max-new-tokens, so a large diagram's walk "
-                        "is not cut where a small one's fits; e.g. --max-new-tokens 320 --tokens-per-construct 20 "
-                        "(default: 0, one budget for all)")
+    add_budget_per_construct(p)
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
     p.add_argument("--verdict-grammar", action="store_true",
@@ -61,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise R2taError("--limit must be at least 1")
     if args.verdict_tokens is not None and args.verdict_tokens < 0:
         raise R2taError("--verdict-tokens must be 0 (never) or more")
-    if args.tokens_per_construct < 0:
-        raise R2taError("--tokens-per-construct must be 0 (one budget for all) or more")
+    check_budget_per_construct(args)
     shard = None
     if args.shard:
         try:
