@@ -85,7 +85,7 @@ class LoopConfig:
     reason_max_new_tokens: int | None = None
     reason_verdict_tokens: int | None = None
     # the trained models' answers get this many more tokens per construct of the diagram (r2ta eval
-    # --tokens-per-construct): run450c's 384 tokens cut 75 of 150 walks, most on the largest diagrams
+    # --tokens-per-construct): 79 of the 150 test walk targets are longer than 384 tokens (scripts/walk_lengths.py)
     tokens_per_construct: int = 0
     batch_size: int = 8
     recipe: str = "smollm2-135m-cpu"
