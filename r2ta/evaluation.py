@@ -368,7 +368,8 @@ def evaluate(
     (:func:`run_generation_dtype`: ``@bfloat16`` after bf16 on a CPU), and only an evaluation in that
     dtype is linked to the run. ``tokens_per_construct``: each answer's budget grows by this many tokens per
     construct of its diagram (:func:`r2ta.pipeline.answer_budget`; ``max_new_tokens`` is then the budget of a
-    diagram without any).
+    diagram without any). A variant the model answered before under another budget is answered again
+    (``rebudget`` of :func:`r2ta.pipeline.reason`): the scores are always those of the budget asked for.
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
@@ -409,7 +410,7 @@ def evaluate(
                 gen, split=split, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress, spread=spread,
                 reuse_answers=gen.id.removesuffix(GRAMMAR_SUFFIX) if reuse_answers else None,
-                tokens_per_construct=tokens_per_construct,
+                tokens_per_construct=tokens_per_construct, rebudget=True,
                 **({} if verdict_tokens is None else {"verdict_tokens": verdict_tokens}),
             )
         finally:

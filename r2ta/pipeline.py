@@ -49,7 +49,8 @@ from r2ta.prompting import (
     parse_output,
     render_trace,
 )
-from r2ta.store import latest_traces, list_decisions_in_force, list_traces_without_proposal, list_variants_without_trace
+from r2ta.store import (first_variant_ids, latest_traces, list_decisions_in_force, list_traces_without_proposal,
+                        list_variants_without_trace)
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -94,6 +95,7 @@ class ReasonReport:
     load_s: float = 0.0  # loading the model, when this call loaded it (a local model loads on its first answer)
     reused: int = 0  # answers taken from reuse_answers' traces
     not_reused: int = 0  # such traces made under another token budget: generated again
+    rewritten: int = 0  # variants this model had answered under another token budget: answered again (rebudget)
 
     def __str__(self) -> str:
         rate = self.completion_tokens / self.seconds if self.seconds else 0.0
@@ -103,6 +105,9 @@ class ReasonReport:
             reuse = f"; {self.reused} answers reused"
             if self.not_reused:
                 reuse += f", {self.not_reused} generated again (their stored answer was made under another token budget)"
+        if self.rewritten:
+            reuse += (f"; {self.rewritten} answered again: this model's stored answer to them was made under another "
+                      "token budget")
         return (
             f"{self.model_id} on {self.split}: {self.generated} traces stored "
             f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping{forced}), "
@@ -125,6 +130,7 @@ def reason(
     spread: bool = False,
     reuse_answers: str | None = None,
     tokens_per_construct: int = 0,
+    rebudget: bool = False,
 ) -> ReasonReport:
     """Generate and store traces for the first ``limit`` variants of ``split`` that ``backend`` has not done.
 
@@ -149,6 +155,12 @@ def reason(
     ``tokens_per_construct``: each variant's answer gets ``max_new_tokens`` plus this many tokens
     per construct of its diagram (:func:`answer_budget`), not one budget for all: a walk writes a
     line per construct, so one budget that fits a 12-construct diagram cuts a 27-construct one.
+
+    ``rebudget`` (an evaluation): a variant this model has answered already is answered again when
+    its latest stored answer could not have come from this call's budget (:func:`_fits_budget`: cut
+    at another budget, or longer than this one), so that the scores are those of the budget asked
+    for; an answer that ended by itself within the budget is the one greedy decoding writes again
+    and is kept. Without it (the review queue) a variant with a trace is never answered twice.
     """
     engine = _engine(engine)
     model_id = backend.id
@@ -165,11 +177,20 @@ def reason(
     with Session(engine) as session:
         pending, done = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit, spread=spread)
         session.expunge_all()
+    report = ReasonReport(model_id=model_id, split=split, skipped=done)
+
+    def budget_of(variant: VariantRow) -> int:
+        return answer_budget(_diagram(variant), max_new_tokens, tokens_per_construct) if tokens_per_construct \
+            else max_new_tokens
+
+    if rebudget and done:
+        again = _answered_under_another_budget(engine, backend, split, limit, spread, budget_of)
+        pending = sorted([*pending, *again], key=lambda v: v.id)
+        report.skipped -= len(again)
+        report.rewritten = len(again)
     if shard is not None:
         pending = [v for v in pending if zlib.crc32(v.id.encode()) % shard[1] == shard[0]]
-    report = ReasonReport(model_id=model_id, split=split, skipped=done)
-    budget = {v.id: answer_budget(_diagram(v), max_new_tokens, tokens_per_construct) if tokens_per_construct
-              else max_new_tokens for v in pending}
+    budget = {v.id: budget_of(v) for v in pending}
     if sources:
         wanted = {v.id for v in pending}
         misfits = {i for i, t in sources.items() if i in wanted and not _fits_budget(t, backend, budget[i])}
@@ -243,6 +264,17 @@ def reason(
     report.load_s = getattr(backend, "load_s", 0.0) - loaded
     report.seconds = time.perf_counter() - t0 - report.load_s
     return report
+
+
+def _answered_under_another_budget(engine: Engine, backend: Backend, split: str, limit: int | None, spread: bool,
+                                   budget_of: Callable[[VariantRow], int]) -> list[VariantRow]:
+    """Of the first ``limit`` variants of ``split``, those whose latest answer by ``backend``'s model could not
+    have come from the budget ``budget_of`` gives them (:func:`_fits_budget`)."""
+    with Session(engine) as session:
+        first = set(session.exec(first_variant_ids(split, limit, spread=spread)).all())
+        stored = [(t, v) for t, v in latest_traces(session=session, model_id=backend.id, split=split) if v.id in first]
+        session.expunge_all()
+    return [v for t, v in stored if not _fits_budget(t, backend, budget_of(v))]
 
 
 _CUT_AT = re.compile(r"generation stopped at max_new_tokens \((\d+)\)")

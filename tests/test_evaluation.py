@@ -104,6 +104,18 @@ def test_checker_is_evaluated_like_a_model(engine):
     assert stored["checker"].n_variants == 3 and stored["checker"].evaluation_id == again.evaluation_id
 
 
+def test_an_evaluation_under_another_budget_scores_what_that_budget_writes(engine):
+    # every fake answer is 5 tokens and ended by itself: any budget of 5 or more would write it again, a budget of 4
+    # would not, so that evaluation answers all four again and is scored on the new answers, not the stored ones
+    first = evaluate(QueuedBackend([CORRECT_TRACE] * 4, "m"), split="test", max_new_tokens=300, engine=engine)
+    assert first.generated == 4 and first.report.micro_f1 == 1.0
+    same = evaluate(QueuedBackend([], "m"), split="test", max_new_tokens=200, engine=engine)
+    assert same.generated == 0 and same.report.micro_f1 == 1.0
+    tight = evaluate(QueuedBackend([WRONG] * 4, "m"), split="test", max_new_tokens=4, engine=engine)
+    assert tight.generated == 4 and tight.report.micro_f1 == 0.0 and tight.report.n == 4
+    assert any("4 answered again" in note for note in tight.notes)
+
+
 def test_a_backend_is_evaluated_and_compared_on_common_variants(engine):
     good = evaluate(QueuedBackend([CORRECT_TRACE] * 4, "good"), split="test", engine=engine)
     half = evaluate(QueuedBackend([ONLY_FK, WRONG], "half"), split="test", limit=2, engine=engine)

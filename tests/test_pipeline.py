@@ -445,6 +445,44 @@ def test_a_stored_answer_from_another_budget_is_generated_again_not_reused(engin
     assert (report.reused, report.not_reused, same.calls) == (3, 0, 0)
 
 
+def test_an_evaluation_under_another_budget_answers_again_what_that_budget_would_have_written_otherwise(engine):
+    # rebudget (what r2ta eval does): a stored answer cut at another budget, or longer than this one, is written
+    # again; one that ended by itself within this budget is what greedy decoding writes again, and is kept
+    steps_only = "\n".join(LINES[:5])
+    own_tokens = len(CORRECT_TRACE.split())  # the fake counts words
+    reason(QueuedBackend([(CORRECT_TRACE, "stop"), (steps_only, "length"), (GARBAGE, "stop")]), split="test",
+           engine=engine, max_new_tokens=300, verdict_tokens=0)
+    # the review queue's path: a variant with a trace is never answered twice, whatever the budget
+    plain = QueuedBackend([])
+    report = reason(plain, split="test", engine=engine, max_new_tokens=400, verdict_tokens=0)
+    assert (report.generated, report.skipped, report.rewritten, plain.calls) == (0, 3, 0, 0)
+    same = QueuedBackend([])
+    report = reason(same, split="test", engine=engine, max_new_tokens=300, verdict_tokens=0, rebudget=True)
+    assert (report.generated, report.skipped, report.rewritten, same.calls) == (0, 3, 0, 0)
+    # a longer budget: only the answer cut at 300 could come out differently
+    longer = QueuedBackend([(CORRECT_TRACE, "stop")])
+    report = reason(longer, split="test", engine=engine, max_new_tokens=400, verdict_tokens=0, rebudget=True)
+    assert (report.generated, report.skipped, report.rewritten) == (1, 2, 1)
+    assert "1 answered again: this model's stored answer to them was made under another token budget" in str(report)
+    with Session(engine) as session:
+        newest = {t.variant_id: t for t in list_traces(session=session, model_id="fake-135m")}  # id order: the last
+    assert all(t.raw_output in (CORRECT_TRACE, GARBAGE) for t in newest.values())
+    assert not any("max_new_tokens" in e for t in newest.values() for e in t.parse_errors or [])
+    # a budget shorter than the correct answers: those two are written again, the short garbage answer is kept
+    shorter = QueuedBackend([(steps_only, "length"), (steps_only, "length")])
+    report = reason(shorter, split="test", engine=engine, max_new_tokens=own_tokens - 1, verdict_tokens=0,
+                    rebudget=True, limit=2)  # the first two variants only: the third is not looked at
+    assert (report.generated, report.rewritten, report.truncated) == (2, 2, 2)
+    with Session(engine) as session:
+        cut = [t for t in list_traces(session=session, model_id="fake-135m") if t.raw_output == steps_only][-2:]
+    assert all(f"max_new_tokens ({own_tokens - 1})" in " ".join(t.parse_errors) for t in cut)
+    # per-construct budgets are judged per variant: 100 + 20 a construct fits every stored answer here
+    wide = QueuedBackend([(CORRECT_TRACE, "stop"), (CORRECT_TRACE, "stop")])
+    report = reason(wide, split="test", engine=engine, max_new_tokens=own_tokens - 50, tokens_per_construct=20,
+                    verdict_tokens=0, rebudget=True)
+    assert (report.generated, report.rewritten) == (2, 2)  # the two cut at own_tokens - 1, not the garbage
+
+
 class BudgetRecordingBackend(QueuedBackend):
     """A fake backend (unit tests only) that records the token budgets it was asked for."""
 
