@@ -4,7 +4,7 @@ import streamlit as st
 
 from r2ta import eval_jobs, evaluation, model_jobs, train_view
 from r2ta.errors import R2taError
-from r2ta.ui import engine, rates_table, require_app, show_last_job
+from r2ta.ui import answer_budget_inputs, engine, rates_table, require_app, show_last_job
 
 require_app()
 
@@ -55,12 +55,14 @@ def evaluate_a_model() -> None:
     count = st.number_input(f"{split.capitalize()} variants (the first N; 0 = all)", min_value=0, max_value=10_000,
                             value=0 if pick == evaluation.CHECKER_MODEL_ID else default, step=8,
                             help="A model writes an answer to each variant: seconds a variant on a GPU, several "
-                                 "on a CPU. Answers it has already written are reused. The checker takes seconds "
-                                 "for all of them.")
+                                 "on a CPU. Answers it has already written under the same budget are reused. The "
+                                 "checker takes seconds for all of them.")
+    tokens, per_construct = (None, 0) if pick == evaluation.CHECKER_MODEL_ID else answer_budget_inputs("eval")
     if st.button("Evaluate", icon=":material/play_arrow:", disabled=not name):
         try:
             model_jobs.start_model_evaluation(name.strip(), split=split, limit=count or None,
-                                              dtype=_base_dtype() if pick == "embedded" else None)
+                                              dtype=_base_dtype() if pick == "embedded" else None,
+                                              max_new_tokens=tokens, tokens_per_construct=per_construct)
         except R2taError as err:
             st.error(str(err))
         else:

@@ -6,7 +6,8 @@ import streamlit as st
 
 from r2ta import catalog, eval_jobs, jobs, model_jobs, probe, timing, train_view
 from r2ta.errors import R2taError
-from r2ta.ui import engine, rates_table, require_app
+from r2ta.model_jobs import budget_words
+from r2ta.ui import answer_budget_inputs, engine, rates_table, require_app
 
 require_app()
 
@@ -55,6 +56,9 @@ with left:
     default_limit = eval_jobs.default_limit()
     limit = st.number_input("Test variants to evaluate on afterwards (0 = all)", min_value=0, max_value=10_000,
                             value=default_limit or 0, step=8)
+    eval_tokens, eval_per_construct = answer_budget_inputs(
+        "train_eval", base_note=" The trained models only: the model they start from keeps the answer budget "
+                                "alone, so that the answers it gave earlier runs are reused.")
     negatives = st.radio(
         "DPO rejected traces", train_view.NEGATIVE_CHOICES, format_func=train_view.NEGATIVE_CHOICES.get, horizontal=True,
         help="The R2tA pair rejects the model's own trace. A planted negative is the reviewed trace with one "
@@ -192,7 +196,8 @@ if st.button("Export and train", type="primary", icon=":material/model_training:
         data = train_view.export_for_training(engine=engine(), negatives=negatives)
         run_dir = eval_jobs.start_training_with_evaluation(data.sft_file, data.dpo_file, recipe=recipe,
                                                            limit=limit or None, overrides=overrides,
-                                                           precision=run_precision)
+                                                           precision=run_precision, max_new_tokens=eval_tokens,
+                                                           tokens_per_construct=eval_per_construct)
     except R2taError as err:
         st.error(str(err))
     else:
@@ -272,8 +277,11 @@ def live_run() -> None:
     ev = eval_jobs.read_eval_status(run_dir)
     if ev:
         eval_left = timing.evaluation_time_left(ev)
-        st.caption(f"Evaluation: {ev.get('status')}" + (f" — {ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')}"
-                                                        if ev.get("status") == "running" and ev.get("stage") else "")
+        budget = (f" ({budget_words(ev.get('max_new_tokens'), int(ev.get('tokens_per_construct') or 0))})"
+                  if ev.get("max_new_tokens") or ev.get("tokens_per_construct") else "")
+        st.caption(f"Evaluation{budget}: {ev.get('status')}"
+                   + (f" — {ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')}"
+                      if ev.get("status") == "running" and ev.get("stage") else "")
                    + (f" — about {timing.format_duration(eval_left)} left" if eval_left is not None else ""))
         if ev.get("error"):
             st.caption(ev["error"])
@@ -281,10 +289,13 @@ def live_run() -> None:
                 and st.button("Evaluate again", icon=":material/refresh:",
                               help="The test variants the models have answered already are kept; it goes on with "
                                    "the rest.")):
-            eval_jobs.start_run_evaluation(run_dir, split=ev.get("split") or "test", limit=ev.get("limit"))
+            eval_jobs.start_run_evaluation(run_dir, split=ev.get("split") or "test", limit=ev.get("limit"),
+                                           max_new_tokens=ev.get("max_new_tokens"),
+                                           tokens_per_construct=int(ev.get("tokens_per_construct") or 0))
             st.rerun(scope="app")  # the page sets its refresh timer from whether a job is going
     elif progress.state == jobs.SUCCEEDED and st.button("Evaluate this run", icon=":material/analytics:"):
-        eval_jobs.start_run_evaluation(run_dir, limit=limit or None)
+        eval_jobs.start_run_evaluation(run_dir, limit=limit or None, max_new_tokens=eval_tokens,
+                                       tokens_per_construct=eval_per_construct)
         st.rerun(scope="app")  # the page sets its refresh timer from whether a job is going
     if ev.get("base_note"):
         st.caption(ev["base_note"])

@@ -168,36 +168,55 @@ def _spawn(run_dir: Path, argv: list[str]) -> subprocess.Popen:
     return child
 
 
-def _job_args(split: str, limit: int | None, max_new_tokens: int | None) -> list[str]:
+MAX_TOKENS_PER_CONSTRUCT = 256  # a walk's step is ~15 tokens a construct, a mistake's ~110 (docs/measured/walk-target-lengths-*)
+
+
+def check_budget(max_new_tokens: int | None, tokens_per_construct: int = 0) -> None:
+    """Refuse an answer budget out of bounds (R2taError): ``max_new_tokens`` 1 to 4096 (None: the default,
+    256), ``tokens_per_construct`` 0 to :data:`MAX_TOKENS_PER_CONSTRUCT` (:func:`r2ta.pipeline.answer_budget`)."""
+    if max_new_tokens is not None and not 1 <= max_new_tokens <= 4096:
+        raise R2taError(f"max new tokens must be between 1 and 4096, not {max_new_tokens}")
+    if not 0 <= tokens_per_construct <= MAX_TOKENS_PER_CONSTRUCT:
+        raise R2taError(f"tokens per construct must be between 0 and {MAX_TOKENS_PER_CONSTRUCT}, "
+                        f"not {tokens_per_construct}")
+
+
+def job_args(split: str, limit: int | None, max_new_tokens: int | None, tokens_per_construct: int = 0) -> list[str]:
     args = ["--split", split]
     if limit:
         args += ["--limit", str(limit)]
     if max_new_tokens:
         args += ["--max-new-tokens", str(max_new_tokens)]
+    if tokens_per_construct:
+        args += ["--tokens-per-construct", str(tokens_per_construct)]
     return args
 
 
 def start_training_with_evaluation(
     sft_file: str | Path, dpo_file: str | Path, *, recipe: str | Path = jobs.DEFAULT_RECIPE, split: str = "test",
     limit: int | None = None, max_new_tokens: int | None = None, max_steps: int | None = None,
-    overrides: list[str] | None = None, precision: str = "auto", **run_options,
+    overrides: list[str] | None = None, precision: str = "auto", tokens_per_construct: int = 0, **run_options,
 ) -> Path:
     """Prepare a run and start the supervisor (training, then its evaluation); returns the run folder at once.
 
+    ``max_new_tokens`` / ``tokens_per_construct``: each answer's budget in the evaluation (:func:`evaluate_run`);
     ``overrides``: recipe settings changed for this run (``SECTION.KEY=VALUE``, see :func:`jobs.prepare_run`);
     ``precision``: auto (the recipe's) or one the hardware has (:func:`training.hardware.precision_choices`);
     ``run_options``: the rest of :func:`jobs.prepare_run`'s (``run_dir``, ``save_merged``, ``num_processes``).
     """
+    check_budget(max_new_tokens, tokens_per_construct)
     run_dir = jobs.prepare_run(sft_file, dpo_file, recipe=recipe, max_steps=max_steps, overrides=overrides,
                                precision=precision, **run_options)
-    _start_supervisor(run_dir, split, limit, max_new_tokens)
+    _start_supervisor(run_dir, split, limit, max_new_tokens, tokens_per_construct)
     return run_dir
 
 
-def _start_supervisor(run_dir: Path, split: str, limit: int | None, max_new_tokens: int | None) -> None:
+def _start_supervisor(run_dir: Path, split: str, limit: int | None, max_new_tokens: int | None,
+                      tokens_per_construct: int = 0) -> None:
     write_eval_status(run_dir, status=WAITING, split=split, limit=limit, max_new_tokens=max_new_tokens,
-                      evaluations={}, created_at=jobs.now_iso())
-    child = _spawn(run_dir, ["supervise", str(run_dir), *_job_args(split, limit, max_new_tokens)])
+                      tokens_per_construct=tokens_per_construct, evaluations={}, created_at=jobs.now_iso())
+    child = _spawn(run_dir, ["supervise", str(run_dir),
+                             *job_args(split, limit, max_new_tokens, tokens_per_construct)])
     write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
     # The runner's pid lands in status.json once the supervisor launched it; until then the run reads as queued.
 
@@ -207,7 +226,7 @@ def start_probe_job(run_dir: Path, *, split: str = "test", max_new_tokens: int |
     test variants it has no answer to (:func:`supervise` with ``probe``)."""
     write_eval_status(run_dir, status=WAITING, split=split, limit=None, max_new_tokens=max_new_tokens,
                       evaluations={}, created_at=jobs.now_iso(), job="measurement")
-    child = _spawn(run_dir, ["probe", str(run_dir), *_job_args(split, None, max_new_tokens)])
+    child = _spawn(run_dir, ["probe", str(run_dir), *job_args(split, None, max_new_tokens)])
     write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
 
 
@@ -215,30 +234,35 @@ def resume_training(run_dir: str | Path, *, new_dir: str | Path | None = None) -
     """Continue a failed or cancelled run in a new run folder (:func:`jobs.prepare_resume`) and start it.
 
     A run that was to be evaluated afterwards (the Train page's button) is continued the same way: the new
-    run is evaluated when it succeeds, on the same split and number of variants.
+    run is evaluated when it succeeds, on the same split and number of variants, under the same answer budget.
     """
     before = read_eval_status(run_dir)
     new = jobs.prepare_resume(run_dir, new_dir=new_dir)
     if before.get("split"):
-        _start_supervisor(new, before["split"], before.get("limit"), before.get("max_new_tokens"))
+        _start_supervisor(new, before["split"], before.get("limit"), before.get("max_new_tokens"),
+                          int(before.get("tokens_per_construct") or 0))
     else:
         jobs.launch(new)
     return new
 
 
 def start_run_evaluation(
-    run_dir: str | Path, *, split: str = "test", limit: int | None = None, max_new_tokens: int | None = None
+    run_dir: str | Path, *, split: str = "test", limit: int | None = None, max_new_tokens: int | None = None,
+    tokens_per_construct: int = 0,
 ) -> dict:
     """Evaluate a succeeded run in a background process (no-op when an evaluation is going or done)."""
+    check_budget(max_new_tokens, tokens_per_construct)
     run_dir = Path(run_dir)
     current = read_eval_status(run_dir)
     if current.get("status") in (WAITING, RUNNING, SUCCEEDED):
         return current
     if jobs.read_progress(run_dir).state != jobs.SUCCEEDED:
         raise R2taError(f"{run_dir} has not succeeded; only a finished run can be evaluated")
-    write_eval_status(run_dir, status=WAITING, split=split, limit=limit, evaluations={}, error=None,
+    write_eval_status(run_dir, status=WAITING, split=split, limit=limit, max_new_tokens=max_new_tokens,
+                      tokens_per_construct=tokens_per_construct, evaluations={}, error=None,
                       created_at=jobs.now_iso(), finished_at=None)
-    child = _spawn(run_dir, ["evaluate", str(run_dir), *_job_args(split, limit, max_new_tokens)])
+    child = _spawn(run_dir, ["evaluate", str(run_dir),
+                             *job_args(split, limit, max_new_tokens, tokens_per_construct)])
     return write_eval_status(run_dir, pid=child.pid, pid_start=jobs.process_start_ticks(child.pid))
 
 
@@ -246,7 +270,7 @@ def start_run_evaluation(
 
 
 def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None,
-                 spread: bool = False, base_only: bool = False) -> int:
+                 spread: bool = False, base_only: bool = False, tokens_per_construct: int = 0) -> int:
     """Evaluate the run's SFT and SFT+DPO models, then the model it started from, recording each in the status file.
 
     The trained models generate in the dtype the run trained in (``@bfloat16`` after bf16 on a CPU), and the
@@ -258,6 +282,9 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     ``spread``: the first ``limit`` variants round-robin across base schemas (``r2ta eval --pending --spread``).
     ``base_only`` (a probe, :mod:`r2ta.probe`): only the base model, on the first variants that give it
     :data:`r2ta.probe.PROBE_EVAL_VARIANTS` answers it did not have (``limit`` is ignored).
+    ``tokens_per_construct``: the trained models' answers get that many more tokens per construct of the
+    diagram (a walk writes a step per construct); the base model keeps ``max_new_tokens`` alone, as in
+    ``r2ta loop``, so that its answers stay those earlier runs stored and reuse.
     """
     from r2ta.evaluation import CHECKER_MODEL_ID, FINAL, SFT, evaluate, run_base_model, run_generation_dtype
 
@@ -292,8 +319,9 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
         for stage, model in models.items():
             write_eval_status(run_dir, stage=stage, stage_started_at=jobs.now_iso(), done=0, total=None)
             outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens,
-                               progress=progress_writer(run_dir),
-                               spread=spread, dtype=dtype if stage == BASE else None)
+                               progress=progress_writer(run_dir), spread=spread,
+                               dtype=dtype if stage == BASE else None,
+                               tokens_per_construct=0 if stage == BASE else tokens_per_construct)
             evaluations[stage] = outcome.evaluation_id
             generated[stage] = pooled_answers(earlier.get(stage), outcome)
             write_eval_status(run_dir, evaluations=evaluations, generated=generated)
@@ -353,7 +381,7 @@ def _split_has_variants(split: str) -> bool:
         return count_first_variants(session=session, split=split, limit=1) > 0
 
 
-def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None,
+def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: int | None, tokens_per_construct: int = 0,
               probe: bool = False) -> int:
     """Run the training job as a child, wait for it, then evaluate it if it succeeded (a probe: time the base
     model, then delete the probe's two-step models)."""
@@ -364,7 +392,8 @@ def supervise(run_dir: Path, *, split: str, limit: int | None, max_new_tokens: i
         write_eval_status(run_dir, status=SKIPPED, error=f"not evaluated: the run {state}", finished_at=jobs.now_iso())
         return 0
     if not probe:
-        return evaluate_run(run_dir, split=split, limit=limit, max_new_tokens=max_new_tokens)
+        return evaluate_run(run_dir, split=split, limit=limit, max_new_tokens=max_new_tokens,
+                            tokens_per_construct=tokens_per_construct)
     from r2ta.probe import remove_models
 
     remove_models(run_dir)
@@ -378,11 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=["train", "test"])
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--tokens-per-construct", type=int, default=0)
     parser.add_argument("--model", help="model: what to evaluate (as r2ta eval --model)")
     parser.add_argument("--dtype", help="model: the dtype a local model generates in")
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
-    kwargs = {"split": args.split, "limit": args.limit, "max_new_tokens": args.max_new_tokens}
+    kwargs = {"split": args.split, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+              "tokens_per_construct": args.tokens_per_construct}
     if args.action == "model":
         from r2ta.model_jobs import run_model_evaluation
 

@@ -2,6 +2,7 @@
 about more variants for review (the Review page, when its queue runs dry).
 
     python -m r2ta.eval_jobs model JOB_DIR --model NAME [--split test] [--limit N] [--dtype bfloat16]
+        [--max-new-tokens N] [--tokens-per-construct N]
     python -m r2ta.eval_jobs reason JOB_DIR --limit N [--split train]
 
 :func:`start_model_evaluation` makes a job folder ``DATA/evaluations/<time>-<model>/`` and starts
@@ -64,6 +65,8 @@ class ModelJob:
     stage: str | None = None  # reason: reasoning, then auditing
     proposals: int | None = None  # reason: proposals stored
     redraw_s: float = 2.0  # how often a page watching it redraws it (r2ta.timing.job_refresh_seconds)
+    max_new_tokens: int | None = None  # evaluate: each answer's budget (None: r2ta eval's default)
+    tokens_per_construct: int = 0  # evaluate: and this many more per construct of the diagram
 
     @property
     def going(self) -> bool:
@@ -76,6 +79,8 @@ class ModelJob:
         else:
             what = f"{self.model} on " + (f"the first {self.limit} {self.split} variants" if self.limit
                                           else f"every {self.split} variant")
+            if self.max_new_tokens or self.tokens_per_construct:
+                what += f" ({budget_words(self.max_new_tokens, self.tokens_per_construct)})"
         if self.going:
             if self.stage == "auditing":
                 return f"{what}: the auditor refines its traces"
@@ -103,7 +108,16 @@ def read_job(job_dir: Path) -> ModelJob:
         cancelled=bool(status.get("cancelled")), evaluation_id=evaluations.get("model"),
         created_at=str(status.get("created_at") or ""), finished_at=status.get("finished_at"),
         stage=status.get("stage"), proposals=status.get("proposals"), redraw_s=job_refresh_seconds(status),
+        max_new_tokens=status.get("max_new_tokens"), tokens_per_construct=int(status.get("tokens_per_construct") or 0),
     )
+
+
+def budget_words(max_new_tokens: int | None, tokens_per_construct: int = 0) -> str:
+    """An answer budget in words: "320 tokens an answer + 20 a construct"."""
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
+
+    words = f"{max_new_tokens or DEFAULT_MAX_NEW_TOKENS} tokens an answer"
+    return words + (f" + {tokens_per_construct} a construct" if tokens_per_construct else "")
 
 
 def list_jobs(kind: str | None = None) -> list[ModelJob]:
@@ -169,25 +183,26 @@ def _spawn(job_dir: Path, args: list[str]) -> ModelJob:
 
 
 def start_model_evaluation(model: str, *, split: str = "test", limit: int | None = None,
-                           max_new_tokens: int | None = None, dtype: str | None = None) -> ModelJob:
+                           max_new_tokens: int | None = None, dtype: str | None = None,
+                           tokens_per_construct: int = 0) -> ModelJob:
     """Check ``model`` can be evaluated (:func:`r2ta.evaluation.resolve_model`), then evaluate it on the first
-    ``limit`` variants of ``split`` (None: all) in a background process. Refused while another is going."""
+    ``limit`` variants of ``split`` (None: all) in a background process. Refused while another is going.
+    ``max_new_tokens`` (None: 256) and ``tokens_per_construct``: each answer's budget
+    (:func:`r2ta.pipeline.answer_budget`); answers the model wrote before under another are written again."""
     from r2ta.evaluation import resolve_model
 
     if split not in ("train", "test"):
         raise R2taError(f"split must be train or test, not {split!r}")
     if limit is not None and limit < 1:
         raise R2taError(f"the number of variants must be at least 1 (or none: all), not {limit}")
-    if max_new_tokens is not None and not 16 <= max_new_tokens <= 4096:
-        raise R2taError(f"max new tokens must be between 16 and 4096, not {max_new_tokens}")
+    eval_jobs.check_budget(max_new_tokens, tokens_per_construct)
     spec = resolve_model(model)  # an unknown model fails here, with the models it could be
     if spec.kind == "checker":
-        dtype = None  # it writes no tokens
+        dtype, max_new_tokens, tokens_per_construct = None, None, 0  # it writes no tokens
     job_dir = _new_job(_slug(model), job=JOB, kind=EVALUATE, model=model, split=split, limit=limit,
-                       max_new_tokens=max_new_tokens, dtype=dtype)
-    args = ["model", str(job_dir), "--model", model, "--split", split]
-    args += ["--limit", str(limit)] if limit else []
-    args += ["--max-new-tokens", str(max_new_tokens)] if max_new_tokens else []
+                       max_new_tokens=max_new_tokens, tokens_per_construct=tokens_per_construct, dtype=dtype)
+    args = ["model", str(job_dir), "--model", model]
+    args += eval_jobs.job_args(split, limit, max_new_tokens, tokens_per_construct)
     args += ["--dtype", dtype] if dtype else []
     return _spawn(job_dir, args)
 
@@ -296,7 +311,7 @@ def read_log(job_dir: Path, max_chars: int = 6_000) -> str:
 
 
 def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | None, max_new_tokens: int | None,
-                         dtype: str | None) -> int:
+                         dtype: str | None, tokens_per_construct: int = 0) -> int:
     """The job process: evaluate, writing progress into the job's status (exit 0, or 2 with the error)."""
     import sys
 
@@ -307,8 +322,8 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
 
     try:
         outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens,
-                           progress=eval_jobs.progress_writer(job_dir),
-                           dtype=dtype)
+                           progress=eval_jobs.progress_writer(job_dir), dtype=dtype,
+                           tokens_per_construct=tokens_per_construct)
     except R2taError as err:
         eval_jobs.write_eval_status(job_dir, status=eval_jobs.FAILED, error=str(err), finished_at=jobs.now_iso())
         print(f"error: {err}", file=sys.stderr)

@@ -132,6 +132,27 @@ def show_last_job(kind: str, title: str, *, success: bool = False) -> None:
         st.warning(note, icon=":material/speed:")
 
 
+def answer_budget_inputs(key: str, *, base_note: str = "") -> tuple[int, int]:
+    """Two number inputs side by side: the tokens each answer may take, and how many more per construct of its
+    diagram (:func:`r2ta.pipeline.answer_budget`). Returns (max_new_tokens, tokens_per_construct)."""
+    from r2ta.eval_jobs import MAX_TOKENS_PER_CONSTRUCT
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
+
+    left, right = st.columns(2)
+    tokens = left.number_input(
+        "Tokens an answer", min_value=16, max_value=4096, value=DEFAULT_MAX_NEW_TOKENS, step=32, key=f"{key}_tokens",
+        help="Where an answer is cut if the model has not ended it. An answer the model wrote before under another "
+             "budget is written again, so the scores are always this budget's.")
+    per = right.number_input(
+        "More tokens a construct", min_value=0, max_value=MAX_TOKENS_PER_CONSTRUCT, value=0, step=5,
+        key=f"{key}_per_construct",
+        help="A trained model walks the diagram a step per entity, relationship, specialization and category: "
+             "about 15 tokens a construct and 110 a mistake. 320 an answer + 20 a construct fits the walk of every "
+             "test variant; 256 alone cuts about half of them (docs/measured/walk-target-lengths-2026-12-07.txt)."
+             + base_note)
+    return int(tokens), int(per)
+
+
 def category_label(category: str) -> str:
     return f"{category} — {CATEGORY_TITLES.get(category, category)}"
 

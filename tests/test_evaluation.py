@@ -411,6 +411,15 @@ def test_tiny_run_is_trained_then_evaluated_out_of_process(engine, tmp_path, mon
     again = eval_jobs.read_eval_status(run)
     assert again["generated"] == status["generated"] and again["checker_evaluation"] > status["checker_evaluation"]
     assert timing.run_rates(run).eval_seconds_per_variant == rates.eval_seconds_per_variant
+    # under a budget that grows with the diagram (the Train page's "More tokens a construct"): the trained models
+    # answer again, since their answers were cut at 8; the base model keeps its budget alone, and its answers
+    assert eval_jobs.evaluate_run(run, split="test", limit=2, max_new_tokens=8, tokens_per_construct=2) == 0
+    with Session(engine) as session:
+        traces = {m: session.exec(select(TraceRow).where(TraceRow.model_id == m).order_by(TraceRow.id)).all()
+                  for m in (run_model_id(run, "sft"), run_model_id(run, "sft+dpo"), "models/tiny-llama")}
+    sft, final, base = traces.values()
+    assert len(sft) == len(final) == 4 and len(base) == 2
+    assert all("generation stopped at max_new_tokens (18): the output is cut off" in t.parse_errors for t in sft[2:])
 
 
 @pytest.mark.slow

@@ -35,17 +35,23 @@ def _wait(job: model_jobs.ModelJob, timeout: float = 300) -> model_jobs.ModelJob
 def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engine, tmp_path):  # noqa: F811
     """A real model (the tiny Llama, from its folder) answers 2 test variants in a job process; then the checker."""
     tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
-    job = model_jobs.start_model_evaluation(str(tiny), split="test", limit=2, max_new_tokens=16)
+    job = model_jobs.start_model_evaluation(str(tiny), split="test", limit=2, max_new_tokens=16,
+                                            tokens_per_construct=1)
     assert job.job_dir.parent == model_jobs.evaluations_dir() and job.model == str(tiny)
     assert model_jobs.active_job() is None or model_jobs.active_job().job_dir == job.job_dir
     done = _wait(job)
     assert done.state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
     assert done.done == done.total == 2 and done.evaluation_id is not None
-    assert done.describe().startswith(f"{tiny} on the first 2 test variants: done at ")
+    assert done.describe().startswith(f"{tiny} on the first 2 test variants (16 tokens an answer + 1 a construct): "
+                                      "done at ")
     with Session(engine) as session:
         row = session.get(EvaluationRow, done.evaluation_id)
         assert row.model_id == "models/tiny-llama" and row.split == "test"
-        assert len(session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()) == 2
+        traces = session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()
+    # the fixture's diagram has 5 constructs: each answer may take 16 + 1 x 5 = 21 tokens (the tiny model runs on
+    # to its budget; at 36 it repeats itself first and is stopped by the repetition guard)
+    assert len(traces) == 2 and all("generation stopped at max_new_tokens (21): the output is cut off" in t.parse_errors
+                                    for t in traces)
     assert "models/tiny-llama: evaluation" in model_jobs.read_log(job.job_dir)
     checker = _wait(model_jobs.start_model_evaluation("checker", split="test"))  # all test variants, no limit
     assert checker.state == eval_jobs.SUCCEEDED and checker.describe().startswith("checker on every test variant: done")
@@ -59,8 +65,11 @@ def test_a_bad_request_is_refused_before_anything_starts(engine):  # noqa: F811
         model_jobs.start_model_evaluation("checker", split="dev")
     with pytest.raises(R2taError, match="at least 1"):
         model_jobs.start_model_evaluation("checker", limit=0)
-    with pytest.raises(R2taError, match="between 16 and 4096"):
+    with pytest.raises(R2taError, match="between 1 and 4096, not 100000"):
         model_jobs.start_model_evaluation("checker", max_new_tokens=100_000)
+    for per in (-1, 1_000):
+        with pytest.raises(R2taError, match=f"tokens per construct must be between 0 and 256, not {per}"):
+            model_jobs.start_model_evaluation("checker", tokens_per_construct=per)
     assert model_jobs.list_jobs() == []  # nothing was started, no folder left behind
 
 
@@ -122,7 +131,7 @@ def _evaluate_page() -> AppTest:
     return at
 
 
-def test_the_evaluate_page_evaluates_a_model_it_has_no_scores_for(engine, monkeypatch):  # noqa: F811
+def test_the_evaluate_page_evaluates_a_model_it_has_no_scores_for(engine, monkeypatch, tmp_path):  # noqa: F811
     """An empty page offers the models and starts the job; while it goes, progress and cancel; then the scores."""
     monkeypatch.setattr("r2ta.train_view.base_generation_dtype", lambda *a, **k: None)
     at = _evaluate_page()
@@ -130,8 +139,10 @@ def test_the_evaluate_page_evaluates_a_model_it_has_no_scores_for(engine, monkey
     pick = next(s for s in at.selectbox if s.label == "Model")
     assert pick.options[:2] == ["the base model (the embedded SmolLM2-135M-Instruct)",
                                 "the structural checker (reads the diagram only)"]
+    assert [n.label for n in at.number_input][-2:] == ["Tokens an answer", "More tokens a construct"]
     pick.set_value("checker").run()
     assert next(n for n in at.number_input if n.label.startswith("Test variants")).value == 0  # all: it is quick
+    assert not any(n.label == "Tokens an answer" for n in at.number_input)  # the checker writes no tokens
     next(b for b in at.button if b.label == "Evaluate").click().run()
     assert not at.exception, [e.message for e in at.exception]
     job = model_jobs.list_jobs()[0]
@@ -158,6 +169,21 @@ def test_the_evaluate_page_evaluates_a_model_it_has_no_scores_for(engine, monkey
     next(b for b in at.button if b.label == "Evaluate").click().run()
     assert any("cannot evaluate 'no-such-model'" in e.value for e in at.error)
     assert len(model_jobs.list_jobs()) == 2
+    # a model folder by name, under the budget set on the page: the job is asked for it and keeps to it
+    tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    next(t for t in at.text_input if t.label == "Model to evaluate").input(str(tiny)).run()
+    next(n for n in at.number_input if n.label.startswith("Test variants")).set_value(2).run()
+    next(n for n in at.number_input if n.label == "Tokens an answer").set_value(16).run()
+    next(n for n in at.number_input if n.label == "More tokens a construct").set_value(1).run()
+    next(b for b in at.button if b.label == "Evaluate").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = next(j for j in model_jobs.list_jobs() if j.model == str(tiny))  # the fake one above sorts first
+    assert (job.limit, job.max_new_tokens, job.tokens_per_construct) == (2, 16, 1)
+    assert _wait(job).state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
+    with Session(engine) as session:
+        traces = session.exec(select(TraceRow).where(TraceRow.model_id == "models/tiny-llama")).all()
+    assert len(traces) == 2 and all("generation stopped at max_new_tokens (21): the output is cut off" in t.parse_errors
+                                    for t in traces)  # 16 + 1 a construct, 5 constructs
     assert os.environ.get("R2TA_DATABASE_URL")  # the page and the job used the test's database
 
 

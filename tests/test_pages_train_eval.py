@@ -189,14 +189,29 @@ def test_train_page_shows_a_crashed_run_with_its_log(studio):
 def test_train_page_evaluates_a_run_again_after_its_evaluation_failed(studio, monkeypatch):
     _, done, _ = studio
     eval_jobs.write_eval_status(done, status=eval_jobs.FAILED, split="test", limit=3, evaluations={},
+                                max_new_tokens=320, tokens_per_construct=20,
                                 error="the evaluation process (pid 1) ended without a result")
     asked = []
     monkeypatch.setattr(eval_jobs, "start_run_evaluation", lambda run_dir, **kw: asked.append((run_dir, kw)))
     at = _page("pages/train.py", run=done.name)
     assert any("ended without a result" in c.value for c in at.caption)
+    assert any(c.value.startswith("Evaluation (320 tokens an answer + 20 a construct): failed") for c in at.caption)
     next(b for b in at.button if b.label == "Evaluate again").click().run()
     assert not at.exception, [e.message for e in at.exception]
-    assert asked == [(done, {"split": "test", "limit": 3})]  # the same variants; the answered ones are kept
+    # the same variants under the same budget; the answered ones are kept
+    assert asked == [(done, {"split": "test", "limit": 3, "max_new_tokens": 320, "tokens_per_construct": 20})]
+
+
+def test_train_page_evaluates_a_finished_run_under_the_budget_set_on_the_page(studio, monkeypatch):
+    _, done, _ = studio
+    asked = []
+    monkeypatch.setattr(eval_jobs, "start_run_evaluation", lambda run_dir, **kw: asked.append((run_dir, kw)))
+    at = _page("pages/train.py", run=done.name)
+    next(n for n in at.number_input if n.label == "Tokens an answer").set_value(320)
+    next(n for n in at.number_input if n.label == "More tokens a construct").set_value(20)
+    next(b for b in at.button if b.label == "Evaluate this run").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert asked == [(done, {"limit": eval_jobs.default_limit(), "max_new_tokens": 320, "tokens_per_construct": 20})]
 
 
 def test_train_page_resumes_a_cancelled_run_from_its_checkpoint(studio, monkeypatch):
@@ -276,6 +291,7 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
     box = next(c for c in at.checkbox if c.label == train_view.CHECKPOINTING_LABEL)
     assert box.value is False  # tiny-cpu's (TRL's default)
     box.check()
+    next(n for n in at.number_input if n.label == "More tokens a construct").set_value(20)
     next(b for b in at.button if b.label == "Export and train").click().run()
     assert not at.exception, [e.message for e in at.exception]
     started = at.query_params["run"]
@@ -291,6 +307,8 @@ def test_train_button_starts_a_job_that_the_page_follows(studio):
         pairs = [json.loads(line) for line in (run / "data" / "dpo.jsonl").read_text().splitlines()]
         assert len(pairs) == 3 and all(p["provenance"]["rejected_source"].startswith("planted:") for p in pairs)
         assert eval_jobs.read_eval_status(run)["status"] in (eval_jobs.WAITING, eval_jobs.RUNNING, eval_jobs.SKIPPED)
+        budget = {k: eval_jobs.read_eval_status(run)[k] for k in ("max_new_tokens", "tokens_per_construct")}
+        assert budget == {"max_new_tokens": 256, "tokens_per_construct": 20}  # what the evaluation afterwards uses
         assert next(s for s in at.selectbox if s.label == "Run").value == run.name
     finally:
         deadline = time.monotonic() + 30

@@ -314,14 +314,16 @@ def test_r2ta_train_resume_continues_a_cancelled_run_and_says_how(tmp_path):
 def test_resuming_a_page_run_evaluates_the_new_run_as_the_old_one_would_have_been(tmp_path, monkeypatch):
     sft, dpo = _data(tmp_path)
     old = jobs.prepare_run(sft, dpo, recipe="tiny-cpu", run_dir=tmp_path / "old")
-    eval_jobs.write_eval_status(old, status=eval_jobs.SKIPPED, split="test", limit=7, max_new_tokens=99)
+    eval_jobs.write_eval_status(old, status=eval_jobs.SKIPPED, split="test", limit=7, max_new_tokens=99,
+                                tokens_per_construct=20)
     jobs.write_status(old, status="cancelled", stage="sft")
     (old / "sft" / "checkpoint-1").mkdir(parents=True)
     (old / "sft" / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"max_steps": 4}))
     spawned = []
     monkeypatch.setattr(eval_jobs, "_spawn", lambda run_dir, argv: spawned.append(argv) or subprocess.Popen(["true"]))
     new = eval_jobs.resume_training(old, new_dir=tmp_path / "new")
-    assert spawned == [["supervise", str(new), "--split", "test", "--limit", "7", "--max-new-tokens", "99"]]
+    assert spawned == [["supervise", str(new), "--split", "test", "--limit", "7", "--max-new-tokens", "99",
+                        "--tokens-per-construct", "20"]]
     assert eval_jobs.read_eval_status(new)["status"] in (eval_jobs.WAITING, eval_jobs.FAILED)
     assert jobs.read_request(new)["resume"]["checkpoint"] == str(new / "sft" / "checkpoint-1")
 
