@@ -872,16 +872,20 @@ class ModelMetrics:
     created_at: datetime
 
 
-def metrics_by_model(*, session: Session, split: str = "test") -> list[ModelMetrics]:
-    """Each model's latest evaluation on ``split``, by model id."""
+def metrics_by_model(*, session: Session, split: str = "test", every: bool = False) -> list[ModelMetrics]:
+    """Each model's latest evaluation on ``split``, by model id; ``every``: all of them, each model's newest first."""
     _one_of(split, SPLITS, "split")
-    latest = (
-        select(func.max(col(EvaluationRow.id)).label("id"))
-        .where(EvaluationRow.split == split)
-        .group_by(EvaluationRow.model_id)
-        .subquery()
-    )
-    stmt = select(EvaluationRow).join(latest, latest.c.id == EvaluationRow.id).order_by(EvaluationRow.model_id)
+    if every:
+        stmt = (select(EvaluationRow).where(EvaluationRow.split == split)
+                .order_by(EvaluationRow.model_id, col(EvaluationRow.id).desc()))
+    else:
+        latest = (
+            select(func.max(col(EvaluationRow.id)).label("id"))
+            .where(EvaluationRow.split == split)
+            .group_by(EvaluationRow.model_id)
+            .subquery()
+        )
+        stmt = select(EvaluationRow).join(latest, latest.c.id == EvaluationRow.id).order_by(EvaluationRow.model_id)
     return [
         ModelMetrics(
             model_id=e.model_id,

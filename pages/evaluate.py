@@ -16,7 +16,10 @@ st.caption(
 )
 
 split = st.segmented_control("Split", ["test", "train"], default="test", key="eval_split") or "test"
-stored = evaluation.list_evaluations(split=split, engine=engine())
+earlier = st.toggle("Earlier evaluations too", key="eval_earlier",
+                    help="A model evaluated again (under another answer budget, say) is listed by its latest "
+                         "evaluation; this adds the earlier ones, as 'MODEL · evaluation N', to compare with it.")
+stored = evaluation.list_evaluations(split=split, engine=engine(), every=earlier)
 going = model_jobs.active_job()
 OTHER = "another model…"
 
@@ -76,7 +79,7 @@ if not stored:
             f"one on the Train page, or run `r2ta eval --model checker --split {split}`.")
     st.stop()
 
-by_id = {m.model_id: m for m in stored}
+by_id = evaluation.evaluation_labels(stored)  # a model's latest under its id, an earlier one "MODEL · evaluation N"
 # The Train page's link names a run's models (and the checker): those, where they have an evaluation on this split.
 asked = [m for m in st.query_params.get_all("models") if m in by_id]
 chosen = st.multiselect("Models", list(by_id), default=asked or list(by_id)[:6])
@@ -96,8 +99,8 @@ if common_only:
     st.caption(f"Scored on the {len(common)} variants the chosen models have in common.")
 
 with st.expander("Where each model comes from"):
-    st.dataframe(evaluation.model_origins([by_id[m] for m in chosen], engine=engine()), hide_index=True,
-                 width="stretch")
+    origins = evaluation.model_origins([by_id[m] for m in chosen], engine=engine())
+    st.dataframe([{**row, "model": label} for row, label in zip(origins, chosen)], hide_index=True, width="stretch")
 st.subheader("Overall")
 rates_table(evaluation.summary_rows(reports), ("micro F1", "macro F1", "micro P", "micro R", "hallucination",
                                                "grounding", "format validity", "validity, unforced", "exact match"))

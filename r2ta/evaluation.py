@@ -431,10 +431,23 @@ def evaluate(
 # -- compare --------------------------------------------------------------------------
 
 
-def list_evaluations(*, split: str = "test", engine: Engine | None = None) -> list[ModelMetrics]:
-    """Each model's latest evaluation on ``split``."""
+def list_evaluations(*, split: str = "test", engine: Engine | None = None, every: bool = False) -> list[ModelMetrics]:
+    """Each model's latest evaluation on ``split``; ``every``: its earlier ones too (each model's newest first)."""
     with Session(_engine(engine)) as session:
-        return metrics_by_model(session=session, split=split)
+        return metrics_by_model(session=session, split=split, every=every)
+
+
+def evaluation_labels(models: Iterable[ModelMetrics]) -> dict[str, ModelMetrics]:
+    """A name for each evaluation, to choose and compare them by: a model's latest is its model id, an earlier one
+    (another budget, say) "MODEL ID · evaluation N"."""
+    labels: dict[str, ModelMetrics] = {}
+    newest = {}
+    for m in models:
+        if m.model_id not in newest or m.evaluation_id > newest[m.model_id]:
+            newest[m.model_id] = m.evaluation_id
+    for m in models:
+        labels[m.model_id if m.evaluation_id == newest[m.model_id] else f"{m.model_id} · evaluation {m.evaluation_id}"] = m
+    return labels
 
 
 @dataclass

@@ -26,6 +26,7 @@ from r2ta.evaluation import (
     checker_trace,
     differing_variants,
     evaluate,
+    evaluation_labels,
     format_side_by_side,
     list_evaluations,
     resolve_model,
@@ -114,6 +115,14 @@ def test_an_evaluation_under_another_budget_scores_what_that_budget_writes(engin
     tight = evaluate(QueuedBackend([WRONG] * 4, "m"), split="test", max_new_tokens=4, engine=engine)
     assert tight.generated == 4 and tight.report.micro_f1 == 0.0 and tight.report.n == 4
     assert any("4 answered again" in note for note in tight.notes)
+    # the page lists each model's latest evaluation; asked, the earlier ones too, each named apart, to compare
+    assert [m.evaluation_id for m in list_evaluations(split="test", engine=engine)] == [tight.evaluation_id]
+    labels = evaluation_labels(list_evaluations(split="test", engine=engine, every=True))
+    assert {k: m.evaluation_id for k, m in labels.items()} == {
+        "m": tight.evaluation_id, f"m · evaluation {same.evaluation_id}": same.evaluation_id,
+        f"m · evaluation {first.evaluation_id}": first.evaluation_id}
+    diffs = differing_variants(first.evaluation_id, tight.evaluation_id, engine=engine)
+    assert len(diffs) == 4 and all(d.a.raw_output == CORRECT_TRACE and d.b.raw_output == WRONG for d in diffs)
 
 
 def test_a_backend_is_evaluated_and_compared_on_common_variants(engine):

@@ -13,7 +13,7 @@ from db.loading import load_dataset
 from db.models import EvaluationRow
 from r2ta import catalog, eval_jobs, jobs, train_view
 from r2ta.config import PROJECT_ROOT
-from r2ta.evaluation import evaluate, run_model_id
+from r2ta.evaluation import evaluate, list_evaluations, run_model_id
 from r2ta.loop import bulk_accept
 from r2ta.pairs import write_rows
 from r2ta.pipeline import export_rows, reason, refine
@@ -278,6 +278,23 @@ def test_evaluate_page_compares_models_and_drills_down(studio):
     assert codes == [WRONG, CORRECT_TRACE]  # the most different variant first: base found nothing of 2
     pick = next(s for s in at.selectbox if "variants differ" in s.label)
     assert pick.label == "3 variants differ" and "correct: A 0, B 2 of 2" in pick.options[0]
+
+
+def test_evaluate_page_lists_a_models_earlier_evaluations_on_request(studio):
+    engine, _, _ = studio
+    first = next(m for m in list_evaluations(split="test", engine=engine) if m.model_id == "base").evaluation_id
+    # evaluated again under a budget its stored answers do not fit: three new answers, the page's latest "base"
+    evaluate(QueuedBackend([CORRECT_TRACE] * 3, "base"), split="test", limit=3, max_new_tokens=4, engine=engine)
+    at = _page("pages/evaluate.py")
+    assert f"base · evaluation {first}" not in at.multiselect[0].options and "base" in at.multiselect[0].options
+    next(t for t in at.toggle if t.label == "Earlier evaluations too").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.multiselect[0].set_value(["base", f"base · evaluation {first}"]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    origins, overall = at.dataframe[0].value, at.dataframe[1].value
+    assert list(origins["model"]) == list(overall["model"]) == ["base", f"base · evaluation {first}"]
+    assert list(_shown(at.dataframe[1])["micro F1"]) == ["1.000", "0.444"]  # the new answers', the old ones'
+    assert any(s.label == "Model B" and s.value == f"base · evaluation {first}" for s in at.selectbox)
 
 
 def test_train_button_starts_a_job_that_the_page_follows(studio):
