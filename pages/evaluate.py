@@ -10,7 +10,8 @@ require_app()
 
 st.title("Evaluate")
 st.caption(
-    "Each model's latest evaluation (`r2ta eval`, or automatically after a training run). Scores follow DESIGN.md §5: "
+    "Each model's latest evaluation (`r2ta eval`, or automatically after a training run; its earlier ones on request). "
+    "Scores follow DESIGN.md §5: "
     "a predicted mistake matches a true one with the same category and overlapping elements. The checker reads the "
     "diagram only, so it can find the structural categories and nothing else."
 )
