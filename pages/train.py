@@ -277,9 +277,8 @@ def live_run() -> None:
     ev = eval_jobs.read_eval_status(run_dir)
     if ev:
         eval_left = timing.evaluation_time_left(ev)
-        budget = (f" ({budget_words(ev.get('max_new_tokens'), int(ev.get('tokens_per_construct') or 0))})"
-                  if ev.get("max_new_tokens") or ev.get("tokens_per_construct") else "")
-        st.caption(f"Evaluation{budget}: {ev.get('status')}"
+        st.caption(f"Evaluation{budget_words(ev.get('max_new_tokens'), ev.get('tokens_per_construct'))}: "
+                   f"{ev.get('status')}"
                    + (f" — {ev['stage']} {ev.get('done', 0)}/{ev.get('total', '?')}"
                       if ev.get("status") == "running" and ev.get("stage") else "")
                    + (f" — about {timing.format_duration(eval_left)} left" if eval_left is not None else ""))

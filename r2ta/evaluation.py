@@ -440,11 +440,9 @@ def list_evaluations(*, split: str = "test", engine: Engine | None = None, every
 def evaluation_labels(models: Iterable[ModelMetrics]) -> dict[str, ModelMetrics]:
     """A name for each evaluation, to choose and compare them by: a model's latest is its model id, an earlier one
     (another budget, say) "MODEL ID · evaluation N"."""
-    labels: dict[str, ModelMetrics] = {}
-    newest = {}
-    for m in models:
-        if m.model_id not in newest or m.evaluation_id > newest[m.model_id]:
-            newest[m.model_id] = m.evaluation_id
+    models = list(models)
+    newest = {m.model_id: max(o.evaluation_id for o in models if o.model_id == m.model_id) for m in models}
+    labels = {}
     for m in models:
         labels[m.model_id if m.evaluation_id == newest[m.model_id] else f"{m.model_id} · evaluation {m.evaluation_id}"] = m
     return labels

@@ -79,8 +79,7 @@ class ModelJob:
         else:
             what = f"{self.model} on " + (f"the first {self.limit} {self.split} variants" if self.limit
                                           else f"every {self.split} variant")
-            if self.max_new_tokens or self.tokens_per_construct:
-                what += f" ({budget_words(self.max_new_tokens, self.tokens_per_construct)})"
+            what += budget_words(self.max_new_tokens, self.tokens_per_construct)
         if self.going:
             if self.stage == "auditing":
                 return f"{what}: the auditor refines its traces"
@@ -112,12 +111,15 @@ def read_job(job_dir: Path) -> ModelJob:
     )
 
 
-def budget_words(max_new_tokens: int | None, tokens_per_construct: int = 0) -> str:
-    """An answer budget in words: "320 tokens an answer + 20 a construct"."""
+def budget_words(max_new_tokens: int | None, tokens_per_construct: int | None = 0) -> str:
+    """An answer budget in words, to follow a job's description: " (320 tokens an answer + 20 a construct)";
+    "" when neither was set (the default budget)."""
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
 
+    if not max_new_tokens and not tokens_per_construct:
+        return ""
     words = f"{max_new_tokens or DEFAULT_MAX_NEW_TOKENS} tokens an answer"
-    return words + (f" + {tokens_per_construct} a construct" if tokens_per_construct else "")
+    return f" ({words}" + (f" + {tokens_per_construct} a construct)" if tokens_per_construct else ")")
 
 
 def list_jobs(kind: str | None = None) -> list[ModelJob]:
