@@ -302,6 +302,9 @@ class EvaluationRow(SQLModel, table=True):
     split: str
     n_variants: int = 0
     metrics: dict = _json_dict()
+    # What the model was asked under (r2ta.evaluation.evaluate): max_new_tokens, tokens_per_construct,
+    # verdict_tokens, and other_budget (answers scored that were made under another budget); None: not recorded.
+    settings: dict | None = _json_or_null()
     created_at: datetime = _created(index=True)
 
 

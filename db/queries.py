@@ -814,16 +814,19 @@ def create_evaluation(
     metrics: dict,
     results: Sequence[dict] = (),
     run_id: int | None = None,
+    settings: dict | None = None,
 ) -> EvaluationRow:
     """Store a model's scores on a split and its per-variant results in one transaction.
 
     Each result is ``{"variant_id", "predicted": [...], "metrics": {...}, "trace_id": optional}``.
+    ``settings``: what the model was asked under (its answer budget; None: not recorded).
     """
     _one_of(split, SPLITS, "split")
     if run_id is not None:
         _require(session, TrainingRunRow, run_id, "training run")
     evaluation = EvaluationRow(
-        model_id=model_id, split=split, metrics=dict(metrics), run_id=run_id, n_variants=len(results)
+        model_id=model_id, split=split, metrics=dict(metrics), run_id=run_id, n_variants=len(results),
+        settings=None if settings is None else dict(settings),
     )
     session.add(evaluation)
     session.flush()
@@ -870,6 +873,7 @@ class ModelMetrics:
     n_variants: int
     metrics: dict
     created_at: datetime
+    settings: dict | None = None  # what the model was asked under; None: not recorded
 
 
 def metrics_by_model(*, session: Session, split: str = "test", every: bool = False) -> list[ModelMetrics]:
@@ -895,6 +899,7 @@ def metrics_by_model(*, session: Session, split: str = "test", every: bool = Fal
             n_variants=e.n_variants,
             metrics=e.metrics,
             created_at=e.created_at,
+            settings=e.settings,
         )
         for e in session.exec(stmt)
     ]

@@ -19,7 +19,9 @@ st.caption(
 split = st.segmented_control("Split", ["test", "train"], default="test", key="eval_split") or "test"
 earlier = st.toggle("Earlier evaluations too", key="eval_earlier",
                     help="A model evaluated again (under another answer budget, say) is listed by its latest "
-                         "evaluation; this adds the earlier ones, as 'MODEL · evaluation N', to compare with it.")
+                         "evaluation; this adds the earlier ones, as 'MODEL · evaluation N' followed by the "
+                         "budget it ran under where that differs, to compare with it. 'Where each model comes "
+                         "from' gives every evaluation's budget.")
 stored = evaluation.list_evaluations(split=split, engine=engine(), every=earlier)
 going = model_jobs.active_job()
 OTHER = "another model…"
@@ -80,7 +82,7 @@ if not stored:
             f"one on the Train page, or run `r2ta eval --model checker --split {split}`.")
     st.stop()
 
-by_id = evaluation.evaluation_labels(stored)  # a model's latest under its id, an earlier one "MODEL · evaluation N"
+by_id = evaluation.evaluation_labels(stored)  # a model's latest under its id, an earlier "MODEL · evaluation N, BUDGET"
 # The Train page's link names a run's models (and the checker): those, where they have an evaluation on this split.
 asked = [m for m in st.query_params.get_all("models") if m in by_id]
 chosen = st.multiselect("Models", list(by_id), default=asked or list(by_id)[:6])

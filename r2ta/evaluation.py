@@ -312,6 +312,7 @@ class EvalOutcome:
     run_id: int | None = None
     notes: list[str] = field(default_factory=list)
     load_s: float = 0.0  # loading the model, when it answered any
+    budget: str = ""  # what the answers were asked under (budget_text); "" for the checker
 
 
 def _link_run(engine: Engine, spec: ModelSpec, evaluation_id: int | None) -> int | None:
@@ -373,7 +374,7 @@ def evaluate(
     """
     if reuse_answers and not verdict_grammar:
         raise EvaluationError("reusing a model's answers only makes sense with the verdict grammar (--verdict-grammar)")
-    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, evaluate_model, reason
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_VERDICT_TOKENS, evaluate_model, reason
 
     engine = _engine(engine)
     from r2ta.backends import GRAMMAR_SUFFIX, Backend
@@ -391,6 +392,7 @@ def evaluate(
         dtype = run_dtype
     generated = tokens = 0
     seconds = load_s = 0.0
+    settings = None  # what a model was asked under; the checker has no budget
     if spec.kind == "checker" and verdict_grammar:
         raise EvaluationError("the checker writes its verdicts itself; --verdict-grammar is for a model")
     if spec.kind == "checker":
@@ -405,27 +407,32 @@ def evaluate(
                                         dtype=dtype)
         model_id = gen.id
         dtype_suffix = getattr(gen, "dtype_suffix", "")
+        verdicts = DEFAULT_VERDICT_TOKENS if verdict_tokens is None else verdict_tokens
         try:
             rep = reason(
                 gen, split=split, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine, progress=progress, spread=spread,
                 reuse_answers=gen.id.removesuffix(GRAMMAR_SUFFIX) if reuse_answers else None,
-                tokens_per_construct=tokens_per_construct, rebudget=True,
-                **({} if verdict_tokens is None else {"verdict_tokens": verdict_tokens}),
+                tokens_per_construct=tokens_per_construct, rebudget=True, verdict_tokens=verdicts,
             )
+            settings = {"max_new_tokens": max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                        "tokens_per_construct": tokens_per_construct,
+                        "verdict_tokens": verdicts if gen.can_continue else None,  # None: never asked for
+                        "other_budget": rep.other_budget}
         finally:
             if given is None:  # a backend passed in belongs to the caller
                 gen.close()
         generated, tokens, seconds, load_s = rep.generated, rep.completion_tokens, rep.seconds, rep.load_s
         outcome_notes.append(str(rep))
-    report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True)
+    report, evaluation_id = evaluate_model(model_id, split=split, engine=engine, store=True, settings=settings)
     if report.n == 0:
         raise EvaluationError(f"{model_id} has no traces on the {split} split to score")
     # A run's stage is linked to its evaluation in the default decoding and the run's own dtype only: under the
     # grammar or in another dtype (model ids "+grammar", "@float32") the evaluation stands beside it under its id.
     own_dtype = dtype == run_dtype if run_dtype else not dtype_suffix
     run_id = _link_run(engine, spec, evaluation_id) if spec.kind == "run" and own_dtype and not verdict_grammar else None
-    return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes, load_s=load_s)
+    return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes, load_s=load_s,
+                       budget=budget_text(settings))
 
 
 # -- compare --------------------------------------------------------------------------
@@ -439,13 +446,39 @@ def list_evaluations(*, split: str = "test", engine: Engine | None = None, every
 
 def evaluation_labels(models: Iterable[ModelMetrics]) -> dict[str, ModelMetrics]:
     """A name for each evaluation, to choose and compare them by: a model's latest is its model id, an earlier one
-    (another budget, say) "MODEL ID · evaluation N"."""
+    "MODEL ID · evaluation N", with the budget it ran under where it differs from the latest's
+    ("… · evaluation 3, 384 tokens")."""
     models = list(models)
-    newest = {m.model_id: max(o.evaluation_id for o in models if o.model_id == m.model_id) for m in models}
+    newest = {m.model_id: max(models, key=lambda o: (o.model_id == m.model_id, o.evaluation_id)) for m in models}
     labels = {}
     for m in models:
-        labels[m.model_id if m.evaluation_id == newest[m.model_id] else f"{m.model_id} · evaluation {m.evaluation_id}"] = m
+        latest = newest[m.model_id]
+        if m.evaluation_id == latest.evaluation_id:
+            labels[m.model_id] = m
+            continue
+        budget = budget_text(m.settings)
+        differs = budget and budget != budget_text(latest.settings)
+        labels[f"{m.model_id} · evaluation {m.evaluation_id}" + (f", {budget}" if differs else "")] = m
     return labels
+
+
+def budget_rows(models: dict[str, ModelMetrics]) -> dict[str, dict]:
+    """label -> {"answer budget": ...}, the extra row of :func:`format_side_by_side` (the checker's is "-")."""
+    return {label: {"answer budget": budget_text(m.settings) or "-"} for label, m in models.items()}
+
+
+def budget_text(settings: dict | None) -> str:
+    """The answer budget an evaluation ran under, short: "384 tokens", "320 + 20 a construct", with ", verdict N"
+    where its verdicts asked for had another budget than the default; "" when not recorded (the checker, or an
+    evaluation stored before budgets were)."""
+    from r2ta.prompting import DEFAULT_VERDICT_TOKENS
+
+    if not settings or not settings.get("max_new_tokens"):
+        return ""
+    per = settings.get("tokens_per_construct") or 0
+    text = f"{settings['max_new_tokens']} + {per} a construct" if per else f"{settings['max_new_tokens']} tokens"
+    verdicts = settings.get("verdict_tokens")
+    return text + (f", verdict {verdicts}" if verdicts is not None and verdicts != DEFAULT_VERDICT_TOKENS else "")
 
 
 @dataclass
@@ -574,6 +607,8 @@ def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = Non
                 "recipe": config.get("recipe") or "",
                 "changed settings": ", ".join(request.get("overrides") or []),
                 "run folder": config.get("run_dir") or "",
+                "answer budget": budget_text(m.settings) or ("—" if m.model_id == CHECKER_MODEL_ID else "not recorded"),
+                "answers under another budget": (m.settings or {}).get("other_budget"),
                 "variants scored": m.n_variants,
                 "evaluated": m.created_at.strftime("%Y-%m-%d %H:%M"),
             })
@@ -671,7 +706,7 @@ def _cell(report: EvaluationReport, key: str) -> str:
 def format_side_by_side(reports: dict[str, EvaluationReport], extra: dict[str, dict] | None = None) -> str:
     """A plain-text side-by-side table: summary metrics, then per-category F1 (for the CLI and closing notes)."""
     labels = list(reports)
-    width = max([12, *(len(x) for x in labels)]) + 1
+    width = max([12, *(len(x) for x in labels), *(len(str(v)) for e in (extra or {}).values() for v in e.values())]) + 1
     head = f"{'':28}" + "".join(f"{x:>{width}}" for x in labels)
     lines = [head]
     for key, title in SUMMARY_COLUMNS:

@@ -427,8 +427,8 @@ def run_loop(config: LoopConfig, say=print) -> str:
 
 def side_by_side(model_ids: dict[str, str], config: LoopConfig) -> str:
     """The closing table: scores on the common test variants, then the cost of each stage."""
-    from r2ta.evaluation import (_cell, format_by_schema, format_side_by_side, list_evaluations, rescore, schema_rows,
-                                 variant_schemas)
+    from r2ta.evaluation import (_cell, budget_rows, format_by_schema, format_side_by_side, list_evaluations, rescore,
+                                 schema_rows, variant_schemas)
 
     latest = {m.model_id: m for m in list_evaluations(split="test")}
     missing = [mid for mid in model_ids.values() if mid not in latest]
@@ -437,7 +437,7 @@ def side_by_side(model_ids: dict[str, str], config: LoopConfig) -> str:
     reports, common = rescore({label: latest[mid].evaluation_id for label, mid in model_ids.items()})
     full, _ = rescore({label: latest[mid].evaluation_id for label, mid in model_ids.items()}, common_only=False)
     lines = [f"R2tA loop — test split, scored on the {len(common)} variants every model has a trace for", ""]
-    lines.append(format_side_by_side(reports))
+    lines.append(format_side_by_side(reports, budget_rows({label: latest[mid] for label, mid in model_ids.items()})))
     lines += ["", "by base schema: format validity / micro F1 (the train variants' schemas decide what a model knows)"]
     lines.append(format_by_schema(schema_rows(reports, variant_schemas(common))))
     lines += ["", "each model on all the test variants it was evaluated on:"]

@@ -46,6 +46,7 @@ from r2ta.prompting import (
     ParsedOutput,
     Step,
     build_messages,
+    has_verdict_line,
     parse_output,
     render_trace,
 )
@@ -96,6 +97,7 @@ class ReasonReport:
     reused: int = 0  # answers taken from reuse_answers' traces
     not_reused: int = 0  # such traces made under another token budget: generated again
     rewritten: int = 0  # variants this model had answered under another token budget: answered again (rebudget)
+    other_budget: int = 0  # rebudget: answers of the split, beyond limit or shard, still from another budget
 
     def __str__(self) -> str:
         rate = self.completion_tokens / self.seconds if self.seconds else 0.0
@@ -108,6 +110,9 @@ class ReasonReport:
         if self.rewritten:
             reuse += (f"; {self.rewritten} answered again: this model's stored answer to them was made under another "
                       "token budget")
+        if self.other_budget:
+            reuse += (f"; {self.other_budget} answers beyond this call's variants were made under another token budget "
+                      "and are scored as they are (answer them again: leave out --limit)")
         return (
             f"{self.model_id} on {self.split}: {self.generated} traces stored "
             f"({self.valid} with a valid verdict, {self.truncated} hit the token limit, {self.looped} stopped looping{forced}), "
@@ -183,8 +188,11 @@ def reason(
         return answer_budget(_diagram(variant), max_new_tokens, tokens_per_construct) if tokens_per_construct \
             else max_new_tokens
 
+    def fits(trace: TraceRow, variant: VariantRow) -> bool:  # the answer this call would write (rebudget)
+        return _fits_budget(trace, backend, budget_of(variant)) and _fits_verdict(trace, backend, verdict_tokens)
+
     if rebudget and done:
-        again = _answered_under_another_budget(engine, backend, split, limit, spread, budget_of)
+        again = _answered_under_another_budget(engine, backend, split, limit, spread, fits)
         pending = sorted([*pending, *again], key=lambda v: v.id)
         report.skipped -= len(again)
         report.rewritten = len(again)
@@ -263,18 +271,20 @@ def reason(
             progress(min(start + size, total), total)
     report.load_s = getattr(backend, "load_s", 0.0) - loaded
     report.seconds = time.perf_counter() - t0 - report.load_s
+    if rebudget and (limit is not None or shard is not None):  # an evaluation scores the whole split's answers
+        report.other_budget = len(_answered_under_another_budget(engine, backend, split, None, spread, fits))
     return report
 
 
 def _answered_under_another_budget(engine: Engine, backend: Backend, split: str, limit: int | None, spread: bool,
-                                   budget_of: Callable[[VariantRow], int]) -> list[VariantRow]:
+                                   fits: Callable[[TraceRow, VariantRow], bool]) -> list[VariantRow]:
     """Of the first ``limit`` variants of ``split``, those whose latest answer by ``backend``'s model could not
-    have come from the budget ``budget_of`` gives them (:func:`_fits_budget`)."""
+    have come from this call's budgets (``fits`` false: :func:`_fits_budget`, :func:`_fits_verdict`)."""
     with Session(engine) as session:
         first = set(session.exec(first_variant_ids(split, limit, spread=spread)).all())
         stored = [(t, v) for t, v in latest_traces(session=session, model_id=backend.id, split=split) if v.id in first]
         session.expunge_all()
-    return [v for t, v in stored if not _fits_budget(t, backend, budget_of(v))]
+    return [v for t, v in stored if not fits(t, v)]
 
 
 _CUT_AT = re.compile(r"generation stopped at max_new_tokens \((\d+)\)")
@@ -298,6 +308,28 @@ def _fits_budget(trace: TraceRow, backend: Backend, max_new_tokens: int) -> bool
             return int(cut.group(1)) == max_new_tokens
     generation, _ = _own_answer(trace, backend)
     return (generation.completion_tokens or 0) <= max_new_tokens
+
+
+_VERDICT_ASKED = re.compile(r"the model wrote the verdict in (\d+) more tokens.*?(?:\(cut at (\d+)\))?$")
+
+
+def _fits_verdict(trace: TraceRow, backend: Backend, verdict_tokens: int) -> bool:
+    """Would a call asking for verdicts with ``verdict_tokens`` (:func:`r2ta.backends.ask_for_verdicts`) have left
+    this stored answer's verdict as it is?
+
+    An answer whose verdict R2tA asked for needs a call that asks (more than 0 tokens, on a backend that continues
+    answers) and, for its verdict, the same budget if that was cut, else one at least as long; an answer without a
+    verdict line that was not asked for one needs a call that does not ask."""
+    asks = verdict_tokens > 0 and backend.can_continue
+    if trace.verdict_forced_at is not None:
+        if not asks:
+            return False
+        for error in trace.parse_errors or []:
+            found = _VERDICT_ASKED.search(str(error))
+            if found:
+                return int(found.group(2)) == verdict_tokens if found.group(2) else int(found.group(1)) <= verdict_tokens
+        return True
+    return not asks or has_verdict_line(trace.raw_output)
 
 
 def _own_answer(trace: TraceRow, backend: Backend):
@@ -507,9 +539,11 @@ def export_rows(
 
 
 def evaluate_model(
-    model_id: str, *, split: str = "test", engine: Engine | None = None, store: bool = False
+    model_id: str, *, split: str = "test", engine: Engine | None = None, store: bool = False,
+    settings: dict | None = None,
 ) -> tuple[EvaluationReport, int | None]:
-    """Score ``model_id``'s newest trace of each variant of ``split``; optionally store the evaluation."""
+    """Score ``model_id``'s newest trace of each variant of ``split``; optionally store the evaluation, with the
+    ``settings`` the answers were asked for under."""
     engine = _engine(engine)
     with Session(engine) as session:
         rows = latest_traces(session=session, model_id=model_id, split=split)
@@ -540,7 +574,8 @@ def evaluate_model(
                     }
                 )
             metrics = report.model_dump(exclude={"per_variant"})
-            evaluation_id = create_evaluation(session=session, model_id=model_id, split=split, metrics=metrics, results=results).id
+            evaluation_id = create_evaluation(session=session, model_id=model_id, split=split, metrics=metrics, results=results,
+                                              settings=settings).id
     return report, evaluation_id
 
 

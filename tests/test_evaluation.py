@@ -23,12 +23,14 @@ from r2ta.eerd import Mistake
 from r2ta.evaluation import (
     CHECKER_MODEL_ID,
     EvaluationError,
+    budget_text,
     checker_trace,
     differing_variants,
     evaluate,
     evaluation_labels,
     format_side_by_side,
     list_evaluations,
+    model_origins,
     resolve_model,
     rescore,
     run_evaluations,
@@ -39,7 +41,7 @@ from r2ta.evaluation import (
 from db.queries import count_pairs_ready
 from r2ta.loop import BULK_REVIEWER, bulk_accept
 from r2ta.pipeline import export_rows, reason, refine
-from r2ta.prompting import parse_output
+from r2ta.prompting import DEFAULT_VERDICT_TOKENS, parse_output
 from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS, variant
 
 LINES = CORRECT_TRACE.split("\n")
@@ -59,8 +61,10 @@ class QueuedBackend(Backend):
         return self._id
 
     def generate(self, prompts, max_new_tokens=512, temperature=None):
-        return [Generation(text=self.outputs.pop(0), prompt_tokens=10, completion_tokens=5, finish_reason="stop")
-                for _ in prompts]
+        # every answer is 5 tokens long: a budget under that cuts it (its text stays whole)
+        budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
+        return [Generation(text=self.outputs.pop(0), prompt_tokens=10, completion_tokens=min(5, b),
+                           finish_reason="stop" if b >= 5 else "length") for b in budgets]
 
 
 def small_store(tmp_path, monkeypatch, *, test_variants: int = 4, train_variants: int = 3):
@@ -118,11 +122,38 @@ def test_an_evaluation_under_another_budget_scores_what_that_budget_writes(engin
     # the page lists each model's latest evaluation; asked, the earlier ones too, each named apart, to compare
     assert [m.evaluation_id for m in list_evaluations(split="test", engine=engine)] == [tight.evaluation_id]
     labels = evaluation_labels(list_evaluations(split="test", engine=engine, every=True))
-    assert {k: m.evaluation_id for k, m in labels.items()} == {
-        "m": tight.evaluation_id, f"m · evaluation {same.evaluation_id}": same.evaluation_id,
-        f"m · evaluation {first.evaluation_id}": first.evaluation_id}
+    assert {k: m.evaluation_id for k, m in labels.items()} == {  # each named with the budget it ran under
+        "m": tight.evaluation_id, f"m · evaluation {same.evaluation_id}, 200 tokens": same.evaluation_id,
+        f"m · evaluation {first.evaluation_id}, 300 tokens": first.evaluation_id}
+    assert labels["m"].settings == {"max_new_tokens": 4, "tokens_per_construct": 0, "verdict_tokens": None,
+                                    "other_budget": 0}  # this fake cannot continue an answer: no verdict asked for
+    origins = model_origins(labels.values(), engine=engine)
+    assert [(o["answer budget"], o["answers under another budget"]) for o in origins] == [
+        ("4 tokens", 0), ("200 tokens", 0), ("300 tokens", 0)]
     diffs = differing_variants(first.evaluation_id, tight.evaluation_id, engine=engine)
     assert len(diffs) == 4 and all(d.a.raw_output == CORRECT_TRACE and d.b.raw_output == WRONG for d in diffs)
+    # an evaluation of the first two variants under 3 tokens (which the 5-token answers do not fit) scores the other
+    # two's answers too, as they are, and says so: in its notes, its stored settings and the origins table
+    part = evaluate(QueuedBackend([CORRECT_TRACE] * 2, "m"), split="test", limit=2, max_new_tokens=3, engine=engine)
+    assert part.generated == 2 and part.report.n == 4 and 0 < part.report.micro_f1 < 1
+    assert any("2 answers beyond this call's variants were made under another token budget" in n for n in part.notes)
+    latest = evaluation_labels(list_evaluations(split="test", engine=engine))["m"]
+    assert latest.settings["other_budget"] == 2
+    assert model_origins([latest], engine=engine)[0]["answers under another budget"] == 2
+    # the same budget as the latest is not repeated in an earlier evaluation's name
+    again = evaluation_labels(list_evaluations(split="test", engine=engine, every=True))
+    assert f"m · evaluation {tight.evaluation_id}, 4 tokens" in again
+    same_budget = evaluate(QueuedBackend([], "m"), split="test", limit=2, max_new_tokens=3, engine=engine)
+    names = evaluation_labels(list_evaluations(split="test", engine=engine, every=True))
+    assert f"m · evaluation {part.evaluation_id}" in names and names["m"].evaluation_id == same_budget.evaluation_id
+
+
+def test_budget_text_names_what_an_evaluation_ran_under():
+    assert budget_text(None) == "" and budget_text({}) == ""  # not recorded: the checker, older evaluations
+    assert budget_text({"max_new_tokens": 384, "tokens_per_construct": 0, "verdict_tokens": DEFAULT_VERDICT_TOKENS}) \
+        == "384 tokens"
+    assert budget_text({"max_new_tokens": 320, "tokens_per_construct": 20, "verdict_tokens": 0}) \
+        == "320 + 20 a construct, verdict 0"
 
 
 def test_a_backend_is_evaluated_and_compared_on_common_variants(engine):
@@ -219,10 +250,14 @@ def test_eval_compare_limit_scores_the_first_variants_only(engine, capsys):
     """--compare --limit N: the models side by side on the first N variants of the split (the first 50 test variants
     are 4 of the 12 schemas; a comparison on them is not one on all 150)."""
     evaluate(QueuedBackend([CORRECT_TRACE, CORRECT_TRACE, WRONG, WRONG], "m"), split="test", engine=engine)
-    assert main(["eval", "--compare", "m"]) == 0
+    evaluate(CHECKER_MODEL_ID, split="test", engine=engine)
+    assert main(["eval", "--compare", "m", "checker"]) == 0
     out = capsys.readouterr().out
     assert "scored on the 4 variants every model has\n" in out
-    assert float(next(line for line in out.splitlines() if line.startswith("micro F1")).split()[-1]) < 1.0
+    assert float(next(line for line in out.splitlines() if line.startswith("micro F1")).split()[-2]) < 1.0
+    # what each model's answers were asked under; the checker has no budget
+    assert next(line for line in out.splitlines() if line.startswith("answer budget")).split()[-3:] == [
+        "256", "tokens", "-"]
     assert main(["eval", "--compare", "m", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "scored on the 2 variants every model has among the first 2" in out

@@ -286,15 +286,17 @@ def test_evaluate_page_lists_a_models_earlier_evaluations_on_request(studio):
     # evaluated again under a budget its stored answers do not fit: three new answers, the page's latest "base"
     evaluate(QueuedBackend([CORRECT_TRACE] * 3, "base"), split="test", limit=3, max_new_tokens=4, engine=engine)
     at = _page("pages/evaluate.py")
-    assert f"base · evaluation {first}" not in at.multiselect[0].options and "base" in at.multiselect[0].options
+    earlier = f"base · evaluation {first}, 256 tokens"  # named with the budget it ran under, which differs
+    assert earlier not in at.multiselect[0].options and "base" in at.multiselect[0].options
     next(t for t in at.toggle if t.label == "Earlier evaluations too").set_value(True).run()
     assert not at.exception, [e.message for e in at.exception]
-    at.multiselect[0].set_value(["base", f"base · evaluation {first}"]).run()
+    at.multiselect[0].set_value(["base", earlier]).run()
     assert not at.exception, [e.message for e in at.exception]
     origins, overall = at.dataframe[0].value, at.dataframe[1].value
-    assert list(origins["model"]) == list(overall["model"]) == ["base", f"base · evaluation {first}"]
+    assert list(origins["model"]) == list(overall["model"]) == ["base", earlier]
+    assert list(origins["answer budget"]) == ["4 tokens", "256 tokens"]
     assert list(_shown(at.dataframe[1])["micro F1"]) == ["1.000", "0.444"]  # the new answers', the old ones'
-    assert any(s.label == "Model B" and s.value == f"base · evaluation {first}" for s in at.selectbox)
+    assert any(s.label == "Model B" and s.value == earlier for s in at.selectbox)
 
 
 def test_train_button_starts_a_job_that_the_page_follows(studio):

@@ -481,6 +481,43 @@ def test_an_evaluation_under_another_budget_answers_again_what_that_budget_would
     report = reason(wide, split="test", engine=engine, max_new_tokens=own_tokens - 50, tokens_per_construct=20,
                     verdict_tokens=0, rebudget=True)
     assert (report.generated, report.rewritten) == (2, 2)  # the two cut at own_tokens - 1, not the garbage
+    assert report.other_budget == 0  # no limit: nothing of the split is left under another budget
+    # with a limit, the answers beyond it stay as they were; the report counts those another budget made
+    tight = QueuedBackend([(steps_only, "length")])
+    report = reason(tight, split="test", engine=engine, max_new_tokens=own_tokens - 1, verdict_tokens=0,
+                    rebudget=True, limit=1)
+    assert (report.generated, report.rewritten, report.other_budget) == (1, 1, 1)  # the second correct answer
+    assert "1 answers beyond this call's variants were made under another token budget" in str(report)
+
+
+def test_an_evaluation_asking_for_verdicts_otherwise_answers_again(engine):
+    # the verdict budget is part of what an answer is: a verdict R2tA asked for is not one the model writes when
+    # no verdict is asked for, nor one cut at another verdict budget; an answer without a verdict line that was not
+    # asked for one gets one asked for when the call asks
+    steps_only = "\n".join(LINES[:5])
+    reason(ContinuingBackend([(CORRECT_TRACE, "stop"), (steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")],
+                             verdicts=["NONE", "NONE"]), split="test", engine=engine, max_new_tokens=300,
+           verdict_tokens=64)
+    same = ContinuingBackend([], verdicts=[])
+    report = reason(same, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, rebudget=True)
+    assert (report.generated, report.rewritten) == (0, 0)
+    # a verdict budget of 12 or more leaves the two 12-token verdicts as they were; 8 would have cut them
+    wider = ContinuingBackend([], verdicts=[])
+    assert reason(wider, split="test", engine=engine, max_new_tokens=300, verdict_tokens=12, rebudget=True).rewritten == 0
+    cut = ContinuingBackend([(steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")], verdicts=["NONE", "NONE"])
+    report = reason(cut, split="test", engine=engine, max_new_tokens=300, verdict_tokens=8, rebudget=True)
+    assert (report.generated, report.rewritten) == (2, 2)
+    # no verdicts asked for: the two answers whose verdict was asked for are answered again, left without one
+    plain = ContinuingBackend([(steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")], verdicts=[])
+    report = reason(plain, split="test", engine=engine, max_new_tokens=300, verdict_tokens=0, rebudget=True)
+    assert (report.generated, report.rewritten, report.forced) == (2, 2, 0)
+    # and asked for again: those two have no verdict line and were not asked for one
+    asking = ContinuingBackend([(steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")], verdicts=["NONE", "NONE"])
+    report = reason(asking, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, rebudget=True)
+    assert (report.generated, report.rewritten, report.forced) == (2, 2, 2)
+    # a backend that cannot continue an answer never asks: the answers it would write have no verdict asked for
+    queued = QueuedBackend([(steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")])
+    assert reason(queued, split="test", engine=engine, max_new_tokens=300, verdict_tokens=64, rebudget=True).rewritten == 2
 
 
 class BudgetRecordingBackend(QueuedBackend):

@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from r2ta.errors import R2taError
-    from r2ta.evaluation import (evaluate, format_by_schema, format_side_by_side, list_evaluations, rescore,
-                                 schema_rows, variant_schemas)
+    from r2ta.evaluation import (budget_rows, evaluate, format_by_schema, format_side_by_side, list_evaluations,
+                                 rescore, schema_rows, variant_schemas)
     from r2ta.metrics import format_report
 
     if args.compare:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.all_variants:
             within = f" among the first {args.limit}{' (spread)' if args.spread else ''}" if only is not None else ""
             print(f"scored on the {len(common)} variants every model has{within}")
-        print(format_side_by_side(reports))
+        print(format_side_by_side(reports, budget_rows({m: latest[m] for m in args.compare})))
         scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
         print("by base schema: format validity / micro F1")
         print(format_by_schema(schema_rows(reports, variant_schemas(scored))))
@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     print(format_report(outcome.report))
     link = f", linked to training run {outcome.run_id}" if outcome.run_id else ""
-    print(f"{outcome.model_id}: stored as evaluation {outcome.evaluation_id}{link}")
+    budget = f" (answers: {outcome.budget})" if outcome.budget else ""
+    print(f"{outcome.model_id}: stored as evaluation {outcome.evaluation_id}{budget}{link}")
     return 0
 
 

@@ -29,7 +29,7 @@ def _rows(engine) -> dict[str, list[dict]]:
 
 
 # Columns later revisions add to first-revision tables, with the value an upgraded row gets.
-ADDED_COLUMNS = {"trace": {"verdict_forced_at": None}}  # 0003
+ADDED_COLUMNS = {"trace": {"verdict_forced_at": None}, "evaluation": {"settings": None}}  # 0003, 0004
 
 
 def _check_upgraded(engine, expected: dict[str, list[dict]]) -> None:
@@ -95,6 +95,7 @@ def test_downgrade_then_upgrade_round_trips(tmp_path, v1_fixture_module):
     rows = _rows(engine)
     assert "variant_mistake" not in rows
     assert all("verdict_forced_at" not in row for row in rows["trace"])
+    assert all("settings" not in row for row in rows["evaluation"])
     init_db(engine)
     _check_upgraded(engine, v1_fixture_module.V1_ROWS)
     engine.dispose()
