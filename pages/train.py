@@ -138,7 +138,8 @@ try:
     estimate = where and timing.estimate_for_recipe(
         recipe, planned, {"sft": rows.sft, "dpo": rows.dpo},
         hardware=where[0], precision=where[1], eval_variants=_test_variants(limit), run_dirs=_run_dirs(),
-        base_variants=train_view.base_answers_missing(recipe, where[1], limit, engine=engine()))
+        base_variants=train_view.base_answers_missing(recipe, where[1], limit, engine=engine(),
+                                                      max_new_tokens=eval_tokens))
 except R2taError:  # a setting out of bounds: the button says so
     estimate = None
 st.caption(f"Expected on this machine: {estimate.describe()}." if estimate else timing.NO_ESTIMATE)
@@ -248,7 +249,8 @@ def live_run() -> None:
             progress, timing.reference_run(status.get("recipe") or "", where[0], where[1], _run_dirs()),
             eval_variants=_test_variants(evaluation.get("limit") or 0) if evaluation else 0,
             base_variants=train_view.base_answers_missing(run_dir / "recipe.yaml", status.get("precision") or "",
-                                                          evaluation.get("limit") or 0, engine=engine())
+                                                          evaluation.get("limit") or 0, engine=engine(),
+                                                          max_new_tokens=evaluation.get("max_new_tokens"))
             if evaluation else 0)
         if rest and (rest.stages or rest.evaluation_s is not None):
             st.caption(f"After {progress.stage.upper()}: {rest.describe()}.")

@@ -128,24 +128,22 @@ def default_limit() -> int | None:
 
 
 def base_answers_missing(base_model: str, dtype: str | None, limit: int | None, *, split: str = "test",
-                         spread: bool = False, engine=None) -> int:
+                         spread: bool = False, engine=None, max_new_tokens: int | None = None) -> int:
     """Of the first ``limit`` variants of ``split``, how many the model a recipe starts from (its
-    ``model_name_or_path``) has no answer to in ``dtype`` (a marking one: ``bfloat16`` after bf16 on a CPU, see
-    :func:`r2ta.evaluation.run_generation_dtype`): what the evaluation after a run generates for it beside the
-    run's two models. 0 when that model is not on this machine (it is then not evaluated)."""
-    from sqlmodel import Session
-
+    ``model_name_or_path``) will answer in ``dtype`` (a marking one: ``bfloat16`` after bf16 on a CPU, see
+    :func:`r2ta.evaluation.run_generation_dtype`) under ``max_new_tokens`` (None: the default): what the evaluation
+    after a run generates for it beside the run's two models — those it has no answer to, and those whose stored
+    answer another budget made (:func:`r2ta.pipeline.answers_to_write`). 0 when that model is not on this machine
+    (it is then not evaluated)."""
     from db.engine import get_engine
     from r2ta.evaluation import base_model_id
-    from r2ta.store import list_variants_without_trace
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, answers_to_write
 
     model_id = base_model_id(base_model, dtype)
     if model_id is None:
         return 0
-    with Session(engine or get_engine()) as session:
-        pending, _ = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit,
-                                                 spread=spread)
-    return len(pending)
+    return answers_to_write(model_id, split=split, limit=limit, spread=spread,
+                            max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, engine=engine or get_engine())
 
 
 def _spawn(run_dir: Path, argv: list[str]) -> subprocess.Popen:
@@ -304,7 +302,7 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
         limit = _limit_for_new_base_answers(str(jobs.read_status(run_dir).get("base_model") or ""), dtype, split) \
             if base else None
     base_pending = base_answers_missing(str(jobs.read_status(run_dir).get("base_model") or ""), dtype, limit,
-                                        split=split, spread=spread) if base else 0
+                                        split=split, spread=spread, max_new_tokens=max_new_tokens) if base else 0
     write_eval_status(run_dir, status=RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
                       pid_start=jobs.process_start_ticks(os.getpid()), dtype=dtype, models=list(models),
                       allocator=jobs.allocator_in_use(),

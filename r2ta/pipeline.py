@@ -189,10 +189,10 @@ def reason(
             else max_new_tokens
 
     def fits(trace: TraceRow, variant: VariantRow) -> bool:  # the answer this call would write (rebudget)
-        return _fits_budget(trace, backend, budget_of(variant)) and _fits_verdict(trace, backend, verdict_tokens)
+        return _fits_budget(trace, budget_of(variant)) and _fits_verdict(trace, backend.can_continue, verdict_tokens)
 
     if rebudget and done:
-        again = _answered_under_another_budget(engine, backend, split, limit, spread, fits)
+        again = _answered_under_another_budget(engine, model_id, split, limit, spread, fits)
         pending = sorted([*pending, *again], key=lambda v: v.id)
         report.skipped -= len(again)
         report.rewritten = len(again)
@@ -201,7 +201,7 @@ def reason(
     budget = {v.id: budget_of(v) for v in pending}
     if sources:
         wanted = {v.id for v in pending}
-        misfits = {i for i, t in sources.items() if i in wanted and not _fits_budget(t, backend, budget[i])}
+        misfits = {i for i, t in sources.items() if i in wanted and not _fits_budget(t, budget[i])}
         report.not_reused = len(misfits)
         report.reused = len(wanted & sources.keys()) - len(misfits)
         sources = {i: t for i, t in sources.items() if i not in misfits}
@@ -272,19 +272,43 @@ def reason(
     report.load_s = getattr(backend, "load_s", 0.0) - loaded
     report.seconds = time.perf_counter() - t0 - report.load_s
     if rebudget and (limit is not None or shard is not None):  # an evaluation scores the whole split's answers
-        report.other_budget = len(_answered_under_another_budget(engine, backend, split, None, spread, fits))
+        report.other_budget = len(_answered_under_another_budget(engine, model_id, split, None, spread, fits))
     return report
 
 
-def _answered_under_another_budget(engine: Engine, backend: Backend, split: str, limit: int | None, spread: bool,
+def _answered_under_another_budget(engine: Engine, model_id: str, split: str, limit: int | None, spread: bool,
                                    fits: Callable[[TraceRow, VariantRow], bool]) -> list[VariantRow]:
-    """Of the first ``limit`` variants of ``split``, those whose latest answer by ``backend``'s model could not
+    """Of the first ``limit`` variants of ``split``, those whose latest answer by ``model_id`` could not
     have come from this call's budgets (``fits`` false: :func:`_fits_budget`, :func:`_fits_verdict`)."""
     with Session(engine) as session:
         first = set(session.exec(first_variant_ids(split, limit, spread=spread)).all())
-        stored = [(t, v) for t, v in latest_traces(session=session, model_id=backend.id, split=split) if v.id in first]
+        stored = [(t, v) for t, v in latest_traces(session=session, model_id=model_id, split=split) if v.id in first]
         session.expunge_all()
     return [v for t, v in stored if not fits(t, v)]
+
+
+def answers_to_write(
+    model_id: str, *, split: str = "test", limit: int | None = None, spread: bool = False,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, tokens_per_construct: int = 0,
+    verdict_tokens: int = DEFAULT_VERDICT_TOKENS, can_continue: bool = True, engine: Engine | None = None,
+) -> int:
+    """How many answers an evaluation of ``model_id`` under this budget generates on the first ``limit`` variants
+    of ``split`` (what :func:`reason` with ``rebudget`` would): those it has no answer to, and those whose stored
+    answer this budget would have written differently. ``can_continue``: whether its backend can be asked for a
+    verdict (a local model can)."""
+    engine = _engine(engine)
+    with Session(engine) as session:
+        pending, done = list_variants_without_trace(session=session, model_id=model_id, split=split, limit=limit,
+                                                    spread=spread)
+    if not done:
+        return len(pending)
+
+    def fits(trace: TraceRow, variant: VariantRow) -> bool:
+        budget = (answer_budget(_diagram(variant), max_new_tokens, tokens_per_construct) if tokens_per_construct
+                  else max_new_tokens)
+        return _fits_budget(trace, budget) and _fits_verdict(trace, can_continue, verdict_tokens)
+
+    return len(pending) + len(_answered_under_another_budget(engine, model_id, split, limit, spread, fits))
 
 
 _CUT_AT = re.compile(r"generation stopped at max_new_tokens \((\d+)\)")
@@ -297,7 +321,7 @@ def answer_budget(diagram: EERD, max_new_tokens: int, tokens_per_construct: int 
     return max_new_tokens + tokens_per_construct * len(constructs(diagram))
 
 
-def _fits_budget(trace: TraceRow, backend: Backend, max_new_tokens: int) -> bool:
+def _fits_budget(trace: TraceRow, max_new_tokens: int) -> bool:
     """Could greedy decoding under ``max_new_tokens`` have written this stored answer?
 
     An answer cut by its budget came from exactly that budget; one that stopped by itself
@@ -306,21 +330,32 @@ def _fits_budget(trace: TraceRow, backend: Backend, max_new_tokens: int) -> bool
         cut = _CUT_AT.match(str(error))
         if cut:
             return int(cut.group(1)) == max_new_tokens
-    generation, _ = _own_answer(trace, backend)
-    return (generation.completion_tokens or 0) <= max_new_tokens
+    return _generation_tokens(trace) <= max_new_tokens
+
+
+def _generation_tokens(trace: TraceRow) -> int:
+    """The tokens the model generated for a stored answer before any verdict was asked for: its completion tokens
+    less the verdict's (the trace's "… wrote the verdict in N more tokens")."""
+    tokens = trace.completion_tokens or 0
+    if trace.verdict_forced_at is not None:
+        for error in trace.parse_errors or []:
+            asked = _VERDICT_ASKED.search(str(error))
+            if asked:
+                return tokens - int(asked.group(1))
+    return tokens
 
 
 _VERDICT_ASKED = re.compile(r"the model wrote the verdict in (\d+) more tokens.*?(?:\(cut at (\d+)\))?$")
 
 
-def _fits_verdict(trace: TraceRow, backend: Backend, verdict_tokens: int) -> bool:
-    """Would a call asking for verdicts with ``verdict_tokens`` (:func:`r2ta.backends.ask_for_verdicts`) have left
-    this stored answer's verdict as it is?
+def _fits_verdict(trace: TraceRow, can_continue: bool, verdict_tokens: int) -> bool:
+    """Would a call asking for verdicts with ``verdict_tokens`` (:func:`r2ta.backends.ask_for_verdicts`, on a
+    backend that ``can_continue`` an answer or not) have left this stored answer's verdict as it is?
 
     An answer whose verdict R2tA asked for needs a call that asks (more than 0 tokens, on a backend that continues
     answers) and, for its verdict, the same budget if that was cut, else one at least as long; an answer without a
     verdict line that was not asked for one needs a call that does not ask."""
-    asks = verdict_tokens > 0 and backend.can_continue
+    asks = verdict_tokens > 0 and can_continue
     if trace.verdict_forced_at is not None:
         if not asks:
             return False

@@ -480,9 +480,11 @@ def model_ids_of(evaluations: dict[str, int], *, engine: Engine) -> dict[str, st
     return {label: row.model_id for label, row in rows.items() if row is not None}
 
 
-def base_answers_missing(recipe: str | Path, precision: str, limit: int, *, engine: Engine) -> int:
-    """Test variants (of the first ``limit``; 0 = all) the model ``recipe`` starts from has not answered in the dtype
-    a run at ``precision`` on this machine is evaluated in: the evaluation after the run generates them too."""
+def base_answers_missing(recipe: str | Path, precision: str, limit: int, *, engine: Engine,
+                         max_new_tokens: int | None = None) -> int:
+    """Test variants (of the first ``limit``; 0 = all) the model ``recipe`` starts from will answer in the dtype a run
+    at ``precision`` on this machine is evaluated in, under ``max_new_tokens`` (None: the default): those it has no
+    answer to, and those whose stored answer another budget made. The evaluation after the run generates them too."""
     from r2ta.eval_jobs import base_answers_missing as missing
     from r2ta.evaluation import generation_dtype
     from training.hardware import detect_hardware
@@ -491,7 +493,8 @@ def base_answers_missing(recipe: str | Path, precision: str, limit: int, *, engi
         base = str((_recipe_data(recipe).get("model") or {}).get("model_name_or_path") or "")
     except R2taError:  # a recipe gone or unreadable: its own error shows where it is used
         return 0
-    return missing(base, generation_dtype(precision, detect_hardware().kind), limit or None, engine=engine)
+    return missing(base, generation_dtype(precision, detect_hardware().kind), limit or None, engine=engine,
+                   max_new_tokens=max_new_tokens)
 
 
 def base_generation_dtype(recipe: str | Path = jobs.DEFAULT_RECIPE) -> str | None:

@@ -322,6 +322,8 @@ def test_the_model_a_run_started_from_is_found_on_this_machine_or_named_missing(
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", None, 3, engine=engine) == 3
     evaluate(QueuedBackend([ONLY_FK] * 2, "models/tiny-llama"), split="test", limit=2, engine=engine)
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", None, 3, engine=engine) == 1
+    # under a budget its two 5-token answers do not fit, the evaluation would answer them again too
+    assert eval_jobs.base_answers_missing("builtin:tiny-llama", None, 3, engine=engine, max_new_tokens=4) == 3
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", "bfloat16", 3, engine=engine) == 3
     assert eval_jobs.base_answers_missing("builtin:tiny-llama", None, None, engine=engine) == 2  # all 4 test
 
@@ -354,7 +356,8 @@ def test_a_model_hub_id_downloaded_here_is_evaluated_from_the_cache_under_its_id
     assert eval_jobs.base_answers_missing("acme/tiny-chat", None, 2, engine=engine) == 2
     outcome = evaluate("acme/tiny-chat", split="test", limit=2, max_new_tokens=4, engine=engine)  # the real model
     assert outcome.model_id == "acme/tiny-chat" and outcome.generated == 2
-    assert eval_jobs.base_answers_missing("acme/tiny-chat", None, 2, engine=engine) == 0
+    assert eval_jobs.base_answers_missing("acme/tiny-chat", None, 2, engine=engine, max_new_tokens=4) == 0
+    assert eval_jobs.base_answers_missing("acme/tiny-chat", None, 2, engine=engine) == 2  # cut at 4: 256 differs
     run = _fake_run(tmp_path)
     jobs.write_status(run, base_model="acme/tiny-chat")
     assert run_base_model(run) == "acme/tiny-chat"  # so the evaluation after the run scores it beside the run's

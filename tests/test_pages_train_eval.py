@@ -493,6 +493,14 @@ def test_train_page_measures_the_machine_when_no_run_gives_an_estimate(studio, m
     caption = next(c.value for c in at.caption if c.value.startswith("Expected on this machine"))
     assert f"evaluation {timing.format_duration(5 * (2 * 4 + 4))} (4 test variants" in caption, caption
     assert "the base model's 20 answers" in caption, caption
+    # the base model's answers counted are those the evaluation's budget writes: its stored ones under another are
+    # answered again (r2ta.pipeline.answers_to_write), so the page asks under the budget typed in
+    asked = []
+    counted = train_view.base_answers_missing
+    monkeypatch.setattr(train_view, "base_answers_missing",
+                        lambda *a, **k: asked.append(k.get("max_new_tokens")) or counted(*a, **k))
+    next(n for n in at.number_input if n.label == "Tokens an answer").set_value(384).run()
+    assert not at.exception and asked and set(asked) == {384}, asked
 
 
 def test_a_rate_with_nothing_to_judge_reads_n_a_and_the_cells_stay_numbers():

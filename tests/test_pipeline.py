@@ -19,7 +19,7 @@ from r2ta.audit import LLMRefiner
 from r2ta.backends import Backend, BackendConfig, Generation
 from r2ta.cli import main
 from r2ta.pairs import read_rows
-from r2ta.pipeline import evaluate_model, export_rows, reason, refine
+from r2ta.pipeline import answers_to_write, evaluate_model, export_rows, reason, refine
 from reasoning_fixtures import CORRECT_TRACE, DIAGRAM, REQUIREMENTS, variant
 
 LINES = CORRECT_TRACE.split("\n")
@@ -505,6 +505,13 @@ def test_an_evaluation_asking_for_verdicts_otherwise_answers_again(engine):
     wider = ContinuingBackend([], verdicts=[])
     assert reason(wider, split="test", engine=engine, max_new_tokens=300, verdict_tokens=12, rebudget=True).rewritten == 0
     cut = ContinuingBackend([(steps_only + "\nStep 6 [EMPLOY", "length"), (GARBAGE, "stop")], verdicts=["NONE", "NONE"])
+    # what the Train page's estimate counts before an evaluation: the answers it will write, stored ones included
+    assert answers_to_write("fake-135m", split="test", max_new_tokens=300, verdict_tokens=8, engine=engine) == 2
+    assert answers_to_write("fake-135m", split="test", max_new_tokens=300, verdict_tokens=12, engine=engine) == 0
+    assert answers_to_write("fake-135m", split="test", max_new_tokens=300, verdict_tokens=12, limit=1,
+                            engine=engine) == 0  # the first variant's answer has its own verdict
+    assert answers_to_write("fake-135m", split="test", max_new_tokens=301, verdict_tokens=12, engine=engine) == 1
+    assert answers_to_write("nobody", split="test", engine=engine) == 3
     report = reason(cut, split="test", engine=engine, max_new_tokens=300, verdict_tokens=8, rebudget=True)
     assert (report.generated, report.rewritten) == (2, 2)
     # no verdicts asked for: the two answers whose verdict was asked for are answered again, left without one

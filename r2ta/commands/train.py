@@ -164,12 +164,13 @@ def _evaluation_size(run_dir: Path, request: dict, precision: str) -> tuple[int,
     if not evaluation.get("split"):
         return 0, 0
     return _evaluation_counts(evaluation["split"], evaluation.get("limit") or None, Path(request["recipe_file"]),
-                              precision)
+                              precision, evaluation.get("max_new_tokens"))
 
 
-def _evaluation_counts(split: str, limit: int | None, recipe: str | Path, precision: str) -> tuple[int, int]:
-    """(the first ``limit`` variants of ``split`` there are, those of them the model ``recipe`` starts from has no
-    answer to at ``precision``'s dtype); (0, 0) when the store cannot say."""
+def _evaluation_counts(split: str, limit: int | None, recipe: str | Path, precision: str,
+                       max_new_tokens: int | None = None) -> tuple[int, int]:
+    """(the first ``limit`` variants of ``split`` there are, those of them the model ``recipe`` starts from will
+    answer at ``precision``'s dtype under ``max_new_tokens``); (0, 0) when the store cannot say."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
@@ -182,7 +183,7 @@ def _evaluation_counts(split: str, limit: int | None, recipe: str | Path, precis
         engine = open_engine()
         with Session(engine) as session:
             n = count_first_variants(session=session, split=split, limit=limit)
-        return n, base_answers_missing(recipe, precision, limit or 0, engine=engine)
+        return n, base_answers_missing(recipe, precision, limit or 0, engine=engine, max_new_tokens=max_new_tokens)
     except (SQLAlchemyError, R2taError):
         return 0, 0
 
