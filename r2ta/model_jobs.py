@@ -38,7 +38,7 @@ from r2ta.timing import job_refresh_seconds
 JOB = "model evaluation"
 EVALUATE, REASON = "evaluate", "reason"
 REASONING_JOB = "reasoning"
-MIN_TOKENS, MAX_TOKENS = 16, 4096  # a reasoning batch's token budget a trace, as the Review page offers it
+MIN_TOKENS, MAX_TOKENS = 16, 4096  # the token budget an answer the pages offer (Review's batch, Evaluate, Train)
 
 
 def evaluations_dir() -> Path:

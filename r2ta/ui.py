@@ -136,11 +136,13 @@ def answer_budget_inputs(key: str, *, base_note: str = "") -> tuple[int, int]:
     """Two number inputs side by side: the tokens each answer may take, and how many more per construct of its
     diagram (:func:`r2ta.pipeline.answer_budget`). Returns (max_new_tokens, tokens_per_construct)."""
     from r2ta.eval_jobs import MAX_TOKENS_PER_CONSTRUCT
+    from r2ta.model_jobs import MAX_TOKENS, MIN_TOKENS
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
 
     left, right = st.columns(2)
-    tokens = left.number_input(
-        "Tokens an answer", min_value=16, max_value=4096, value=DEFAULT_MAX_NEW_TOKENS, step=32, key=f"{key}_tokens",
+    tokens = left.number_input(  # the Review page's batch offers the same bounds
+        "Tokens an answer", min_value=MIN_TOKENS, max_value=MAX_TOKENS, value=DEFAULT_MAX_NEW_TOKENS, step=32,
+        key=f"{key}_tokens",
         help="Where an answer is cut if the model has not ended it. An answer the model wrote before under another "
              "budget is written again, so the scores are always this budget's.")
     per = right.number_input(
