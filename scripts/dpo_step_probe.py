@@ -3,9 +3,10 @@
     python scripts/dpo_step_probe.py dpo.jsonl OUT_DIR                       # the recipe (share_prompt)
     python scripts/dpo_step_probe.py dpo.jsonl OUT_DIR --share_prompt false  # TRL's concatenated forward
     python scripts/dpo_step_probe.py dpo.jsonl OUT_DIR --share_prompt false --activation_checkpointing true
+    python scripts/dpo_step_probe.py dpo.jsonl OUT_DIR --recipe tiny-cpu                # another recipe
 
-Runs ``training.dpo.main`` on the ``smollm2-135m-cpu`` recipe for 4 steps (gradient accumulation 1, any
-further arguments passed on to the parser) and prints one JSON line: seconds per step and tokens/s after
+Runs ``training.dpo.main`` on the ``smollm2-135m-cpu`` recipe (or ``--recipe NAME``) for 4 steps (gradient
+accumulation 1, any further arguments passed on to the parser) and prints one JSON line: seconds per step and tokens/s after
 the first step, wall time, peak RSS, and the logged losses, margins and chosen log-probs (which must
 agree across settings). docs/measured/dpo-shared-prompt-2026-12-05.txt was made with it.
 """
@@ -29,7 +30,11 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2:
         sys.exit(__doc__)
     data, out, extra = argv[0], argv[1], argv[2:]
-    recipe = load_recipe("smollm2-135m-cpu")
+    name = "smollm2-135m-cpu"
+    if "--recipe" in extra:
+        at = extra.index("--recipe")
+        name, extra = extra[at + 1], extra[:at] + extra[at + 2:]
+    recipe = load_recipe(name)
     precision = hardware.resolve_precision("auto", hardware.detect_hardware())
     args = parse_stage(dpo.make_parser(), recipe, "dpo", precision,
                        ["--train_file", data, "--output_dir", out, "--max_steps", "4", "--gradient_accumulation_steps", "1",

@@ -238,3 +238,22 @@ def test_walk_lengths_counts_each_walk_target_and_the_budgets_that_fit_it(rows, 
     text = walk_lengths.report(got, by_id, 384, [(320, 20)])
     assert "--max-new-tokens 320 --tokens-per-construct 20" in text and f"of {len(got)} fit" in text
     assert "fit: tokens ~" in text and variants[0].base_id in text
+
+
+@pytest.mark.slow
+def test_dpo_step_probe_prints_one_line_of_figures_for_a_recipe(tmp_path, capsys):
+    # scripts/dpo_step_probe.py, behind docs/measured/dpo-shared-prompt-2026-12-05.txt: 4 DPO steps of one pair on
+    # the tiny recipe (the records ran the embedded one), its figures as one JSON line, the losses logged each step
+    from r2ta.pairs import write_rows
+    from scripts import dpo_step_probe
+    from training.tiny import smoke_rows
+
+    write_rows(smoke_rows(6)[1], tmp_path / "dpo.jsonl")
+    dpo_step_probe.main([str(tmp_path / "dpo.jsonl"), str(tmp_path / "out"), "--recipe", "tiny-cpu",
+                         "--share_prompt", "false"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["extra"] == "--share_prompt false" and figures["share"] is False
+    assert len(figures["losses"]) == len(figures["margins"]) == len(figures["logps_chosen"]) == 4
+    assert figures["tok_s_after_step1"] > 0 and figures["s_per_step_after_step1"] > 0 and figures["peak_rss_gb"] > 0
+    with pytest.raises(SystemExit):
+        dpo_step_probe.main([str(tmp_path / "dpo.jsonl")])  # the usage, not a traceback
