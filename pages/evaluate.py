@@ -102,8 +102,11 @@ if common_only:
     st.caption(f"Scored on the {len(common)} variants the chosen models have in common.")
 
 with st.expander("Where each model comes from"):
-    origins = evaluation.model_origins([by_id[m] for m in chosen], engine=engine())
-    st.dataframe([{**row, "model": label} for row, label in zip(origins, chosen)], hide_index=True, width="stretch")
+    origins = [{**row, "model": label}
+               for row, label in zip(evaluation.model_origins([by_id[m] for m in chosen], engine=engine()), chosen)]
+    shown = [k for k in origins[0] if any(row[k] != "" for row in origins)]  # no run among them: no run columns
+    st.dataframe([{k: row[k] for k in shown} for row in origins], hide_index=True, width="stretch",
+                 column_config={"model": st.column_config.TextColumn(width="large")})
 st.subheader("Overall")
 rates_table(evaluation.summary_rows(reports), ("micro F1", "macro F1", "micro P", "micro R", "hallucination",
                                                "grounding", "format validity", "validity, unforced", "exact match"))

@@ -591,8 +591,9 @@ def f1_table(reports: dict[str, EvaluationReport]) -> list[dict]:
 
 
 def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = None) -> list[dict]:
-    """Where each evaluated model comes from: for a trained one its run, stage, recipe and the settings the run
-    changed (``r2ta train --set``, the Train page); what it was scored on, and when."""
+    """Where each evaluated model comes from: the answer budget its evaluation asked for (and how many answers it
+    scored that another budget made); for a trained one its run, stage, recipe and the settings the run changed
+    (``r2ta train --set``, the Train page); what it was scored on, and when."""
     from db.models import TrainingRunRow
 
     rows = []
@@ -603,12 +604,13 @@ def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = Non
             request = config.get("request") or {}
             rows.append({
                 "model": m.model_id,
+                "answer budget": budget_text(m.settings) or ("—" if m.model_id == CHECKER_MODEL_ID else "not recorded"),
+                # text: "—" where there is no budget to differ from (the checker, an evaluation from before budgets)
+                "answers under another budget": str((m.settings or {}).get("other_budget", "—")),
                 "trained": ("" if run is None else "SFT then DPO" if run.parent_run_id is not None else "SFT"),
                 "recipe": config.get("recipe") or "",
                 "changed settings": ", ".join(request.get("overrides") or []),
                 "run folder": config.get("run_dir") or "",
-                "answer budget": budget_text(m.settings) or ("—" if m.model_id == CHECKER_MODEL_ID else "not recorded"),
-                "answers under another budget": (m.settings or {}).get("other_budget"),
                 "variants scored": m.n_variants,
                 "evaluated": m.created_at.strftime("%Y-%m-%d %H:%M"),
             })

@@ -4,6 +4,7 @@
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --prefix loop-schemas- --expand "Per base schema" Evaluate
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --reviewer Ana --review-status accepted Review
     .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/resdata --prefix resume- --click Resume Train
+    .venv/bin/python scripts/screenshot_pages.py --data-dir /tmp/loopdata --toggle "Earlier evaluations too" Evaluate
 
 Serves the app on that data folder, opens each named page through the sidebar in
 Debian's chromium at 1440x900 (full page height with --full-page) and writes
@@ -37,6 +38,8 @@ def main() -> int:
     ap.add_argument("--reviewer", metavar="NAME", help="the name to give a page that asks for one (Review)")
     ap.add_argument("--review-status", choices=("pending", "accepted", "edited", "rejected", "any"),
                     help="on the Review page, the sidebar's Status filter (accepted, edited, rejected, any) before the screenshot")
+    ap.add_argument("--toggle", action="append", default=[], metavar="LABEL",
+                    help="turn on the toggle (or checkbox) labelled LABEL before the screenshot (repeatable)")
     ap.add_argument("--scroll-to", metavar="TEXT",
                     help="scroll the first element showing TEXT into view before the screenshot (below the fold)")
     ap.add_argument("--click", metavar="LABEL",
@@ -82,6 +85,12 @@ def main() -> int:
                 for chart in ("stPlotlyChart", "stGraphVizChart"):
                     if page.get_by_test_id(chart).count():
                         expect(page.get_by_test_id(chart).first.locator("svg").first).to_be_visible()
+                for label in args.toggle:
+                    box = page.get_by_label(label, exact=True)
+                    if not box.is_checked():
+                        box.check(force=True)  # Streamlit hides the input under its own switch
+                        page.wait_for_timeout(1500)
+                        expect(running).to_have_count(0)
                 for label in args.expand:
                     summary = page.get_by_test_id("stExpander").locator("summary").filter(has_text=label)
                     expect(summary.first).to_be_visible()  # the page may still be drawing: an unseen one is an error

@@ -129,7 +129,7 @@ def test_an_evaluation_under_another_budget_scores_what_that_budget_writes(engin
                                     "other_budget": 0}  # this fake cannot continue an answer: no verdict asked for
     origins = model_origins(labels.values(), engine=engine)
     assert [(o["answer budget"], o["answers under another budget"]) for o in origins] == [
-        ("4 tokens", 0), ("200 tokens", 0), ("300 tokens", 0)]
+        ("4 tokens", "0"), ("200 tokens", "0"), ("300 tokens", "0")]
     diffs = differing_variants(first.evaluation_id, tight.evaluation_id, engine=engine)
     assert len(diffs) == 4 and all(d.a.raw_output == CORRECT_TRACE and d.b.raw_output == WRONG for d in diffs)
     # an evaluation of the first two variants under 3 tokens (which the 5-token answers do not fit) scores the other
@@ -139,7 +139,7 @@ def test_an_evaluation_under_another_budget_scores_what_that_budget_writes(engin
     assert any("2 answers beyond this call's variants were made under another token budget" in n for n in part.notes)
     latest = evaluation_labels(list_evaluations(split="test", engine=engine))["m"]
     assert latest.settings["other_budget"] == 2
-    assert model_origins([latest], engine=engine)[0]["answers under another budget"] == 2
+    assert model_origins([latest], engine=engine)[0]["answers under another budget"] == "2"
     # the same budget as the latest is not repeated in an earlier evaluation's name
     again = evaluation_labels(list_evaluations(split="test", engine=engine, every=True))
     assert f"m · evaluation {tight.evaluation_id}, 4 tokens" in again

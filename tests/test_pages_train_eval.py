@@ -254,6 +254,9 @@ def test_evaluate_page_compares_models_and_drills_down(studio):
     assert trained["trained"] == "SFT then DPO" and trained["recipe"] == "tiny-cpu"
     assert trained["changed settings"] == "dpo.beta=0.2" and trained["run folder"] == str(done)
     assert origins.loc["base", "trained"] == "" and origins.loc["checker", "variants scored"] == 3
+    # the checker has no budget; nothing in the table reads None
+    assert (origins.loc["checker", "answer budget"], origins.loc["checker", "answers under another budget"]) == ("—", "—")
+    assert not any(v is None or str(v) == "None" for v in origins.to_numpy().ravel())
     summary = at.dataframe[1].value.set_index("model")
     assert summary.loc[run_model_id(done, "sft+dpo"), "micro F1"] == 1.0
     assert summary.loc["base", "hallucination"] == pytest.approx(1 / 3)
@@ -295,6 +298,7 @@ def test_evaluate_page_lists_a_models_earlier_evaluations_on_request(studio):
     origins, overall = at.dataframe[0].value, at.dataframe[1].value
     assert list(origins["model"]) == list(overall["model"]) == ["base", earlier]
     assert list(origins["answer budget"]) == ["4 tokens", "256 tokens"]
+    assert list(origins["answers under another budget"]) == ["0", "0"]
     assert list(_shown(at.dataframe[1])["micro F1"]) == ["1.000", "0.444"]  # the new answers', the old ones'
     assert any(s.label == "Model B" and s.value == earlier for s in at.selectbox)
 
