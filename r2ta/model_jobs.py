@@ -33,7 +33,7 @@ from pathlib import Path
 from r2ta import eval_jobs, jobs
 from r2ta.config import data_dir
 from r2ta.errors import R2taError
-from r2ta.timing import job_refresh_seconds
+from r2ta.timing import format_duration, job_refresh_seconds, job_time_left
 
 JOB = "model evaluation"
 EVALUATE, REASON = "evaluate", "reason"
@@ -67,6 +67,7 @@ class ModelJob:
     redraw_s: float = 2.0  # how often a page watching it redraws it (r2ta.timing.job_refresh_seconds)
     max_new_tokens: int | None = None  # evaluate: each answer's budget (None: r2ta eval's default)
     tokens_per_construct: int = 0  # evaluate: and this many more per construct of the diagram
+    left_s: float | None = None  # the answers' time left, going (r2ta.timing.job_time_left)
 
     @property
     def going(self) -> bool:
@@ -83,7 +84,8 @@ class ModelJob:
         if self.going:
             if self.stage == "auditing":
                 return f"{what}: the auditor refines its traces"
-            return f"{what}: " + (f"{self.done} of {self.total} new answers written" if self.total else "starting")
+            left = f", about {format_duration(self.left_s)} left" if self.left_s is not None else ""
+            return f"{what}: " + (f"{self.done} of {self.total} new answers written{left}" if self.total else "starting")
         if self.cancelled:
             return f"{what}: cancelled (the answers written so far are kept)"
         if self.state == eval_jobs.SUCCEEDED:
@@ -108,6 +110,7 @@ def read_job(job_dir: Path) -> ModelJob:
         created_at=str(status.get("created_at") or ""), finished_at=status.get("finished_at"),
         stage=status.get("stage"), proposals=status.get("proposals"), redraw_s=job_refresh_seconds(status),
         max_new_tokens=status.get("max_new_tokens"), tokens_per_construct=int(status.get("tokens_per_construct") or 0),
+        left_s=job_time_left(status),
     )
 
 

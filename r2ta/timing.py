@@ -580,6 +580,20 @@ def evaluation_time_left(evaluation: dict, now: _dt.datetime | None = None) -> f
     return per_variant * ((total - done) + later_variants)
 
 
+def job_time_left(status: dict, now: _dt.datetime | None = None) -> float | None:
+    """Seconds a model's job by itself (the Evaluate page's evaluation, the Review page's next batch) has left in
+    its answers: its time an answer so far — the model's load included, so a little long at first — times the
+    answers left. None when it is not running, before its first update, or with every answer written."""
+    started = parse_time(status.get("stage_started_at") or status.get("started_at"))
+    try:
+        done, total = int(status.get("done") or 0), int(status.get("total") or 0)
+    except (TypeError, ValueError):
+        return None
+    if status.get("status") != "running" or not started or done <= 0 or total <= done:
+        return None
+    return max(0.0, ((now or _now()) - started).total_seconds()) / done * (total - done)
+
+
 NO_ESTIMATE = ("No run of this recipe has finished on this hardware yet, so there is no estimate of its time: measure "
                "this machine first (a few real training steps), or start the run — once it is going, its progress "
                "shows the time each stage has left.")

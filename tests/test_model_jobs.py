@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -88,6 +89,11 @@ def test_one_at_a_time_and_a_cancel_stops_the_process(engine):  # noqa: F811
     try:
         assert job.going and model_jobs.active_job().job_dir == job.job_dir
         assert job.describe() == "embedded on the first 24 test variants: 8 of 24 new answers written"
+        # started 80 s ago, 8 answers written: 10 s an answer, 16 to go
+        started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=80)).isoformat()
+        eval_jobs.write_eval_status(job.job_dir, started_at=started)
+        assert model_jobs.read_job(job.job_dir).describe() == (
+            "embedded on the first 24 test variants: 8 of 24 new answers written, about 3 min left")
         with pytest.raises(R2taError, match="an evaluation is already going .*wait for it or cancel it"):
             model_jobs.start_model_evaluation("checker")
         model_jobs.cancel_job(job.job_dir)

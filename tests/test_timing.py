@@ -99,6 +99,17 @@ def test_a_page_watching_a_models_job_redraws_a_quarter_of_its_updates_apart(tmp
         assert timing.job_refresh_seconds(odd) == 2.0
 
 
+def test_a_models_job_says_the_time_its_answers_have_left():
+    # 20 answers in 100 s: 5 s an answer, 4 to go; nothing to say before the first update, after the last, or done
+    status = {"status": "running", "stage_started_at": T0.isoformat(), "done": 20, "total": 24}
+    assert timing.job_time_left(status, now=T0 + dt.timedelta(seconds=100)) == 20.0
+    assert timing.job_time_left({**status, "stage_started_at": None, "started_at": T0.isoformat()},
+                                now=T0 + dt.timedelta(seconds=50)) == 10.0
+    for odd in ({**status, "done": 0}, {**status, "done": 24}, {**status, "status": "succeeded"},
+                {**status, "total": "x"}, {**status, "stage_started_at": None}, {}):
+        assert timing.job_time_left(odd, now=T0 + dt.timedelta(seconds=100)) is None
+
+
 RECIPE = {"run": {"precision": "auto"}, "model": {"use_peft": True},
           "sft": {"num_train_epochs": 2, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2},
           "dpo": {"num_train_epochs": 1, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 4}}
