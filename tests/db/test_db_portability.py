@@ -80,6 +80,7 @@ def _fill(engine, seed) -> None:
             metrics={"micro_f1": 2 / 3},
             run_id=run.id,
             results=[{"variant_id": "company-2", "predicted": [], "metrics": {"exact": True}}],
+            settings={"max_new_tokens": 320, "tokens_per_construct": 20, "verdict_tokens": None, "other_budget": 0},
         )
 
 

@@ -6,11 +6,11 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from db.errors import RecordNotFound, ReviewConflict, StoreError
 from db.loading import load_dataset
-from db.models import ReviewRow
+from db.models import EvaluationRow, ReviewRow
 from db.queries import (
     CONFLICT_MESSAGE,
     add_run_examples,
@@ -309,11 +309,17 @@ def test_metrics_per_model_are_the_latest_evaluation_of_each(engine, seed):
             split="test",
             metrics={"micro_f1": 0.2},
             results=[{"variant_id": "company-2", "predicted": [{"category": "cardinality"}], "metrics": {"tp": 1}}],
+            settings={"max_new_tokens": 320, "tokens_per_construct": 20, "verdict_tokens": None, "other_budget": 0},
         )
         create_evaluation(session=session, model_id="checker", split="test", metrics={"micro_f1": 0.9})
         create_evaluation(session=session, model_id="smollm2", split="train", metrics={"micro_f1": 0.7})
         table = metrics_by_model(session=session)
         assert [(m.model_id, m.metrics["micro_f1"]) for m in table] == [("checker", 0.9), ("smollm2", 0.2)]
+        # what the answers were asked under comes back as stored, JSON null inside kept; none given is SQL NULL
+        assert [m.settings for m in table] == [
+            None, {"max_new_tokens": 320, "tokens_per_construct": 20, "verdict_tokens": None, "other_budget": 0}]
+        assert session.exec(select(func.count()).select_from(EvaluationRow)
+                            .where(col(EvaluationRow.settings).is_(None))).one() == 3
         assert [r.variant_id for r in list_evaluation_results(newer.id, session=session)] == ["company-2"]
         with pytest.raises(StoreError, match="unknown variant"):
             create_evaluation(
