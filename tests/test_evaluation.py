@@ -868,3 +868,16 @@ def test_loop_generates_in_the_dtype_asked_and_compares_the_ids_it_stores(tmp_pa
     monkeypatch.setenv("R2TA_BACKENDS_FILE", str(cfg))
     with pytest.raises(loop.LoopError, match="base backend 'server' is a server"):
         loop.run_loop(loop.LoopConfig(dtype="bfloat16", base_backend="server", out=tmp_path / "l2"), say=print)
+
+
+def test_the_budget_defaults_the_cli_help_names_are_the_ones_used():
+    # r2ta eval --help said 384 tokens an answer while evaluations took 256
+    from r2ta.cli import build_parser
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command" or getattr(a, "choices", None))
+    for name in ("eval", "reason"):
+        text = " ".join(commands.choices[name].format_help().split())
+        assert f"token budget per answer (default: {DEFAULT_MAX_NEW_TOKENS})" in text, name
+        assert f"its verdict (default: {DEFAULT_VERDICT_TOKENS};" in text, name

@@ -9,7 +9,9 @@
 A model is ``checker``, a training run folder (optionally ``:sft`` / ``:sft+dpo``),
 a model folder, or a named backend (``--backend NAME`` with another ``--model``:
 that model served by the backend). Generation is resumable: variants that already
-have a trace by the model are not generated again.
+have a trace by the model are not generated again, unless this budget would have
+written it otherwise (cut at another --max-new-tokens, longer than this one, or its
+verdict asked for under another --verdict-tokens); the evaluation records its budget.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "models: the dtype the run trained in, bfloat16 after bf16 on a CPU); bfloat16 on a CPU "
                         "with AMX or AVX512-BF16 generated 1.6-1.8x as fast as float32; another dtype than "
                         "auto's gives other tokens, so its traces and evaluation are stored as MODEL@DTYPE")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 384)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per answer (default: 256)")
     add_budget_per_construct(p)
     p.add_argument("--verdict-tokens", type=int, default=None, metavar="N",
                    help="when an answer has no VERDICT line, append one and give the model N more tokens to write its verdict (default: 128; 0 = never; the trace records it)")
