@@ -97,6 +97,11 @@ def _rescore(ids: tuple[tuple[str, int], ...], common: bool):
     return evaluation.rescore(dict(ids), common_only=common, engine=engine())
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _variant_csv(ids: tuple[tuple[str, int], ...], common: tuple[str, ...] | None) -> str:
+    return evaluation.rows_csv(evaluation.variant_rows(dict(ids), only=common, engine=engine()))
+
+
 reports, common = _rescore(tuple((m, by_id[m].evaluation_id) for m in chosen), common_only)
 if common_only:
     st.caption(f"Scored on the {len(common)} variants the chosen models have in common.")
@@ -128,6 +133,13 @@ with st.expander("Per base schema (format validity, micro P / R / F1)"):
     scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
     rates_table(evaluation.schema_rows(reports, evaluation.variant_schemas(scored, engine=engine())),
                 ("format validity", "micro P", "micro R", "micro F1"))
+
+st.download_button(
+    "Download each variant's result (CSV)", icon=":material/download:", mime="text/csv",
+    data=_variant_csv(tuple((m, by_id[m].evaluation_id) for m in chosen), tuple(common) if common_only else None),
+    file_name=f"r2ta-evaluation-{split}.csv",
+    help="One row per chosen model and variant: its base schema, whether the verdict parses (and whether R2tA asked "
+         "for it), the mistakes predicted and the true ones, and how many were right, wrong and missed.")
 
 st.subheader("Where two models differ")
 if len(chosen) < 2:

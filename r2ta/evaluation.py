@@ -617,6 +617,56 @@ def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = Non
     return rows
 
 
+def variant_rows(evaluation_ids: dict[str, int], *, engine: Engine | None = None,
+                 only: Iterable[str] | None = None) -> list[dict]:
+    """One row per (evaluation, variant) of the evaluations (label -> id), in that order then by variant: its base
+    schema, whether the verdict parses and whether R2tA asked for it, the mistakes predicted and the true ones
+    ("category: element, element; ..."), and how many were right, wrong and missed — what a researcher takes to a
+    spreadsheet (the Evaluate page's download, ``r2ta eval --compare ... --per-variant FILE``). ``only``: these
+    variants alone (the ones the models have in common)."""
+    from r2ta.metrics import match
+
+    keep = None if only is None else set(only)
+    with Session(_engine(engine)) as session:
+        results = {label: _load_results(session, eid) for label, eid in evaluation_ids.items()}
+        if keep is not None:
+            results = {label: {v: r for v, r in res.items() if v in keep} for label, res in results.items()}
+        ids = set().union(*(set(r) for r in results.values())) if results else set()
+        truths = _truths(session, ids)
+    schemas = variant_schemas(ids, engine=engine)
+    rows = []
+    for label, res in results.items():
+        for v in sorted(res):
+            r, truth = res[v], truths.get(v, [])
+            right = len(match(r.predicted, truth))
+            rows.append({"model": label, "variant": v, "base schema": schemas.get(v, ""),
+                         "verdict parses": r.valid, "verdict asked for": r.forced,
+                         "predicted": _mistakes_text(r.predicted), "truth": _mistakes_text(truth),
+                         "right": right, "wrong": len(r.predicted) - right, "missed": len(truth) - right})
+    return rows
+
+
+def _mistakes_text(mistakes: list[Mistake]) -> str:
+    return "; ".join(f"{m.category}: {', '.join(m.elements)}" for m in mistakes)
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """Rows as CSV text. A cell a spreadsheet would run as a formula (it starts with =, +, -, @, a tab or a carriage
+    return: an imported diagram's element may be named so) is kept as text with a leading apostrophe."""
+    import csv
+    import io
+
+    def cell(value):
+        return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: cell(v) for k, v in row.items()} for row in rows)
+    return out.getvalue()
+
+
 def variant_schemas(variant_ids: Iterable[str], *, engine: Engine | None = None) -> dict[str, str]:
     """Variant id -> the id of the base schema it was mutated from."""
     ids = list(variant_ids)

@@ -33,10 +33,12 @@ from r2ta.evaluation import (
     model_origins,
     resolve_model,
     rescore,
+    rows_csv,
     run_evaluations,
     run_model_id,
     summary_figure,
     summary_rows,
+    variant_rows,
 )
 from db.queries import count_pairs_ready
 from r2ta.loop import BULK_REVIEWER, bulk_accept
@@ -244,6 +246,39 @@ def test_eval_command_scores_and_compares(engine, capsys):
     assert out.splitlines()[-1].split() == ["company_small", "(2)", "1.00", "/", f"{micro_f1:.2f}"]
     assert main(["eval", "--compare", "checker", "nobody"]) == 2
     assert "no stored test evaluation for nobody" in capsys.readouterr().err
+
+
+def test_each_variants_result_goes_to_a_spreadsheet_safely(engine, tmp_path, capsys):
+    good = evaluate(QueuedBackend([CORRECT_TRACE] * 4, "good"), split="test", engine=engine)
+    half = evaluate(QueuedBackend([ONLY_FK, WRONG], "=half"), split="test", limit=2, engine=engine)
+    rows = variant_rows({"good": good.evaluation_id, "=half": half.evaluation_id}, engine=engine)
+    assert [(r["model"], r["variant"]) for r in rows] == [
+        *(("good", f"company_small-00{n}") for n in range(4)), ("=half", "company_small-000"),
+        ("=half", "company_small-001")]
+    assert rows[0] == {
+        "model": "good", "variant": "company_small-000", "base schema": "company_small", "verdict parses": True,
+        "verdict asked for": False, "right": 2, "wrong": 0, "missed": 0,
+        "predicted": "foreign_key_attribute: EMPLOYEE.Dnumber, WORKS_FOR; participation: WORKS_FOR, EMPLOYEE",
+        "truth": "participation: WORKS_FOR, EMPLOYEE; foreign_key_attribute: EMPLOYEE.Dnumber, WORKS_FOR"}
+    assert [(r["right"], r["wrong"], r["missed"]) for r in rows[4:]] == [(1, 0, 1), (0, 1, 2)]
+    assert rows[5]["predicted"] == "missing_key: PROJECT"
+    only = variant_rows({"good": good.evaluation_id}, only=["company_small-003"], engine=engine)
+    assert [r["variant"] for r in only] == ["company_small-003"]
+    # a model (or an imported diagram's element) named like a formula stays text in a spreadsheet
+    text = rows_csv(rows)
+    lines = text.splitlines()
+    assert lines[0] == "model,variant,base schema,verdict parses,verdict asked for,predicted,truth,right,wrong,missed"
+    assert lines[5].startswith("'=half,company_small-000,company_small,True,False,")
+    assert rows_csv([]) == ""
+    # the same from the command line, beside the comparison
+    out = tmp_path / "per-variant.csv"
+    assert main(["eval", "--compare", "good", "=half", "--per-variant", str(out)]) == 0
+    assert "4 rows (model, variant) written to" in capsys.readouterr().out  # the 2 variants both have, 2 models
+    assert out.read_text(encoding="utf-8").splitlines()[0] == lines[0] and len(out.read_text().splitlines()) == 5
+    assert main(["eval", "--compare", "good", "--per-variant", str(tmp_path / "no" / "such" / "dir.csv")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert main(["eval", "--model", "checker", "--per-variant", str(out)]) == 2
+    assert "--per-variant goes with --compare" in capsys.readouterr().err
 
 
 def test_eval_compare_limit_scores_the_first_variants_only(engine, capsys):

@@ -268,6 +268,8 @@ def test_evaluate_page_compares_models_and_drills_down(studio):
     assert not any("None" in str(v) for v in shown.to_numpy().ravel())
     assert any(c.value.startswith("n/a: no predicted mistakes to judge") for c in at.caption)
     assert len(at.get("plotly_chart")) == 2
+    download = at.get("download_button")  # each variant's result for the chosen models, as CSV
+    assert len(download) == 1 and download[0].proto.label == "Download each variant's result (CSV)"
     per_schema = at.dataframe[3].value  # the "Per base schema" expander
     assert set(per_schema["model"]) == set(models) and per_schema["variants"].sum() == 3 * len(models)
     assert per_schema.set_index("model").loc[run_model_id(done, "sft+dpo"), "micro F1"] == 1.0

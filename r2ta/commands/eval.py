@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from r2ta.commands import DTYPES, add_budget_per_construct, check_budget_per_construct
 
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --verdict-grammar: take the answers from the model's stored plain traces "
                         "and decode only their verdicts again: minutes instead of a whole generation (a stored answer "
                         "made under another --max-new-tokens is generated again, and the report says how many)")
+    p.add_argument("--per-variant", type=Path, default=None, metavar="FILE",
+                   help="--compare: also write each model's result on each variant scored to FILE (CSV: base schema, "
+                        "verdict parses / asked for, predicted and true mistakes, right / wrong / missed)")
     p.add_argument("--all-variants", action="store_true",
                    help="--compare: score each model on all its variants, not only the common ones")
     p.set_defaults(func=run)
@@ -63,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from r2ta.errors import R2taError
     from r2ta.evaluation import (budget_rows, evaluate, format_by_schema, format_side_by_side, list_evaluations,
-                                 rescore, schema_rows, variant_schemas)
+                                 rescore, rows_csv, schema_rows, variant_rows, variant_schemas)
     from r2ta.metrics import format_report
 
     if args.compare:
@@ -92,7 +96,16 @@ def run(args: argparse.Namespace) -> int:
         scored = sorted({v.variant_id for r in reports.values() for v in r.per_variant})
         print("by base schema: format validity / micro F1")
         print(format_by_schema(schema_rows(reports, variant_schemas(scored))))
+        if args.per_variant is not None:
+            rows = variant_rows({m: latest[m].evaluation_id for m in args.compare}, only=scored)
+            try:
+                args.per_variant.write_text(rows_csv(rows), encoding="utf-8")
+            except OSError as err:
+                raise R2taError(f"cannot write {args.per_variant}: {err.strerror or err}") from None
+            print(f"{len(rows)} rows (model, variant) written to {args.per_variant}")
         return 0
+    if args.per_variant is not None:
+        raise R2taError("--per-variant goes with --compare: the models' stored evaluations side by side")
     if args.limit is not None and args.limit < 1:
         raise R2taError("--limit must be at least 1")
     if args.verdict_tokens is not None and args.verdict_tokens < 0:
