@@ -185,11 +185,9 @@ def reason(
     report = ReasonReport(model_id=model_id, split=split, skipped=done)
 
     def budget_of(variant: VariantRow) -> int:
-        return answer_budget(_diagram(variant), max_new_tokens, tokens_per_construct) if tokens_per_construct \
-            else max_new_tokens
+        return _variant_budget(variant, max_new_tokens, tokens_per_construct)
 
-    def fits(trace: TraceRow, variant: VariantRow) -> bool:  # the answer this call would write (rebudget)
-        return _fits_budget(trace, budget_of(variant)) and _fits_verdict(trace, backend.can_continue, verdict_tokens)
+    fits = _fits_call(max_new_tokens, tokens_per_construct, backend.can_continue, verdict_tokens)  # rebudget
 
     if rebudget and done:
         again = _answered_under_another_budget(engine, model_id, split, limit, spread, fits)
@@ -303,12 +301,24 @@ def answers_to_write(
     if not done:
         return len(pending)
 
-    def fits(trace: TraceRow, variant: VariantRow) -> bool:
-        budget = (answer_budget(_diagram(variant), max_new_tokens, tokens_per_construct) if tokens_per_construct
-                  else max_new_tokens)
-        return _fits_budget(trace, budget) and _fits_verdict(trace, can_continue, verdict_tokens)
-
+    fits = _fits_call(max_new_tokens, tokens_per_construct, can_continue, verdict_tokens)
     return len(pending) + len(_answered_under_another_budget(engine, model_id, split, limit, spread, fits))
+
+
+def _variant_budget(variant: VariantRow, max_new_tokens: int, tokens_per_construct: int) -> int:
+    return answer_budget(_diagram(variant), max_new_tokens, tokens_per_construct) if tokens_per_construct \
+        else max_new_tokens
+
+
+def _fits_call(max_new_tokens: int, tokens_per_construct: int, can_continue: bool,
+               verdict_tokens: int) -> Callable[[TraceRow, VariantRow], bool]:
+    """Whether a stored answer is the one a call with these budgets would write (:func:`_fits_budget` on the
+    variant's budget, :func:`_fits_verdict`)."""
+    def fits(trace: TraceRow, variant: VariantRow) -> bool:
+        return (_fits_budget(trace, _variant_budget(variant, max_new_tokens, tokens_per_construct))
+                and _fits_verdict(trace, can_continue, verdict_tokens))
+
+    return fits
 
 
 _CUT_AT = re.compile(r"generation stopped at max_new_tokens \((\d+)\)")
