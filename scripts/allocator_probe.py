@@ -7,12 +7,17 @@ tokens/s. The allocator is the process's own, so run it once per allocator:
     python scripts/allocator_probe.py 60 glibc
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python scripts/allocator_probe.py 60 tcmalloc
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python scripts/allocator_probe.py 60 jemalloc
+    python scripts/allocator_probe.py 30 glibc --data DATA/exports/sft.jsonl   # your own export's rows
+    python scripts/allocator_probe.py 4 glibc --recipe tiny-cpu --precision fp32 --data sft.jsonl   # another recipe
 
-Needs a CPU that computes bf16 natively (training/hardware.py). Record: docs/measured/sft-labelled-positions-2026-12-05.txt.
+``--precision bf16`` (the default, the run's) needs a CPU that computes bf16 natively (training/hardware.py): on
+another the probe stops with that error; ``auto`` takes what a run here would. Record:
+docs/measured/sft-labelled-positions-2026-12-05.txt.
 """
 
 from __future__ import annotations
 
+import argparse
 import resource
 import sys
 import tempfile
@@ -24,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import benchmarks.bench_training as bench  # noqa: E402
 from r2ta.pairs import write_rows  # noqa: E402
 from training import hardware  # noqa: E402
+from r2ta.jobs import TrainingError  # noqa: E402
 from training.recipe import load_recipe  # noqa: E402
 
 SHOWN = (0, 4, 9, 19, 29, 39, 49, 59, 89, 119)
@@ -34,7 +40,28 @@ def rss_mb() -> float:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def main(steps: int, label: str) -> None:
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="The RSS of an SFT run, step by step, under this process's allocator.")
+    parser.add_argument("steps", type=int, help="optimizer steps (one row each)")
+    parser.add_argument("label", help="the allocator's name, to head the line printed")
+    parser.add_argument("--recipe", default="smollm2-135m-cpu", help="a recipe name or file (default: the embedded one)")
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32", "auto"),
+                        help="bf16 (default: how run450 trained), fp32, or auto: what a run here would take")
+    parser.add_argument("--rows", type=int, default=64, help="realistic rows to train on (default 64)")
+    parser.add_argument("--data", type=Path, help="an SFT export (JSONL) to train on instead of the realistic rows")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.rows < 1:
+        parser.error("steps and --rows must be at least 1")
+    if args.data is not None and not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file")
+    try:
+        run(args.steps, args.label, recipe=args.recipe, precision=args.precision, rows=args.rows, data=args.data)
+    except TrainingError as err:  # bf16 on a CPU without it, an unknown recipe: the reason, not a traceback
+        sys.exit(f"allocator_probe: {err}")
+
+
+def run(steps: int, label: str, *, recipe: str = "smollm2-135m-cpu", precision: str = "bf16", rows: int = 64,
+        data: Path | None = None) -> None:
     from transformers import TrainerCallback
 
     import training.sft as sft
@@ -49,12 +76,13 @@ def main(steps: int, label: str) -> None:
     after = After()
     stage_main = sft.main
     sft.main = lambda *a, callbacks=(), **k: stage_main(*a, callbacks=[*callbacks, after], **k)
-    precision = hardware.resolve_precision("bf16", hardware.detect_hardware())
+    resolved = hardware.resolve_precision(precision, hardware.detect_hardware())  # bf16 here, or a clear error
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = Path(tmp) / "sft.jsonl"
-        write_rows(bench.realistic_rows(64)[0], rows)
-        result = bench._measure("sft", "project", load_recipe("smollm2-135m-cpu"), precision, rows, steps,
+        if data is None:
+            data = Path(tmp) / "sft.jsonl"
+            write_rows(bench.realistic_rows(rows)[0], data)
+        result = bench._measure("sft", "project", load_recipe(recipe), resolved, data, steps,
                                 Path(tmp), extra=("--activation_checkpointing", "false"))
     shown = ", ".join(f"{i + 1}:{after.rss[i]:.0f}" for i in range(len(after.rss))
                       if i in SHOWN or i == len(after.rss) - 1)
@@ -63,4 +91,4 @@ def main(steps: int, label: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(sys.argv[1:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -257,3 +258,28 @@ def test_dpo_step_probe_prints_one_line_of_figures_for_a_recipe(tmp_path, capsys
     assert figures["tok_s_after_step1"] > 0 and figures["s_per_step_after_step1"] > 0 and figures["peak_rss_gb"] > 0
     with pytest.raises(SystemExit):
         dpo_step_probe.main([str(tmp_path / "dpo.jsonl")])  # the usage, not a traceback
+
+
+@pytest.mark.slow
+def test_allocator_probe_prints_the_rss_of_each_step_for_a_recipe(tmp_path, capsys):
+    # scripts/allocator_probe.py, behind docs/measured/sft-labelled-positions-2026-12-05.txt: SFT steps on the tiny
+    # recipe in fp32 (the record ran the embedded one in bf16) on rows of an export, the process's RSS after each
+    # shown step and its peak
+    from r2ta.pairs import write_rows
+    from scripts import allocator_probe
+    from training.tiny import smoke_rows
+
+    write_rows(smoke_rows(4)[0], tmp_path / "sft.jsonl")
+    allocator_probe.main(["3", "glibc", "--recipe", "tiny-cpu", "--precision", "fp32",
+                          "--data", str(tmp_path / "sft.jsonl")])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("glibc: 3 steps in ") and " tok/s; RSS MB after step 1:" in line
+    steps = re.search(r"after step (.*); peak (\d+) MB", line)
+    assert [int(s.split(":")[0]) for s in steps.group(1).split(", ")] == [1, 3]  # the first and the last step
+    assert int(steps.group(2)) > 0
+    with pytest.raises(SystemExit):
+        allocator_probe.main(["0", "glibc"])  # the usage, not a traceback
+    with pytest.raises(SystemExit, match="allocator_probe: .*no-such-recipe"):
+        allocator_probe.main(["1", "glibc", "--recipe", "no-such-recipe"])  # the reason, not a traceback
+    with pytest.raises(SystemExit):
+        allocator_probe.main(["1", "glibc", "--data", str(tmp_path / "missing.jsonl")])

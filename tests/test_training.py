@@ -163,3 +163,16 @@ def test_training_benchmark_measures_the_settings_asked_for_and_refuses_unknown_
         bench.main(["--model", "tiny", "--settings", "project,project-bf16"])
     with pytest.raises(ValueError, match="unknown setting 'project-bf16'"):
         bench._configs("sft", "project-bf16", None, None, [])
+
+
+def test_a_run_whose_prompts_fill_max_length_fails_saying_so(tmp_path, data_files):
+    # Every SFT row's prompt is longer than max_length: TRL drops each one (nothing left to learn from) and its
+    # sampler then failed with "num_samples=0". The run fails with what to change instead, and the log keeps it.
+    run_dir = jobs.start_training(*data_files, recipe="tiny-cpu", run_dir=tmp_path / "run",
+                                  overrides=["sft.max_length=16"])
+    progress = jobs.wait_for(run_dir, timeout_s=600)
+    assert progress.state == "failed"
+    error = progress.status.get("error") or ""
+    assert "max_length=16" in error and "Raise max_length" in error, error
+    assert "num_samples" not in error
+    assert not (run_dir / "sft" / "adapter_model.safetensors").exists()

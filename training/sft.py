@@ -44,6 +44,16 @@ def main(script_args: SFTScriptArguments, training_args, model_args, callbacks=(
         peft_config=get_peft_config(model_args),
         callbacks=list(callbacks),
     )
+    if trainer.train_dataset is not None and len(trainer.train_dataset) == 0:
+        # TRL drops a row whose answer max_length cuts away whole; with none left, its sampler fails with
+        # "num_samples should be a positive integer value, but got num_samples=0"
+        from training.recipe import RecipeError
+
+        raise RecipeError(
+            f"sft: none of the {len(dataset)} rows keeps an answer token within max_length="
+            f"{training_args.max_length}: each row's prompt fills it. Raise max_length in the recipe "
+            "(the log gives the longest row's tokens)."
+        )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer
