@@ -64,10 +64,19 @@ def evaluate_a_model() -> None:
                                  "on a CPU. Answers it has already written under the same budget are reused. The "
                                  "checker takes seconds for all of them.")
     tokens, per_construct = (None, 0) if pick == evaluation.CHECKER_MODEL_ID else answer_budget_inputs("eval")
+    dtype = _base_dtype() if pick == "embedded" else None
+    if name and name.strip():
+        try:  # how many answers it writes, and for how long, before the click (no model is loaded)
+            plan = model_jobs.plan_model_evaluation(name.strip(), split=split, limit=count or None, dtype=dtype,
+                                                    max_new_tokens=tokens, tokens_per_construct=per_construct,
+                                                    engine=engine())
+        except R2taError:
+            plan = None  # an unknown model: the button says what it could be
+        if plan is not None:
+            st.caption(plan.describe())
     if st.button("Evaluate", icon=":material/play_arrow:", disabled=not name):
         try:
-            model_jobs.start_model_evaluation(name.strip(), split=split, limit=count or None,
-                                              dtype=_base_dtype() if pick == "embedded" else None,
+            model_jobs.start_model_evaluation(name.strip(), split=split, limit=count or None, dtype=dtype,
                                               max_new_tokens=tokens, tokens_per_construct=per_construct)
         except R2taError as err:
             st.error(str(err))

@@ -250,6 +250,35 @@ def spec_with_backend(model: str, backend: str | None) -> ModelSpec:
     return spec
 
 
+def answers_planned(model: str, *, split: str = "test", limit: int | None = None, dtype: str | None = None,
+                    max_new_tokens: int | None = None, tokens_per_construct: int = 0,
+                    engine: Engine | None = None) -> tuple[str, int, int] | None:
+    """What :func:`evaluate` of ``model`` with these settings would do, worked out before it starts and without
+    loading the model: (the model id it stores answers under, the variants it scores of the first ``limit``, the
+    answers it writes — those missing and those another budget made, :func:`r2ta.pipeline.answers_to_write`).
+    None for the checker (it writes no answers). An unknown model raises :class:`EvaluationError`, as
+    :func:`evaluate` would."""
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, answers_to_write
+    from r2ta.store import count_first_variants
+
+    spec = resolve_model(model)
+    if spec.kind == "checker":
+        return None
+    if dtype is None and spec.kind == "run":
+        dtype = run_generation_dtype(spec.run_dir)  # as evaluate: a run's models in the dtype it trained in
+    gen = make_backend_for(spec, dtype=dtype)  # a local model loads on its first generation: not here
+    try:
+        model_id, can_continue = gen.id, gen.can_continue
+    finally:
+        gen.close()
+    engine = _engine(engine)
+    with Session(engine) as session:
+        variants = count_first_variants(session=session, split=split, limit=limit)
+    to_write = answers_to_write(model_id, split=split, limit=limit, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                                tokens_per_construct=tokens_per_construct, can_continue=can_continue, engine=engine)
+    return model_id, variants, to_write
+
+
 # -- the checker as a model -----------------------------------------------------------
 
 

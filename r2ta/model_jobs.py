@@ -212,6 +212,86 @@ def start_model_evaluation(model: str, *, split: str = "test", limit: int | None
     return _spawn(job_dir, args)
 
 
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What an evaluation of a model will do, before it starts (:func:`plan_model_evaluation`)."""
+
+    model_id: str
+    variants: int  # test variants it scores
+    to_write: int  # answers it generates: those missing, and those another budget made
+    seconds_an_answer: float | None = None  # from the last finished evaluation of this model here
+    load_s: float = 0.0  # that evaluation's model load
+    measured: str = ""  # which evaluation, in words
+
+    def describe(self) -> str:
+        """One line: how many answers it writes and reuses, and for how long where an earlier job says."""
+        if not self.variants:
+            return "There are no variants to evaluate on."
+        reused = self.variants - self.to_write
+        if not self.to_write:
+            return (f"Every one of the {self.variants} variants has an answer by {self.model_id} under this budget: "
+                    "the evaluation only scores them (seconds).")
+        text = f"{self.to_write} of the {self.variants} variants get a new answer by {self.model_id}" + (
+            f"; {reused} keep the one written under this budget" if reused else "")
+        if self.seconds_an_answer is None:
+            return text + ". No evaluation of this model has finished here yet to time it by."
+        total = self.load_s + self.seconds_an_answer * self.to_write
+        return (text + f": about {format_duration(total)}, at the {self.seconds_an_answer:.1f} s an answer of "
+                f"{self.measured}.")
+
+
+def plan_model_evaluation(model: str, *, split: str = "test", limit: int | None = None, dtype: str | None = None,
+                          max_new_tokens: int | None = None, tokens_per_construct: int = 0,
+                          engine=None) -> EvaluationPlan | None:
+    """What :func:`start_model_evaluation` with these settings will do (:func:`r2ta.evaluation.answers_planned`),
+    with the time an answer took in the newest finished evaluation job of the same model id here (one under the
+    same budget if there is one: answers cut at a budget take its length). None for the checker; an unknown model
+    raises :class:`r2ta.errors.R2taError`. Loads no model."""
+    from r2ta.evaluation import answers_planned
+
+    planned = answers_planned(model, split=split, limit=limit, dtype=dtype, max_new_tokens=max_new_tokens,
+                              tokens_per_construct=tokens_per_construct, engine=engine)
+    if planned is None:
+        return None
+    model_id, variants, to_write = planned
+    timed = _answer_rate(model_id, max_new_tokens, tokens_per_construct)
+    if timed is None:
+        return EvaluationPlan(model_id, variants, to_write)
+    return EvaluationPlan(model_id, variants, to_write, *timed)
+
+
+def _answer_rate(model_id: str, max_new_tokens: int | None,
+                 tokens_per_construct: int) -> tuple[float, float, str] | None:
+    """(seconds an answer, seconds of the model's load, which job) from the newest succeeded evaluation job of
+    ``model_id`` that wrote answers, preferring one under the same budget; None when there is none."""
+    from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
+
+    def budget(tokens, per) -> tuple[int, int]:
+        return int(tokens or DEFAULT_MAX_NEW_TOKENS), int(per or 0)
+
+    wanted = budget(max_new_tokens, tokens_per_construct)
+    found = []
+    for job in list_jobs(EVALUATE):
+        if job.state != eval_jobs.SUCCEEDED:
+            continue
+        status = eval_jobs.read_eval_status(job.job_dir)
+        generated = status.get("generated") or {}
+        try:
+            answers, seconds = int(generated.get("variants") or 0), float(generated.get("seconds") or 0)
+            load = float(generated.get("load_seconds") or 0)
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if status.get("model_id") != model_id or answers <= 0 or seconds <= 0:
+            continue
+        same = budget(job.max_new_tokens, job.tokens_per_construct) == wanted
+        when = (job.finished_at or "")[:16].replace("T", " ")
+        words = budget_words(*budget(job.max_new_tokens, job.tokens_per_construct)).strip(" ()")
+        found.append((same, seconds / answers, load,
+                      f"the evaluation of {when}" + ("" if same else f" ({words})")))
+    found.sort(key=lambda f: not f[0])  # stable: the newest under the same budget first, else the newest
+    return found[0][1:] if found else None
+
+
 def sharing_note() -> str | None:
     """What a page says before starting a job while a training run goes: they share this machine."""
     run = jobs.training_run()

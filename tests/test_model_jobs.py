@@ -36,6 +36,10 @@ def _wait(job: model_jobs.ModelJob, timeout: float = 300) -> model_jobs.ModelJob
 def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engine, tmp_path):  # noqa: F811
     """A real model (the tiny Llama, from its folder) answers 2 test variants in a job process; then the checker."""
     tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    plan = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16, tokens_per_construct=1)
+    assert (plan.model_id, plan.variants, plan.to_write, plan.seconds_an_answer) == ("models/tiny-llama", 2, 2, None)
+    assert plan.describe() == ("2 of the 2 variants get a new answer by models/tiny-llama. No evaluation of this "
+                               "model has finished here yet to time it by.")
     job = model_jobs.start_model_evaluation(str(tiny), split="test", limit=2, max_new_tokens=16,
                                             tokens_per_construct=1)
     assert job.job_dir.parent == model_jobs.evaluations_dir() and job.model == str(tiny)
@@ -54,6 +58,23 @@ def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engin
     assert len(traces) == 2 and all("generation stopped at max_new_tokens (21): the output is cut off" in t.parse_errors
                                     for t in traces)
     assert "models/tiny-llama: evaluation" in model_jobs.read_log(job.job_dir)
+    # before the next one: the same budget reuses both answers; a third variant is one to write, timed by this job
+    again = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16, tokens_per_construct=1)
+    assert again.to_write == 0 and again.describe() == (
+        "Every one of the 2 variants has an answer by models/tiny-llama under this budget: the evaluation only "
+        "scores them (seconds).")
+    more = model_jobs.plan_model_evaluation(str(tiny), limit=3, max_new_tokens=16, tokens_per_construct=1)
+    assert (more.variants, more.to_write) == (3, 1) and more.seconds_an_answer > 0
+    when = done.finished_at[:16].replace("T", " ")
+    assert more.describe().startswith("1 of the 3 variants get a new answer by models/tiny-llama; 2 keep the one "
+                                      "written under this budget: about ")
+    assert more.describe().endswith(f"s an answer of the evaluation of {when}.")
+    other = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=24)  # cut at 21: written again
+    assert other.to_write == 2 and other.describe().endswith(
+        f"of the evaluation of {when} (16 tokens an answer + 1 a construct).")
+    assert model_jobs.plan_model_evaluation("checker") is None  # it writes no answers
+    with pytest.raises(R2taError, match="cannot evaluate 'no-such-model'"):
+        model_jobs.plan_model_evaluation("no-such-model")
     checker = _wait(model_jobs.start_model_evaluation("checker", split="test"))  # all test variants, no limit
     assert checker.state == eval_jobs.SUCCEEDED and checker.describe().startswith("checker on every test variant: done")
     assert [j.job_dir for j in model_jobs.list_jobs()] == [checker.job_dir, job.job_dir]  # newest first
@@ -181,6 +202,7 @@ def test_the_evaluate_page_evaluates_a_model_it_has_no_scores_for(engine, monkey
     next(n for n in at.number_input if n.label.startswith("Test variants")).set_value(2).run()
     next(n for n in at.number_input if n.label == "Tokens an answer").set_value(16).run()
     next(n for n in at.number_input if n.label == "More tokens a construct").set_value(1).run()
+    assert any(c.value.startswith("2 of the 2 variants get a new answer by models/tiny-llama.") for c in at.caption)
     next(b for b in at.button if b.label == "Evaluate").click().run()
     assert not at.exception, [e.message for e in at.exception]
     job = next(j for j in model_jobs.list_jobs() if j.model == str(tiny))  # the fake one above sorts first
