@@ -147,12 +147,17 @@ measuring = probe.active_probe()
 run_precision = "auto" if recipe_where and precision == recipe_where[1] else precision  # what a run is asked for
 
 
-@st.fragment(run_every=2.0 if measuring else None)
+measure_every = eval_jobs.redraw_seconds(measuring) if measuring else None  # a quarter of a step, 2 to 10 s
+
+
+@st.fragment(run_every=measure_every)
 def measure() -> None:
     """Before the first run of a recipe here: measure a few real steps so the estimate has something to go on."""
     going = probe.active_probe()
     if going is None and measuring is not None:  # it ended since the page ran: show its estimate
         st.rerun()
+    if going is not None and measure_every is not None and abs(eval_jobs.redraw_seconds(going) - measure_every) >= 2:
+        st.rerun()  # its steps' pace is known now, or its evaluation's differs: reset the timer
     if going is not None:
         st.info(f"Measuring this machine — {probe.describe_probe(going)}. The estimate appears here when it is done.",
                 icon=":material/timer:")
@@ -223,15 +228,8 @@ def _active() -> bool:
     return not jobs.read_progress(run_dir).finished or ev.get("status") in (eval_jobs.WAITING, eval_jobs.RUNNING)
 
 
-def _redraw_every(progress: jobs.RunProgress) -> float:
-    """A quarter of a training step, or of the time between two of the evaluation's updates after it; 2 to 10 s."""
-    if not progress.finished:
-        return timing.refresh_seconds(progress)
-    return timing.job_refresh_seconds(eval_jobs.read_eval_status(run_dir))
-
-
 was_active = _active()
-every = _redraw_every(jobs.read_progress(run_dir)) if was_active else None
+every = eval_jobs.redraw_seconds(run_dir) if was_active else None  # a quarter of a step, or of an update's time
 
 
 @st.fragment(run_every=every)
@@ -308,7 +306,7 @@ def live_run() -> None:
         st.code(jobs.read_log(run_dir, max_chars=8000) or "(the log is empty)", language="text", height=300)
     if was_active and not _active():
         st.rerun(scope="app")  # finished: redraw once without the timer
-    elif every and abs(_redraw_every(progress) - every) >= 2:
+    elif every and abs(eval_jobs.redraw_seconds(run_dir) - every) >= 2:
         st.rerun(scope="app")  # a step's or an update's time is known now, or the next one's differs: reset the timer
 
 

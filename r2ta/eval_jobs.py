@@ -111,6 +111,18 @@ def stop_job(run_dir: str | Path) -> None:
     write_eval_status(run_dir, cancelled=True, status=FAILED, error="cancelled", finished_at=jobs.now_iso())
 
 
+def redraw_seconds(run_dir: str | Path) -> float:
+    """How often a page watching a run (or a probe: the Train page's measurement) redraws it: a quarter of a
+    training step (:func:`r2ta.timing.refresh_seconds`), or after training of the time between two of its
+    evaluation's updates (:func:`r2ta.timing.job_refresh_seconds`); 2 to 10 s."""
+    from r2ta import timing
+
+    progress = jobs.read_progress(Path(run_dir))
+    if not progress.finished:
+        return timing.refresh_seconds(progress)
+    return timing.job_refresh_seconds(read_eval_status(run_dir))
+
+
 def read_eval_log(run_dir: str | Path, max_chars: int = 10_000) -> str:
     try:
         return (eval_dir(run_dir) / "eval.log").read_text(encoding="utf-8", errors="replace")[-max_chars:]

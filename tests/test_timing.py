@@ -99,6 +99,21 @@ def test_a_page_watching_a_models_job_redraws_a_quarter_of_its_updates_apart(tmp
         assert timing.job_refresh_seconds(odd) == 2.0
 
 
+def test_a_page_watching_a_run_or_a_measurement_redraws_at_its_stages_pace(tmp_path):
+    """The Train page's run and its measurement (a probe folder is a run folder): a quarter of a training step
+    while it trains, then a quarter of its evaluation's updates apart; 2 s before either has a pace."""
+    jobs.write_status(tmp_path, status="running", stage="sft", max_steps=100)
+    assert eval_jobs.redraw_seconds(tmp_path) == 2.0  # no step logged yet
+    for step in range(1, 4):
+        jobs.append_progress(tmp_path, _point(step, 24.0 * step))
+    assert eval_jobs.redraw_seconds(tmp_path) == 6.0  # 24 s a step
+    jobs.write_status(tmp_path, status="succeeded", stage="done", finished_at=jobs.now_iso())
+    assert eval_jobs.redraw_seconds(tmp_path) == 2.0  # its evaluation has not begun
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=100)
+    eval_jobs.write_eval_status(tmp_path, status="running", stage_started_at=started.isoformat(), done=16, batch=8)
+    assert eval_jobs.redraw_seconds(tmp_path) == 10.0  # 100 s for 16 answers: 50 s an update of 8
+
+
 def test_a_models_job_says_the_time_its_answers_have_left():
     # 20 answers in 100 s: 5 s an answer, 4 to go; nothing to say before the first update, after the last, or done
     status = {"status": "running", "stage_started_at": T0.isoformat(), "done": 20, "total": 24}
