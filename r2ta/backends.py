@@ -31,6 +31,7 @@ transformers are imported only when a local model is loaded.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from r2ta.config import data_dir
 from r2ta.errors import R2taError
 from r2ta.prompting import VERDICT_HEADER, own_verdict_prefix, verdict_prefix
+
+logger = logging.getLogger("r2ta.backends")
 
 Messages = list[dict[str, str]]
 GRAMMAR_SUFFIX = "+grammar"  # model ids of traces whose verdicts were decoded under the verdict grammar
@@ -391,8 +394,9 @@ def cpu_threads() -> int:
     ends saw the run's two cores still busy and generated on one thread of an idle
     machine: 8 test variants' real prompts (~1,600 tokens), one batch, bf16, took 47-53 s on one thread
     and 31-32 s on two (the 2-core EPYC; docs/measured/watching-model-job-2026-12-06.txt). The load
-    average stands in where /proc/stat cannot be read. Set ``threads`` in the backend
-    config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override.
+    average stands in where /proc/stat cannot be read. A local model looks again before a batch, at most once
+    in :data:`THREAD_RECHECK_S` (half a second of its time in twenty, about one batch of 8 answers on a CPU). Set
+    ``threads`` in the backend config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override.
     """
     explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
@@ -406,6 +410,9 @@ def cpu_threads() -> int:
     except OSError:
         busy = 0
     return max(1, min(cores, cores - busy))
+
+
+THREAD_RECHECK_S = 20.0  # a local model on a CPU looks at the idle cores again before a batch this long after
 
 
 def _cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int]:
@@ -439,6 +446,7 @@ class LocalBackend(Backend):
         self._lock = threading.Lock()
         self._rows_unsupported = False  # set when the model's cache cannot be prefilled row by row
         self._kept = None  # r2ta.kv_cache.KeptRows, made on first use when keep_cache_mb > 0
+        self._threads_at = 0.0  # time.monotonic() of the last look at the idle cores (_follow_idle_cores)
 
     @property
     def id(self) -> str:
@@ -508,6 +516,7 @@ class LocalBackend(Backend):
             device = self._resolve_device()
             if device == "cpu":
                 torch.set_num_threads(self.config.threads or cpu_threads())
+                self._threads_at = time.monotonic()
             try:
                 tokenizer = AutoTokenizer.from_pretrained(source)
                 model = AutoModelForCausalLM.from_pretrained(source, dtype=self._resolve_dtype(device))
@@ -525,6 +534,23 @@ class LocalBackend(Backend):
         if self._model is None:
             return self._resolve_device()
         return str(next(self._model.parameters()).device)
+
+    def _follow_idle_cores(self, device) -> None:
+        """Before a batch on a CPU, at most once in :data:`THREAD_RECHECK_S`: take as many threads as cores are idle
+        now (:func:`cpu_threads`), unless the config sets ``threads``. The load's one look lasts a whole evaluation
+        (150 answers, twenty minutes and more on a CPU): a half-second window that caught another job ending, or a
+        page redrawing, kept it on one thread of an idle machine — 1.6x the time (the docstring of
+        :func:`cpu_threads`) — and a job started beside one that has since ended never took the freed core."""
+        if device.type != "cpu" or self.config.threads or time.monotonic() - self._threads_at < THREAD_RECHECK_S:
+            return
+        import torch
+
+        threads = cpu_threads()
+        self._threads_at = time.monotonic()
+        if threads != torch.get_num_threads():
+            logger.info("%s: generating on %d threads, not %d: the cores idle now", self.id, threads,
+                        torch.get_num_threads())
+            torch.set_num_threads(threads)
 
     @property
     def model(self):
@@ -586,6 +612,7 @@ class LocalBackend(Backend):
             kept.start_call([x[:-1] for x in token_ids])  # rows no prompt here continues go before this call allocates
         prefix = self._shared_prefix(texts, kept) if (alone or self.config.batch_size == 1) and len(texts) > 1 else None
         for start in range(0, len(order), self.config.batch_size):
+            self._follow_idle_cores(device)
             idx = order[start : start + self.config.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             own = [limits[i] for i in idx]

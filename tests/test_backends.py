@@ -515,6 +515,41 @@ def test_a_model_with_a_sliding_window_keeps_the_padded_batch(tiny_llama):
         _local(windowed, batch_size=2, prefill="rows").generate(prompts, max_new_tokens=8)
 
 
+def test_a_local_model_on_a_cpu_follows_the_idle_cores_between_batches(tiny_llama, monkeypatch):
+    """Its threads are looked at again before a batch (once in THREAD_RECHECK_S), not only at its load: a job that
+    started while another ended takes the freed core, and the config's threads are kept as they are."""
+    import time
+
+    import torch
+
+    import r2ta.backends
+
+    model, _ = tiny_llama
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: seen.append(torch.get_num_threads()) or generate(**kw))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr(r2ta.backends, "THREAD_RECHECK_S", 0.0)
+    looks = iter([0.1, 1.96, 1.96])  # both cores busy, then free
+    monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: next(looks))
+    prompts = [_chat("Step 1"), _chat("VERDICT"), _chat("x")]
+    try:
+        _local(tiny_llama, batch_size=1).generate(prompts, max_new_tokens=2)
+        assert seen == [1, 2, 2]
+        seen.clear()
+        torch.set_num_threads(1)  # what load() sets for threads: 1 (this model was passed in, not loaded)
+        _local(tiny_llama, batch_size=1, threads=1).generate(prompts, max_new_tokens=2)  # set: never looked at
+        assert seen == [1, 1, 1]
+        monkeypatch.setattr(r2ta.backends, "THREAD_RECHECK_S", 3600.0)
+        recent = _local(tiny_llama, batch_size=1)
+        recent._threads_at = time.monotonic()  # looked at on its load a moment ago: not again yet
+        recent.generate(prompts, max_new_tokens=2)  # the exhausted looks would raise if it were
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cpu_threads_follow_an_explicit_omp_setting_over_the_idle_cores(monkeypatch):
     import r2ta.backends
     from r2ta.backends import cpu_threads
