@@ -237,7 +237,8 @@ def reason(
                 forced_at, more_tokens = forced.get(k, (None, 0))
                 if k in forced and forced_at is None:
                     errors.append(f"the model wrote 'VERDICT:' itself; its verdict was decoded again from there under the "
-                                  f"verdict grammar, in {more_tokens} tokens")
+                                  f"verdict grammar, in {more_tokens} tokens"
+                                  + (f" (cut at {verdict_tokens})" if g.finish_reason == "length" else ""))
                 if forced_at is not None:
                     report.forced += 1
                     errors.append(
@@ -356,6 +357,8 @@ def _generation_tokens(trace: TraceRow) -> int:
 
 
 _VERDICT_ASKED = re.compile(r"the model wrote the verdict in (\d+) more tokens.*?(?:\(cut at (\d+)\))?$")
+_OWN_DECODED_AGAIN = re.compile(r"its verdict was decoded again from there under the verdict grammar, in (\d+) tokens"
+                                r"(?: \(cut at (\d+)\))?$")
 
 
 def _fits_verdict(trace: TraceRow, can_continue: bool, verdict_tokens: int) -> bool:
@@ -363,17 +366,19 @@ def _fits_verdict(trace: TraceRow, can_continue: bool, verdict_tokens: int) -> b
     backend that ``can_continue`` an answer or not) have left this stored answer's verdict as it is?
 
     An answer whose verdict R2tA asked for needs a call that asks (more than 0 tokens, on a backend that continues
-    answers) and, for its verdict, the same budget if that was cut, else one at least as long; an answer without a
-    verdict line that was not asked for one needs a call that does not ask."""
+    answers) and, for its verdict, the same budget if that was cut, else one at least as long. So does one whose own
+    verdict the grammar decoded again (a call asking for none would leave the model's own as it wrote it). An answer
+    without a verdict line that was not asked for one needs a call that does not ask."""
     asks = verdict_tokens > 0 and can_continue
-    if trace.verdict_forced_at is not None:
+    errors = [str(e) for e in trace.parse_errors or []]
+    decoded = (_VERDICT_ASKED if trace.verdict_forced_at is not None else _OWN_DECODED_AGAIN)
+    found = next((m for m in map(decoded.search, errors) if m), None)
+    if trace.verdict_forced_at is not None or found:
         if not asks:
             return False
-        for error in trace.parse_errors or []:
-            found = _VERDICT_ASKED.search(str(error))
-            if found:
-                return int(found.group(2)) == verdict_tokens if found.group(2) else int(found.group(1)) <= verdict_tokens
-        return True
+        if found is None:
+            return True
+        return int(found.group(2)) == verdict_tokens if found.group(2) else int(found.group(1)) <= verdict_tokens
     return not asks or has_verdict_line(trace.raw_output)
 
 

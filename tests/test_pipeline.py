@@ -120,8 +120,10 @@ class ContinuingBackend(QueuedBackend):
             return super().generate(prompts, max_new_tokens, temperature)
         self.prefixed.append((prefixes, max_new_tokens))
         self.grammars = grammars
-        return [Generation(text=self.verdicts.pop(0), prompt_tokens=150, completion_tokens=12, latency_s=0.02,
-                           finish_reason="stop") for _ in prompts]
+        finish = getattr(self, "verdict_finish", "stop")  # "length": each verdict ran to its budget
+        return [Generation(text=self.verdicts.pop(0), prompt_tokens=150,
+                           completion_tokens=max_new_tokens if finish == "length" else 12, latency_s=0.02,
+                           finish_reason=finish) for _ in prompts]
 
 
 def test_an_answer_without_a_verdict_gets_one_asked_for_and_the_trace_says_so(engine):
@@ -205,6 +207,24 @@ def test_under_the_grammar_an_own_verdict_is_decoded_again_and_still_counts_as_u
     assert own.raw_output == steps_before_verdict + "NONE" != CORRECT_TRACE
     assert own.verdict_forced_at is None
     assert any("wrote 'VERDICT:' itself" in e and "under the verdict grammar, in 12 tokens" in e for e in own.parse_errors)
+    # what another evaluation under the grammar would write again: a verdict decoded again is the verdict budget's
+    # too, whether the model began it (the first) or R2tA asked for it (the other two); 12 tokens each, uncut
+    def to_write(tokens):
+        return answers_to_write("fake-135m+grammar", split="test", max_new_tokens=300, verdict_tokens=tokens,
+                                engine=engine)
+
+    assert [to_write(t) for t in (64, 12, 8, 0)] == [0, 0, 3, 3]  # 0: no verdict asked for leaves the model's own
+    # a verdict decoded again that ran to its budget needs that very budget
+    cut = ContinuingBackend([], verdicts=["NONE"] * 3)
+    cut.config = again.config
+    cut._id, cut.verdict_finish = "fake-135m+grammar", "length"
+    report = reason(cut, split="test", engine=engine, max_new_tokens=300, verdict_tokens=8, rebudget=True,
+                    reuse_answers="fake-135m")
+    assert report.rewritten == 3
+    with Session(engine) as session:
+        own = [t for t in list_traces(session=session, model_id="fake-135m+grammar") if t.verdict_forced_at is None][-1]
+    assert any(e.endswith("under the verdict grammar, in 8 tokens (cut at 8)") for e in own.parse_errors)
+    assert [to_write(t) for t in (8, 12, 64)] == [0, 3, 3]
 
 
 def test_verdicts_are_not_asked_for_when_switched_off_or_the_backend_cannot_continue(engine):
