@@ -614,6 +614,35 @@ def test_generation_benchmark_runs_end_to_end_on_a_tiny_model(tiny_llama, monkey
     assert re.search(r"identical continuations (\d+)/\1", out) or "none to ask for" in out, out
 
 
+def test_threads_benchmark_runs_both_settings_on_a_tiny_model(tiny_llama, monkeypatch, capsys):
+    """benchmarks/bench_threads.py's plumbing (its figures need the real model): both settings run on the same
+    prompts, print their threads a batch, and the ratio; the model keeps its own generate afterwards."""
+    import torch
+
+    import benchmarks.bench_generation as generation
+    import benchmarks.bench_threads as bench
+    import r2ta.backends
+    import r2ta.embedded_model
+
+    model, _ = tiny_llama
+    before = torch.get_num_threads()
+    monkeypatch.setattr(r2ta.embedded_model, "ensure_embedded_model", lambda: None)
+    monkeypatch.setattr(r2ta.backends, "get_backend", lambda name, **kw: _local(tiny_llama, **kw))
+    monkeypatch.setattr(generation, "_cases", lambda n, seed: [(_chat("Step 1"), None)] * n)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # unset by the benchmark: a fixed count is never looked at
+    default = r2ta.backends.THREAD_RECHECK_S
+    try:
+        bench.main(["--variants", "3", "--batch-size", "2", "--max-new-tokens", "4", "--busy-s", "0"])
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert "(OMP_NUM_THREADS=1 unset for this benchmark" in out
+    assert re.search(r"one look: +[\d.]+ s \(load [\d.]+ s\)  threads a batch \[\d+, \d+\]", out), out
+    assert re.search(r"a look a batch: +[\d.]+ s .*threads a batch \[\d+, \d+\]", out), out
+    assert re.search(r"a look a batch: [\d.]+x the time of one look", out), out
+    assert r2ta.backends.THREAD_RECHECK_S == default and "generate" not in vars(model)
+
+
 def test_the_cli_dtype_choices_are_the_backend_settings():
     """reason, eval and loop offer --dtype from one tuple, which must be what BackendConfig accepts."""
     import argparse
