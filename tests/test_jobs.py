@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import shutil
 import signal
@@ -400,3 +401,82 @@ def test_a_training_process_runs_on_tcmalloc_where_the_system_has_it(tmp_path, m
         jobs.launch(bad, ["true"])
     status = jobs.read_status(bad)
     assert status["status"] == jobs.FAILED and "R2TA_ALLOCATOR='mimalloc'" in status["error"]
+
+
+def test_a_cpu_run_trains_on_the_cores_other_processes_leave_free(monkeypatch):
+    """training.callbacks.FreeCoresCallback: before a step, at most once in its window, the threads become the cores
+    not busy with other processes over that window (the machine's busy cores less this process's own CPU time)."""
+    import torch
+    from types import SimpleNamespace
+
+    from training.callbacks import FreeCoresCallback
+    from training.runner import follows_free_cores
+
+    now = {"t": 0.0, "own": 0.0, "idle": 0, "total": 0}
+
+    def advance(seconds, machine_busy, own_busy):  # 100 jiffies a core-second
+        now["t"] += seconds
+        now["own"] += seconds * own_busy
+        now["total"] += int(seconds * 2 * 100)
+        now["idle"] += int(seconds * (2 - machine_busy) * 100)
+
+    callback = FreeCoresCallback(30.0, cores=2, ticks=lambda: (now["idle"], now["total"]),
+                                 own_seconds=lambda: now["own"], clock=lambda: now["t"])
+    before = torch.get_num_threads()
+    state, args, control = SimpleNamespace(global_step=0), None, None
+    try:
+        torch.set_num_threads(2)
+        callback.on_train_begin(args, state, control)
+        advance(10, 2.0, 1.0)
+        callback.on_step_begin(args, state, control)  # 10 s: not looked at yet
+        assert torch.get_num_threads() == 2
+        advance(30, 2.0, 1.0)  # an evaluation beside it took a core: 40 s with one core of the two others'
+        state.global_step = 3
+        callback.on_step_begin(args, state, control)
+        assert torch.get_num_threads() == 1
+        advance(40, 1.1, 1.0)  # it ended; a page's redraws take a tenth of a core
+        state.global_step = 6
+        callback.on_step_begin(args, state, control)
+        assert torch.get_num_threads() == 2 and callback.changes == [(3, 1), (6, 2)]
+        advance(40, 2.0, 2.0)  # alone on both cores: its own threads are not counted as others'
+        callback.on_step_begin(args, state, control)
+        assert torch.get_num_threads() == 2 and len(callback.changes) == 2
+
+        def unreadable():
+            raise OSError("no /proc/stat")
+
+        blind = FreeCoresCallback(0.0, cores=2, ticks=unreadable)
+        blind.on_train_begin(args, state, control)
+        blind.on_step_begin(args, state, control)  # nothing to look at: the threads stay
+        assert torch.get_num_threads() == 2 and blind.changes == []
+    finally:
+        torch.set_num_threads(before)
+    # on by default on a CPU; off where OMP_NUM_THREADS fixes the threads, or under several processes
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert follows_free_cores() is True
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert follows_free_cores() is False
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert follows_free_cores() is False
+
+
+@pytest.mark.slow
+def test_the_sharing_benchmark_runs_both_settings_with_a_neighbour(tmp_path, capsys):
+    """benchmarks/bench_sharing.py's plumbing (its figures need the embedded model: minutes): each setting trains,
+    starts a real neighbour process at the step asked, and prints both; then the ratios."""
+    from benchmarks import bench_sharing
+    from training.tiny import ensure_tiny_llama
+
+    write_rows(smoke_rows(4)[0], tmp_path / "sft.jsonl")
+    tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    bench_sharing.main(["--recipe", "tiny-cpu", "--data", str(tmp_path / "sft.jsonl"), "--steps", "3",
+                        "--start-at", "2", "--variants", "2", "--batch-size", "2", "--max-new-tokens", "4",
+                        "--dtype", "float32", "--every", "0", "--neighbour-model", str(tiny)])
+    out = capsys.readouterr().out
+    for setting in bench_sharing.SETTINGS:
+        assert re.search(rf"{setting}: run +[\d.]+ s, a step .* neighbour +[\d.]+ s on threads \[\d+\]; both done", out), out
+    assert "following / fixed: both done" in out
+    with pytest.raises(SystemExit):
+        bench_sharing.main(["--steps", "3", "--start-at", "1"])

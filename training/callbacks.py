@@ -173,3 +173,65 @@ class CheckpointCallback(TrainerCallback):
                                                "saved_at": now_iso(), "save_s": took, "size_mb": size_mb})
         logger.info("checkpoint: %s step %d saved to %s in %.2f s (%.1f MB)", self.stage, state.global_step, newest,
                     took, size_mb)
+
+
+class FreeCoresCallback(TrainerCallback):
+    """On a CPU: train on the cores other processes leave free, looked at before a step at most once in ``every_s``.
+
+    A run starts on every core (torch's default). An evaluation, a batch of traces for review or a measurement
+    started beside it takes cores too, and two processes with OpenMP threads for every core on the same cores
+    slow each other down far more than sharing them would (docs/measured/loop-run450c-*: DPO about 7x slower
+    beside the test suite). The window is everything since the last look (``every_s`` and more, not a moment):
+    the cores busy over it (/proc/stat) less this process's own CPU time are the others'; the threads are the
+    cores left, at least one. The model's own job does the same from its side (:func:`r2ta.backends.cpu_threads`
+    before a batch), so two jobs settle on a share each, and the run takes every core back when the other ends.
+    Off where ``OMP_NUM_THREADS`` fixes the threads (``r2ta loop --threads``), on a GPU, and under several
+    processes (:func:`training.runner` decides)."""
+
+    def __init__(self, every_s: float = 30.0, *, cores: int | None = None, ticks=None, own_seconds=time.process_time,
+                 clock=time.monotonic) -> None:
+        import os
+
+        from r2ta.backends import _cpu_ticks
+
+        self.every_s = every_s
+        self.cores = cores or os.cpu_count() or 1
+        self._ticks, self._own, self._clock = ticks or _cpu_ticks, own_seconds, clock
+        self._since: tuple[float, float, int, int] | None = None  # (clock, own CPU seconds, idle, total jiffies)
+        self.changes: list[tuple[int, int]] = []  # (step, threads) each time the threads changed
+
+    def _mark(self) -> tuple[float, float, int, int] | None:
+        try:
+            idle, total = self._ticks()
+        except (OSError, ValueError, IndexError):
+            return None
+        return self._clock(), self._own(), idle, total
+
+    def free_cores(self, before: tuple[float, float, int, int], after: tuple[float, float, int, int]) -> float | None:
+        """The cores others left free between two marks: all cores less (the busy ones less this process's)."""
+        wall, total = after[0] - before[0], after[3] - before[3]
+        if wall <= 0 or total <= 0:
+            return None
+        busy = (1 - (after[2] - before[2]) / total) * self.cores
+        own = (after[1] - before[1]) / wall
+        return self.cores - max(0.0, busy - own)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._since = self._mark()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self._since is None or self._clock() - self._since[0] < self.every_s:
+            return
+        now = self._mark()
+        free = self.free_cores(self._since, now) if now is not None else None
+        self._since = now
+        if free is None:
+            return
+        import torch
+
+        threads = max(1, min(self.cores, int(free + 0.5)))
+        if threads != torch.get_num_threads():
+            logger.info("step %d: %.1f of %d cores free of other processes: training on %d threads, not %d",
+                        state.global_step, free, self.cores, threads, torch.get_num_threads())
+            torch.set_num_threads(threads)
+            self.changes.append((state.global_step, threads))

@@ -259,11 +259,20 @@ def _stage_args(stage, run_dir, request, recipe, precision, extra_args) -> tuple
     return (*parse_stage(module.make_parser(), recipe, stage, precision, args), args)
 
 
+def follows_free_cores() -> bool:
+    """Whether a stage's threads follow the cores other processes leave free (:class:`FreeCoresCallback`): on a
+    CPU, in one process, with no ``OMP_NUM_THREADS`` fixing them."""
+    import torch
+
+    explicit = os.environ.get("OMP_NUM_THREADS", "").strip().isdigit()
+    return not explicit and os.environ.get("WORLD_SIZE", "1") == "1" and not torch.cuda.is_available()
+
+
 def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, metrics, main_process):
     """Parse the stage's configs from the recipe, train (from the run's checkpoint when it resumes), save;
     record its metrics. Returns trainer and ModelConfig."""
     from training import dpo, sft
-    from training.callbacks import CheckpointCallback, RunProgressCallback
+    from training.callbacks import CheckpointCallback, FreeCoresCallback, RunProgressCallback
 
     module = {"sft": sft, "dpo": dpo}[stage]
     script_args, training_args, model_args, args = _stage_args(stage, run_dir, request, recipe, precision, extra_args)
@@ -285,6 +294,8 @@ def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, me
     callbacks = [callback]
     if recipe.run.checkpoint_minutes > 0:
         callbacks.append(CheckpointCallback(run_dir, stage, recipe.run.checkpoint_minutes * 60, write=main_process))
+    if follows_free_cores():
+        callbacks.append(FreeCoresCallback())
     started = time.monotonic()
     trainer = module.main(script_args, training_args, model_args, callbacks=callbacks,
                           resume_from_checkpoint=checkpoint)
