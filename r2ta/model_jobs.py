@@ -232,7 +232,7 @@ class EvaluationPlan:
             return (f"Every one of the {self.variants} variants has an answer by {self.model_id} under this budget: "
                     "the evaluation only scores them (seconds).")
         text = f"{self.to_write} of the {self.variants} variants get a new answer by {self.model_id}" + (
-            f"; {reused} keep the one written under this budget" if reused else "")
+            f"; {reused} keep the answer they have (this budget would write the same)" if reused else "")
         if self.seconds_an_answer is None:
             return text + ". No evaluation of this model has finished here yet to time it by."
         total = self.load_s + self.seconds_an_answer * self.to_write

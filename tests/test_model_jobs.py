@@ -66,8 +66,8 @@ def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engin
     more = model_jobs.plan_model_evaluation(str(tiny), limit=3, max_new_tokens=16, tokens_per_construct=1)
     assert (more.variants, more.to_write) == (3, 1) and more.seconds_an_answer > 0
     when = done.finished_at[:16].replace("T", " ")
-    assert more.describe().startswith("1 of the 3 variants get a new answer by models/tiny-llama; 2 keep the one "
-                                      "written under this budget: about ")
+    assert more.describe().startswith("1 of the 3 variants get a new answer by models/tiny-llama; 2 keep the answer "
+                                      "they have (this budget would write the same): about ")
     assert more.describe().endswith(f"s an answer of the evaluation of {when}.")
     other = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=24)  # cut at 21: written again
     assert other.to_write == 2 and other.describe().endswith(
