@@ -260,10 +260,23 @@ def plan_model_evaluation(model: str, *, split: str = "test", limit: int | None 
     return EvaluationPlan(model_id, variants, to_write, *timed)
 
 
-def _answer_rate(model_id: str, max_new_tokens: int | None,
-                 tokens_per_construct: int) -> tuple[float, float, str] | None:
-    """(seconds an answer, seconds of the model's load, which job) from the newest succeeded evaluation job of
-    ``model_id`` that wrote answers, preferring one under the same budget; None when there is none."""
+def reasoning_time(count: int, max_new_tokens: int | None = None) -> str | None:
+    """Before the Review page's next batch: about how long the reasoning model takes to write ``count`` traces under
+    ``max_new_tokens``, at the rate of its last finished batch or evaluation here (:func:`_answer_rate`); None when
+    none has finished. Loads no model."""
+    timed = _answer_rate(_reasoning_model_id(), max_new_tokens, 0, kinds=(REASON, EVALUATE))
+    if timed is None or count < 1:
+        return None
+    per, load, measured = timed
+    return (f"About {format_duration(load + per * count)} for {count} traces, at the {per:.1f} s a trace of "
+            f"{measured}; then the auditor refines them (seconds).")
+
+
+def _answer_rate(model_id: str, max_new_tokens: int | None, tokens_per_construct: int,
+                 kinds: tuple[str, ...] = (EVALUATE,)) -> tuple[float, float, str] | None:
+    """(seconds an answer, seconds of the model's load, which job) from the newest succeeded job of ``kinds`` (an
+    evaluation, a batch of traces for review) by ``model_id`` that wrote answers, preferring one under the same
+    budget; None when there is none."""
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
 
     def budget(tokens, per) -> tuple[int, int]:
@@ -271,8 +284,8 @@ def _answer_rate(model_id: str, max_new_tokens: int | None,
 
     wanted = budget(max_new_tokens, tokens_per_construct)
     found = []
-    for job in list_jobs(EVALUATE):
-        if job.state != eval_jobs.SUCCEEDED:
+    for job in list_jobs():
+        if job.state != eval_jobs.SUCCEEDED or job.kind not in kinds:
             continue
         status = eval_jobs.read_eval_status(job.job_dir)
         generated = status.get("generated") or {}
@@ -286,8 +299,8 @@ def _answer_rate(model_id: str, max_new_tokens: int | None,
         same = budget(job.max_new_tokens, job.tokens_per_construct) == wanted
         when = (job.finished_at or "")[:16].replace("T", " ")
         words = budget_words(*budget(job.max_new_tokens, job.tokens_per_construct)).strip(" ()")
-        found.append((same, seconds / answers, load,
-                      f"the evaluation of {when}" + ("" if same else f" ({words})")))
+        what = "the batch for review" if job.kind == REASON else "the evaluation"
+        found.append((same, seconds / answers, load, f"{what} of {when}" + ("" if same else f" ({words})")))
     found.sort(key=lambda f: not f[0])  # stable: the newest under the same budget first, else the newest
     return found[0][1:] if found else None
 

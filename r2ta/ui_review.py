@@ -440,6 +440,9 @@ def more_variants_panel(*, queue_empty: bool = True) -> None:
             value=DEFAULT_MAX_NEW_TOKENS, step=64, key=f"reasoning_tokens:{queue_empty}",
             help=f"The model's budget for each trace ({DEFAULT_MAX_NEW_TOKENS}, as `r2ta reason`, by default). A trace "
                  "cut at its budget is asked for its verdict; the time a variant takes grows with the budget.")
+        timed = model_jobs.reasoning_time(int(count), int(budget))
+        if timed:
+            st.caption(timed)
         if st.button("Reason about them", icon=":material/psychology:", type="primary",
                      help=f"The model is the {model_jobs.reasoning_model()!r} backend (R2TA_BACKEND); the "
                           "auditor, the deterministic one."):

@@ -231,12 +231,19 @@ def test_the_model_reasons_about_the_next_variants_and_the_auditor_refines_them(
     from db.models import ProposalRow, VariantRow
 
     assert model_jobs.reasoning_model() == "tinychat" and model_jobs.variants_left("train") == 3
+    assert model_jobs.reasoning_time(2) is None  # nothing has timed this model here yet
     job = model_jobs.start_reasoning(2)
     assert job.kind == model_jobs.REASON and job.limit == 2 and job.split == "train"
     done = _wait(job)
     assert done.state == eval_jobs.SUCCEEDED, model_jobs.read_log(job.job_dir)
     assert done.proposals == 2 and done.describe().endswith(", 2 proposals to review")
     assert model_jobs.variants_left("train") == 1
+    when = done.finished_at[:16].replace("T", " ")
+    timed = model_jobs.reasoning_time(1)  # the next batch's time, at this one's rate
+    assert timed.startswith("About ") and timed.endswith(f"s a trace of the batch for review of {when}; then the "
+                                                          "auditor refines them (seconds).")
+    assert f"of the batch for review of {when} ({DEFAULT_MAX_NEW_TOKENS} tokens an answer)" in \
+        model_jobs.reasoning_time(1, 16)  # another budget: said
     with Session(engine) as session:
         traces = session.exec(select(TraceRow)).all()
         assert len(traces) == 2 and {t.model_id for t in traces} == {"tiny-llama"}  # a named backend: its folder
@@ -303,6 +310,8 @@ def test_the_review_page_offers_more_variants_when_its_queue_runs_dry(engine, ti
     at.run()
     assert not at.exception and not any(i.value.startswith("Nothing to review") for i in at.info)
     assert any(b.label.startswith("Accept") for b in at.button)  # a proposal of the new batch, to review
+    assert model_jobs.reasoning_time(1, 64).startswith("About ")  # what the panel shows before the next batch
+    assert any(c.value.startswith("About ") and "a trace of the batch for review of" in c.value for c in at.caption)
     # while a job is going, the Evaluate page says so and starts none
     going, sleeper = _fake_going()
     eval_jobs.write_eval_status(going.job_dir, kind=model_jobs.REASON, job=model_jobs.REASONING_JOB, limit=4,
