@@ -219,7 +219,7 @@ class EvaluationPlan:
     model_id: str
     variants: int  # test variants it scores
     to_write: int  # answers it generates: those missing, and those another budget made
-    seconds_an_answer: float | None = None  # from the last finished evaluation of this model here
+    seconds_an_answer: float | None = None  # from the last finished evaluation of this model here (_answer_rate)
     load_s: float = 0.0  # that evaluation's model load
     measured: str = ""  # which evaluation, in words
 
@@ -229,8 +229,8 @@ class EvaluationPlan:
             return "There are no variants to evaluate on."
         reused = self.variants - self.to_write
         if not self.to_write:
-            return (f"Every one of the {self.variants} variants has an answer by {self.model_id} under this budget: "
-                    "the evaluation only scores them (seconds).")
+            return (f"Each of the {self.variants} variants keeps the answer it has by {self.model_id} (this budget "
+                    "would write the same): the evaluation only scores them (seconds).")
         text = f"{self.to_write} of the {self.variants} variants get a new answer by {self.model_id}" + (
             f"; {reused} keep the answer they have (this budget would write the same)" if reused else "")
         if self.seconds_an_answer is None:
@@ -244,9 +244,10 @@ def plan_model_evaluation(model: str, *, split: str = "test", limit: int | None 
                           max_new_tokens: int | None = None, tokens_per_construct: int = 0,
                           engine=None) -> EvaluationPlan | None:
     """What :func:`start_model_evaluation` with these settings will do (:func:`r2ta.evaluation.answers_planned`),
-    with the time an answer took in the newest finished evaluation job of the same model id here (one under the
-    same budget if there is one: answers cut at a budget take its length). None for the checker; an unknown model
-    raises :class:`r2ta.errors.R2taError`. Loads no model."""
+    with the time an answer took in the newest finished evaluation of the same model id here — an Evaluate page's
+    job, a training run's evaluation, a measurement (:func:`_answer_rate`; one under the same budget if there is
+    one: answers cut at a budget take its length). None for the checker; an unknown model raises
+    :class:`r2ta.errors.R2taError`. Loads no model."""
     from r2ta.evaluation import answers_planned
 
     planned = answers_planned(model, split=split, limit=limit, dtype=dtype, max_new_tokens=max_new_tokens,
@@ -254,7 +255,7 @@ def plan_model_evaluation(model: str, *, split: str = "test", limit: int | None 
     if planned is None:
         return None
     model_id, variants, to_write = planned
-    timed = _answer_rate(model_id, max_new_tokens, tokens_per_construct)
+    timed = _answer_rate(model_id, max_new_tokens, tokens_per_construct, engine=engine)
     if timed is None:
         return EvaluationPlan(model_id, variants, to_write)
     return EvaluationPlan(model_id, variants, to_write, *timed)
@@ -273,36 +274,86 @@ def reasoning_time(count: int, max_new_tokens: int | None = None) -> str | None:
 
 
 def _answer_rate(model_id: str, max_new_tokens: int | None, tokens_per_construct: int,
-                 kinds: tuple[str, ...] = (EVALUATE,)) -> tuple[float, float, str] | None:
-    """(seconds an answer, seconds of the model's load, which job) from the newest succeeded job of ``kinds`` (an
-    evaluation, a batch of traces for review) by ``model_id`` that wrote answers, preferring one under the same
-    budget; None when there is none."""
+                 kinds: tuple[str, ...] = (EVALUATE,), engine=None) -> tuple[float, float, str] | None:
+    """(seconds an answer, seconds of the model's load, which job) from the newest succeeded job that wrote answers
+    by ``model_id``, preferring one under the same budget; None when there is none. The jobs: this folder's of
+    ``kinds`` (an evaluation, a batch of traces for review) and, for an evaluation, the evaluations after training
+    runs and the Train page's measurements (each model of theirs, :func:`_run_answer_rates`)."""
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS
 
     def budget(tokens, per) -> tuple[int, int]:
         return int(tokens or DEFAULT_MAX_NEW_TOKENS), int(per or 0)
 
     wanted = budget(max_new_tokens, tokens_per_construct)
-    found = []
+    found = []  # (same budget, finished at, seconds an answer, load, which job)
+    timed = [*_job_answer_rates(kinds), *(_run_answer_rates(engine) if EVALUATE in kinds else [])]
+    for timed_id, tokens, per, seconds_an_answer, load, finished, what in timed:
+        if timed_id != model_id:
+            continue
+        same = budget(tokens, per) == wanted
+        words = budget_words(*budget(tokens, per)).strip(" ()")
+        when = (finished or "")[:16].replace("T", " ")
+        found.append((same, finished or "", seconds_an_answer, load,
+                      f"{what} of {when}" + ("" if same else f" ({words})")))
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)  # the newest under the same budget, else the newest
+    return found[0][2:] if found else None
+
+
+def _rate(generated) -> tuple[float, float] | None:
+    """(seconds an answer, seconds of the load) of a status's ``generated`` entry, or None: no answers, unreadable."""
+    try:
+        answers, seconds = int(generated.get("variants") or 0), float(generated.get("seconds") or 0)
+        load = float(generated.get("load_seconds") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return (seconds / answers, load) if answers > 0 and seconds > 0 else None
+
+
+def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
+    """(model id, tokens an answer, a construct, seconds an answer, load, finished at, what) of this folder's
+    succeeded jobs of ``kinds``."""
     for job in list_jobs():
         if job.state != eval_jobs.SUCCEEDED or job.kind not in kinds:
             continue
         status = eval_jobs.read_eval_status(job.job_dir)
-        generated = status.get("generated") or {}
-        try:
-            answers, seconds = int(generated.get("variants") or 0), float(generated.get("seconds") or 0)
-            load = float(generated.get("load_seconds") or 0)
-        except (TypeError, ValueError, AttributeError):
+        rate = _rate(status.get("generated") or {})
+        if rate is not None and status.get("model_id"):
+            what = "the batch for review" if job.kind == REASON else "the evaluation"
+            yield (status["model_id"], job.max_new_tokens, job.tokens_per_construct, *rate, job.finished_at, what)
+
+
+def _run_answer_rates(engine=None) -> Iterator[tuple]:
+    """The same for each model an evaluation after a training run, or a measurement, wrote answers with: the model
+    id is its evaluation's (the database), the budget the evaluation's (the base model's without the construct
+    tokens, :func:`r2ta.eval_jobs.evaluate_run`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from db.engine import get_engine
+    from db.models import EvaluationRow
+    from r2ta.probe import list_probes
+    from r2ta.timing import known_run_dirs
+
+    engine = engine or get_engine()
+    for run_dir in dict.fromkeys([*known_run_dirs(engine=engine), *list_probes()]):
+        status = eval_jobs.read_eval_status(run_dir)
+        evaluations, generated = status.get("evaluations") or {}, status.get("generated") or {}
+        if not isinstance(evaluations, dict) or not isinstance(generated, dict):
             continue
-        if status.get("model_id") != model_id or answers <= 0 or seconds <= 0:
-            continue
-        same = budget(job.max_new_tokens, job.tokens_per_construct) == wanted
-        when = (job.finished_at or "")[:16].replace("T", " ")
-        words = budget_words(*budget(job.max_new_tokens, job.tokens_per_construct)).strip(" ()")
-        what = "the batch for review" if job.kind == REASON else "the evaluation"
-        found.append((same, seconds / answers, load, f"{what} of {when}" + ("" if same else f" ({words})")))
-    found.sort(key=lambda f: not f[0])  # stable: the newest under the same budget first, else the newest
-    return found[0][1:] if found else None
+        what = "the measurement" if run_dir.parent.parent.name == "probes" else f"run {run_dir.name}'s evaluation"
+        for stage, entry in generated.items():
+            rate, evaluation_id = _rate(entry), evaluations.get(stage)
+            if rate is None or not isinstance(evaluation_id, int):
+                continue
+            try:
+                with Session(engine) as session:
+                    row = session.get(EvaluationRow, evaluation_id)
+            except SQLAlchemyError:
+                return
+            if row is None:
+                continue
+            per = 0 if stage == eval_jobs.BASE else status.get("tokens_per_construct")
+            yield (row.model_id, status.get("max_new_tokens"), per, *rate, status.get("finished_at"), what)
 
 
 def sharing_note() -> str | None:

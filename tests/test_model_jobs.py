@@ -61,8 +61,8 @@ def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engin
     # before the next one: the same budget reuses both answers; a third variant is one to write, timed by this job
     again = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16, tokens_per_construct=1)
     assert again.to_write == 0 and again.describe() == (
-        "Every one of the 2 variants has an answer by models/tiny-llama under this budget: the evaluation only "
-        "scores them (seconds).")
+        "Each of the 2 variants keeps the answer it has by models/tiny-llama (this budget would write the same): "
+        "the evaluation only scores them (seconds).")
     more = model_jobs.plan_model_evaluation(str(tiny), limit=3, max_new_tokens=16, tokens_per_construct=1)
     assert (more.variants, more.to_write) == (3, 1) and more.seconds_an_answer > 0
     when = done.finished_at[:16].replace("T", " ")
@@ -396,3 +396,40 @@ def test_an_empty_queue_says_a_batch_is_coming_while_one_goes(engine):  # noqa: 
     finally:
         model_jobs.cancel_job(going.job_dir)
         sleeper.kill()
+
+
+def test_the_plan_times_a_model_by_a_training_runs_evaluation_too(engine, tmp_path):  # noqa: F811
+    """A run's models are first evaluated by the job after training: its rate (status 'generated', the evaluation
+    ids naming the models) times the Evaluate page's next evaluation of them, and of the base model."""
+    from db.queries import create_evaluation
+
+    tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    with Session(engine) as session:
+        base = create_evaluation(session=session, model_id="models/tiny-llama", split="test", metrics={}).id
+        other = create_evaluation(session=session, model_id="someone/else", split="test", metrics={}).id
+    run_dir = jobs.runs_dir() / "20261207-120000-tiny-cpu"
+    run_dir.mkdir(parents=True)
+    jobs.write_status(run_dir, status="succeeded", stage="done", recipe="tiny-cpu")
+    eval_jobs.write_eval_status(run_dir, status=eval_jobs.SUCCEEDED, split="test", max_new_tokens=16,
+                                tokens_per_construct=1, finished_at="2026-12-07T12:30:00+00:00",
+                                evaluations={"sft": other, "base": base},
+                                generated={"sft": {"variants": 4, "seconds": 40.0, "load_seconds": 1.0},
+                                           "base": {"variants": 2, "seconds": 6.0, "load_seconds": 2.0},
+                                           "sft+dpo": {"variants": "x"}})  # unreadable: skipped
+    plan = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16)
+    assert plan.seconds_an_answer == 3.0 and plan.load_s == 2.0  # the base model's: 6 s for 2 answers
+    assert plan.describe().endswith("about 8 s, at the 3.0 s an answer of run 20261207-120000-tiny-cpu's "
+                                    "evaluation of 2026-12-07 12:30.")  # the base model kept the 16 tokens alone
+    assert model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=32).describe().endswith(
+        "evaluation of 2026-12-07 12:30 (16 tokens an answer).")
+    # a later measurement of the Train page (a probe) timed the base model too: the newest under the budget wins
+    from r2ta.probe import probes_dir
+
+    probe = probes_dir() / "20261207-130000-tiny-cpu" / "run"
+    probe.mkdir(parents=True)
+    jobs.write_status(probe, status="succeeded", stage="done", recipe="tiny-cpu")
+    eval_jobs.write_eval_status(probe, status=eval_jobs.SUCCEEDED, max_new_tokens=16,
+                                finished_at="2026-12-07T13:00:00+00:00", evaluations={"base": base},
+                                generated={"base": {"variants": 4, "seconds": 20.0, "load_seconds": 1.0}})
+    assert model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16).describe().endswith(
+        "at the 5.0 s an answer of the measurement of 2026-12-07 13:00.")
