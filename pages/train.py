@@ -252,6 +252,11 @@ def live_run() -> None:
             if evaluation else 0)
         if rest and (rest.stages or rest.evaluation_s is not None):
             st.caption(f"After {progress.stage.upper()}: {rest.describe()}.")
+    shared = status.get("threads") if isinstance(status.get("threads"), dict) else {}
+    if not progress.finished and 0 < (shared.get("threads") or 0) < (shared.get("cores") or 0):
+        st.caption(f"Training on {shared['threads']} of {shared['cores']} cores since {str(shared.get('stage')).upper()} "
+                   f"step {shared.get('since_step')}: another process on this machine uses the rest (an evaluation, "
+                   "a batch of traces?). The run takes them back when it ends; its steps are slower meanwhile.")
     if status.get("overrides"):
         st.caption(f"Recipe {status.get('recipe', '')} with " + ", ".join(
             f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))

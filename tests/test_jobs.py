@@ -420,8 +420,10 @@ def test_a_cpu_run_trains_on_the_cores_other_processes_leave_free(monkeypatch):
         now["total"] += int(seconds * 2 * 100)
         now["idle"] += int(seconds * (2 - machine_busy) * 100)
 
+    told = []
     callback = FreeCoresCallback(30.0, cores=2, ticks=lambda: (now["idle"], now["total"]),
-                                 own_seconds=lambda: now["own"], clock=lambda: now["t"])
+                                 own_seconds=lambda: now["own"], clock=lambda: now["t"],
+                                 on_change=lambda *change: told.append(change))
     before = torch.get_num_threads()
     state, args, control = SimpleNamespace(global_step=0), None, None
     try:
@@ -438,6 +440,7 @@ def test_a_cpu_run_trains_on_the_cores_other_processes_leave_free(monkeypatch):
         state.global_step = 6
         callback.on_step_begin(args, state, control)
         assert torch.get_num_threads() == 2 and callback.changes == [(3, 1), (6, 2)]
+        assert told == [(3, 1, 2), (6, 2, 2)]  # what the runner writes into the run's status
         advance(40, 2.0, 2.0)  # alone on both cores: its own threads are not counted as others'
         callback.on_step_begin(args, state, control)
         assert torch.get_num_threads() == 2 and len(callback.changes) == 2

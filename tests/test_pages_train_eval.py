@@ -413,7 +413,8 @@ def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
                                        "elapsed_s": 12.0 * step, "time": now.isoformat()})
     jobs.write_status(running, status="running", stage="sft", step=2, max_steps=30, pid=os.getpid(),
                       pid_start=jobs.process_start_ticks(os.getpid()), hardware={"description": hardware},
-                      data=[{"stage": "sft", "rows": 30}, {"stage": "dpo", "rows": 3}])
+                      data=[{"stage": "sft", "rows": 30}, {"stage": "dpo", "rows": 3}],
+                      threads={"threads": 1, "cores": 2, "stage": "sft", "since_step": 2})  # a job beside it
 
     at = _page("pages/train.py", run=running.name)
     next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()
@@ -428,6 +429,11 @@ def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
     assert "step 2/30" in bar and "12.0 s a step, about 6 min left in SFT" in bar  # 28 steps x 12 s
     assert any(c.value == f"After SFT: about 70 s: DPO 70 s (3 pairs × 2 epochs); rates of run {done.name}."
                for c in at.caption), [c.value for c in at.caption]
+    assert any(c.value.startswith("Training on 1 of 2 cores since SFT step 2: another process on this machine uses "
+                                  "the rest") for c in at.caption), [c.value for c in at.caption]
+    jobs.write_status(running, threads={"threads": 2, "cores": 2, "stage": "sft", "since_step": 9})  # taken back
+    at.run()
+    assert not any(c.value.startswith("Training on ") for c in at.caption)
 
 
 def test_train_page_measures_the_machine_when_no_run_gives_an_estimate(studio, monkeypatch):

@@ -189,7 +189,7 @@ class FreeCoresCallback(TrainerCallback):
     processes (:func:`training.runner` decides)."""
 
     def __init__(self, every_s: float = 30.0, *, cores: int | None = None, ticks=None, own_seconds=time.process_time,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, on_change=None) -> None:
         import os
 
         from r2ta.backends import _cpu_ticks
@@ -199,6 +199,7 @@ class FreeCoresCallback(TrainerCallback):
         self._ticks, self._own, self._clock = ticks or _cpu_ticks, own_seconds, clock
         self._since: tuple[float, float, int, int] | None = None  # (clock, own CPU seconds, idle, total jiffies)
         self.changes: list[tuple[int, int]] = []  # (step, threads) each time the threads changed
+        self.on_change = on_change  # called with (step, threads, cores) when they change: the run's status says it
 
     def _mark(self) -> tuple[float, float, int, int] | None:
         try:
@@ -235,3 +236,5 @@ class FreeCoresCallback(TrainerCallback):
                         state.global_step, free, self.cores, threads, torch.get_num_threads())
             torch.set_num_threads(threads)
             self.changes.append((state.global_step, threads))
+            if self.on_change is not None:
+                self.on_change(state.global_step, threads, self.cores)

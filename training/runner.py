@@ -294,8 +294,9 @@ def _run_stage(stage, index, run_dir, request, recipe, precision, extra_args, me
     callbacks = [callback]
     if recipe.run.checkpoint_minutes > 0:
         callbacks.append(CheckpointCallback(run_dir, stage, recipe.run.checkpoint_minutes * 60, write=main_process))
-    if follows_free_cores():
-        callbacks.append(FreeCoresCallback())
+    if follows_free_cores():  # the Train page says when the run has fewer threads than cores, and since when
+        callbacks.append(FreeCoresCallback(on_change=lambda step, threads, cores: write_status(
+            run_dir, threads={"threads": threads, "cores": cores, "stage": stage, "since_step": step})))
     started = time.monotonic()
     trainer = module.main(script_args, training_args, model_args, callbacks=callbacks,
                           resume_from_checkpoint=checkpoint)
