@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),
                         help="the neighbour's weights (default bfloat16: a run's models on a CPU with native bf16)")
-    parser.add_argument("--every", type=float, default=30.0, help="following: the run's seconds between looks")
+    parser.add_argument("--every", type=float, default=10.0, help="following: the run's seconds between looks")
     parser.add_argument("--data", type=Path, help="an SFT export (JSONL) to train on instead of realistic rows")
     parser.add_argument("--neighbour-model", help="a model folder for the neighbour instead of the embedded model")
     parser.add_argument("--neighbour", action="store_true", help=argparse.SUPPRESS)

@@ -186,9 +186,14 @@ class FreeCoresCallback(TrainerCallback):
     cores left, at least one. The model's own job does the same from its side (:func:`r2ta.backends.cpu_threads`
     before a batch), so two jobs settle on a share each, and the run takes every core back when the other ends.
     Off where ``OMP_NUM_THREADS`` fixes the threads (``r2ta loop --threads``), on a GPU, and under several
-    processes (:func:`training.runner` decides)."""
+    processes (:func:`training.runner` decides).
 
-    def __init__(self, every_s: float = 30.0, *, cores: int | None = None, ticks=None, own_seconds=time.process_time,
+    ``every_s`` 10: a step of the embedded recipe takes 10-20 s on a 2-core CPU, so it looks before about every
+    step, and each step a neighbour shares with every thread of the run costs it 2-4x (a real run beside the
+    Evaluate page's job: 42.8 and 63.3 s against 10-16 s; docs/measured/training-shares-cores-2026-12-07.txt).
+    The look itself reads /proc/stat and the process's CPU time, no more."""
+
+    def __init__(self, every_s: float = 10.0, *, cores: int | None = None, ticks=None, own_seconds=time.process_time,
                  clock=time.monotonic, on_change=None) -> None:
         import os
 
