@@ -193,6 +193,10 @@ other = model_jobs.active_job()
 if other is not None:
     st.warning(f"Going now: {other.describe()}. A run started meanwhile shares this machine with it, and both go "
                "slower.", icon=":material/speed:")
+training = jobs.training_run()
+if training is not None:
+    st.warning(f"Run {training.name} is training: a second run started now shares this machine's cores with it "
+               "(each takes a share), and both take longer than their estimates.", icon=":material/speed:")
 if st.button("Export and train", type="primary", icon=":material/model_training:",
              disabled=not ready or measuring is not None,
              help="Waits for the measurement going (or cancel it): two jobs at once would slow each other and "

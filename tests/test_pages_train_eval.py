@@ -431,6 +431,8 @@ def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
                for c in at.caption), [c.value for c in at.caption]
     assert any(c.value.startswith("Training on 1 of 2 cores since SFT step 2: another process on this machine uses "
                                   "the rest") for c in at.caption), [c.value for c in at.caption]
+    assert any(w.value.startswith(f"Run {running.name} is training: a second run started now shares this machine's "
+                                  "cores") for w in at.warning)  # before the button starts another beside it
     jobs.write_status(running, threads={"threads": 2, "cores": 2, "stage": "sft", "since_step": 9})  # taken back
     at.run()
     assert not any(c.value.startswith("Training on ") for c in at.caption)
