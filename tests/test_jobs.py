@@ -483,3 +483,15 @@ def test_the_sharing_benchmark_runs_both_settings_with_a_neighbour(tmp_path, cap
     assert "following / fixed: both done" in out
     with pytest.raises(SystemExit):
         bench_sharing.main(["--steps", "3", "--start-at", "1"])
+
+
+def test_r2ta_train_follow_says_when_the_run_shares_the_cores():
+    from r2ta.commands.train import threads_line
+
+    assert threads_line({"threads": 1, "cores": 2, "stage": "sft", "since_step": 4}) == (
+        "threads:    1 of 2 cores from SFT step 4: another process on this machine uses the rest; the steps are "
+        "slower until it ends")
+    assert threads_line({"threads": 2, "cores": 2, "stage": "dpo", "since_step": 3}) == (
+        "threads:    all 2 cores again from DPO step 3")
+    for nothing in (None, {}, "x", {"threads": 0, "cores": 2}, {"threads": 1}):
+        assert threads_line(nothing) is None

@@ -250,13 +250,17 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
     """Print the run's progress as it comes until it finishes; Ctrl-C cancels it."""
     from r2ta import jobs, timing
 
-    seen, stage = 0, None
+    seen, stage, shared = 0, None, None
     try:
         while True:
             progress = jobs.read_progress(run_dir)
             if progress.stage != stage and progress.stage:
                 stage = progress.stage
                 print(f"[{progress.fraction:4.0%}] stage {stage}", flush=True)
+            if progress.status.get("threads") != shared:
+                shared = progress.status.get("threads")
+                if (line := threads_line(shared)) is not None:
+                    print(line, flush=True)
             new = progress.points[seen:]
             left = timing.stage_time_left(progress) if new else None
             for i, point in enumerate(new):
@@ -275,6 +279,18 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
     _record(run_dir)
     code = _report(progress)
     return max(code, follow_evaluation(run_dir, poll_s=poll_s)) if code == 0 else code
+
+
+def threads_line(shared) -> str | None:
+    """What ``r2ta train --follow`` prints when the run's threads changed (its status's ``threads``, written by
+    :class:`training.callbacks.FreeCoresCallback`); None for nothing to say."""
+    if not isinstance(shared, dict) or not shared.get("threads") or not shared.get("cores"):
+        return None
+    where = f"from {str(shared.get('stage') or '').upper()} step {shared.get('since_step')}"
+    if shared["threads"] < shared["cores"]:
+        return (f"threads:    {shared['threads']} of {shared['cores']} cores {where}: another process on this machine "
+                "uses the rest; the steps are slower until it ends")
+    return f"threads:    all {shared['cores']} cores again {where}"
 
 
 def _supervisor_gone(run_dir: Path) -> str | None:
