@@ -42,10 +42,9 @@ SETTINGS = ("fixed", "following")
 
 def _neighbour(args) -> None:
     """The second process: the embedded model answers ``args.variants`` prompts; one JSON line."""
-    import torch
-
     import r2ta.backends as backends
     from benchmarks.bench_generation import _cases
+    from benchmarks.bench_threads import generate_counting_threads
 
     if args.one_look:
         backends.THREAD_RECHECK_S = math.inf
@@ -53,16 +52,7 @@ def _neighbour(args) -> None:
     backend = backends.get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="rows",
                                    **({"dtype": args.dtype} if args.dtype else {}),
                                    **({"model": args.neighbour_model} if args.neighbour_model else {}))
-    backend.load()
-    threads: list[int] = []
-    generate = backend._model.generate
-
-    def counted(**kwargs):
-        threads.append(torch.get_num_threads())
-        return generate(**kwargs)
-
-    backend._model.generate = counted
-    gens = backend.generate([p for p, _ in _cases(args.variants, 0)], max_new_tokens=args.max_new_tokens)
+    gens, threads = generate_counting_threads(backend, [p for p, _ in _cases(args.variants, 0)], args.max_new_tokens)
     print(json.dumps({"wall": round(time.perf_counter() - started, 1), "threads": threads,
                       "tokens": sum(g.completion_tokens or 0 for g in gens)}), flush=True)
 

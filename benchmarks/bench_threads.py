@@ -36,17 +36,10 @@ def _busy(seconds: float) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)]) for _ in range(os.cpu_count() or 1)]
 
 
-def _measure(name: str, recheck_s: float, prompts: list, args) -> tuple[float, list[int], int]:
+def generate_counting_threads(backend, prompts: list, max_new_tokens: int) -> tuple[list, list[int]]:
+    """``backend.generate`` (a local model, loaded here), and torch's threads at each of its batches."""
     import torch
 
-    import r2ta.backends as backends
-
-    backends.THREAD_RECHECK_S = recheck_s
-    spinners = _busy(args.busy_s + 1.0)
-    time.sleep(1.0)  # the spinners are running before the backend looks at the cores
-    started = time.perf_counter()
-    backend = backends.get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="rows",
-                                   **({"dtype": args.dtype} if args.dtype else {}))
     backend.load()
     threads: list[int] = []
     generate = backend._model.generate
@@ -57,9 +50,21 @@ def _measure(name: str, recheck_s: float, prompts: list, args) -> tuple[float, l
 
     backend._model.generate = counted
     try:
-        gens = backend.generate(prompts, max_new_tokens=args.max_new_tokens)
+        return backend.generate(prompts, max_new_tokens=max_new_tokens), threads
     finally:
         del backend._model.generate  # the model's own method again
+
+
+def _measure(name: str, recheck_s: float, prompts: list, args) -> tuple[float, list[int], int]:
+    import r2ta.backends as backends
+
+    backends.THREAD_RECHECK_S = recheck_s
+    spinners = _busy(args.busy_s + 1.0)
+    time.sleep(1.0)  # the spinners are running before the backend looks at the cores
+    started = time.perf_counter()
+    backend = backends.get_backend("embedded", batch_size=args.batch_size, stop_on_repetition=False, prefill="rows",
+                                   **({"dtype": args.dtype} if args.dtype else {}))
+    gens, threads = generate_counting_threads(backend, prompts, args.max_new_tokens)
     wall = time.perf_counter() - started
     for spinner in spinners:
         spinner.wait()
