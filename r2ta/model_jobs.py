@@ -285,18 +285,20 @@ def _answer_rate(model_id: str, max_new_tokens: int | None, tokens_per_construct
         return int(tokens or DEFAULT_MAX_NEW_TOKENS), int(per or 0)
 
     wanted = budget(max_new_tokens, tokens_per_construct)
-    found = []  # (same budget, finished at, seconds an answer, load, which job)
+    found = []  # (same budget, alone, finished at, seconds an answer, load, which job)
     timed = [*_job_answer_rates(kinds), *(_run_answer_rates(engine) if EVALUATE in kinds else [])]
-    for timed_id, tokens, per, seconds_an_answer, load, finished, what in timed:
+    for timed_id, tokens, per, seconds_an_answer, load, finished, what, beside in timed:
         if timed_id != model_id:
             continue
         same = budget(tokens, per) == wanted
-        words = budget_words(*budget(tokens, per)).strip(" ()")
+        words = [*([] if same else [budget_words(*budget(tokens, per)).strip(" ()")]),
+                 *(["beside a training run"] if beside else [])]
         when = (finished or "")[:16].replace("T", " ")
-        found.append((same, finished or "", seconds_an_answer, load,
-                      f"{what} of {when}" + ("" if same else f" ({words})")))
-    found.sort(key=lambda f: (f[0], f[1]), reverse=True)  # the newest under the same budget, else the newest
-    return found[0][2:] if found else None
+        found.append((same, not beside, finished or "", seconds_an_answer, load,
+                      f"{what} of {when}" + (f" ({'; '.join(words)})" if words else "")))
+    # the newest under the same budget that had the cores to itself; then the same budget; then the newest
+    found.sort(key=lambda f: f[:3], reverse=True)
+    return found[0][3:] if found else None
 
 
 def _rate(generated) -> tuple[float, float] | None:
@@ -310,8 +312,9 @@ def _rate(generated) -> tuple[float, float] | None:
 
 
 def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
-    """(model id, tokens an answer, a construct, seconds an answer, load, finished at, what) of this folder's
-    succeeded jobs of ``kinds``."""
+    """(model id, tokens an answer, a construct, seconds an answer, load, finished at, what, whether a training run
+    was going at its start or end: it shared the cores, :func:`_beside_run`) of this folder's succeeded jobs of
+    ``kinds``."""
     for job in list_jobs():
         if job.state != eval_jobs.SUCCEEDED or job.kind not in kinds:
             continue
@@ -319,7 +322,8 @@ def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
         rate = _rate(status.get("generated") or {})
         if rate is not None and status.get("model_id"):
             what = "the batch for review" if job.kind == REASON else "the evaluation"
-            yield (status["model_id"], job.max_new_tokens, job.tokens_per_construct, *rate, job.finished_at, what)
+            yield (status["model_id"], job.max_new_tokens, job.tokens_per_construct, *rate, job.finished_at, what,
+                   bool(status.get("beside_run")))
 
 
 def _run_answer_rates(engine=None) -> Iterator[tuple]:
@@ -353,7 +357,7 @@ def _run_answer_rates(engine=None) -> Iterator[tuple]:
             if row is None:
                 continue
             per = 0 if stage == eval_jobs.BASE else status.get("tokens_per_construct")
-            yield (row.model_id, status.get("max_new_tokens"), per, *rate, status.get("finished_at"), what)
+            yield (row.model_id, status.get("max_new_tokens"), per, *rate, status.get("finished_at"), what, False)
 
 
 def sharing_note() -> str | None:
@@ -425,6 +429,7 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, stage="reasoning", started_at=jobs.now_iso(),
                                 pid=os.getpid(), pid_start=jobs.process_start_ticks(os.getpid()))
+    beside = _beside_run()
     try:
         backend = get_backend(reasoning_model())
         try:
@@ -444,9 +449,15 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.SUCCEEDED, stage=None, finished_at=jobs.now_iso(),
                                 model_id=backend.id, proposals=refined.proposals,
                                 generated={"variants": reasoned.generated, "seconds": round(reasoned.seconds, 2),
-                                           "load_seconds": round(reasoned.load_s, 2)})
+                                           "load_seconds": round(reasoned.load_s, 2)}, beside_run=beside or _beside_run())
     print(f"{reasoned}\n{refined}", flush=True)
     return 0
+
+
+def _beside_run() -> bool:
+    """Whether a training run is going now: a job's answers beside it take longer (they share the cores), so its
+    rate is not what a job alone gets (:func:`_answer_rate` prefers one that was alone)."""
+    return jobs.training_run() is not None
 
 
 def cancel_job(job_dir: Path) -> None:
@@ -468,7 +479,7 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
                                 pid_start=jobs.process_start_ticks(os.getpid()))
-
+    beside = _beside_run()
     try:
         outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens,
                            progress=eval_jobs.progress_writer(job_dir), dtype=dtype,
@@ -481,7 +492,7 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
                                 evaluations={"model": outcome.evaluation_id}, model_id=outcome.model_id,
                                 generated={"variants": outcome.generated, "seconds": round(outcome.generation_s, 2),
                                            "load_seconds": round(outcome.load_s, 2)},
-                                micro_f1=outcome.report.micro_f1)
+                                micro_f1=outcome.report.micro_f1, beside_run=beside or _beside_run())
     print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f} "
           f"({outcome.generated} answers generated in {outcome.generation_s:.0f} s)", flush=True)
     return 0

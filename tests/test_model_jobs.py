@@ -58,6 +58,7 @@ def test_a_model_is_evaluated_in_the_background_and_its_answers_are_stored(engin
     assert len(traces) == 2 and all("generation stopped at max_new_tokens (21): the output is cut off" in t.parse_errors
                                     for t in traces)
     assert "models/tiny-llama: evaluation" in model_jobs.read_log(job.job_dir)
+    assert eval_jobs.read_eval_status(job.job_dir)["beside_run"] is False  # no training run shared its cores
     # before the next one: the same budget reuses both answers; a third variant is one to write, timed by this job
     again = model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16, tokens_per_construct=1)
     assert again.to_write == 0 and again.describe() == (
@@ -433,3 +434,15 @@ def test_the_plan_times_a_model_by_a_training_runs_evaluation_too(engine, tmp_pa
                                 generated={"base": {"variants": 4, "seconds": 20.0, "load_seconds": 1.0}})
     assert model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=16).describe().endswith(
         "at the 5.0 s an answer of the measurement of 2026-12-07 13:00.")
+    # a newer evaluation from the Evaluate page that ran beside a training run shared its cores: one alone is
+    # preferred under the same budget, and where it is the one used, the plan says so
+    beside = model_jobs.evaluations_dir() / "20261207-140000-000000-tiny-llama"
+    eval_jobs.write_eval_status(beside, status=eval_jobs.SUCCEEDED, kind=model_jobs.EVALUATE, job=model_jobs.JOB,
+                                model=str(tiny), model_id="models/tiny-llama", split="test", limit=2,
+                                max_new_tokens=16, finished_at="2026-12-07T14:00:00+00:00", beside_run=True,
+                                generated={"variants": 4, "seconds": 40.0, "load_seconds": 1.0})
+    assert "5.0 s an answer of the measurement" in model_jobs.plan_model_evaluation(
+        str(tiny), limit=2, max_new_tokens=16).describe()
+    eval_jobs.write_eval_status(beside, max_new_tokens=24)  # now the only one under 24 tokens
+    assert model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=24).describe().endswith(
+        "at the 10.0 s an answer of the evaluation of 2026-12-07 14:00 (beside a training run).")
