@@ -303,12 +303,11 @@ def _answer_rate(model_id: str, max_new_tokens: int | None, tokens_per_construct
 
 def _rate(generated) -> tuple[float, float] | None:
     """(seconds an answer, seconds of the load) of a status's ``generated`` entry, or None: no answers, unreadable."""
-    try:
-        answers, seconds = int(generated.get("variants") or 0), float(generated.get("seconds") or 0)
-        load = float(generated.get("load_seconds") or 0)
-    except (TypeError, ValueError, AttributeError):
+    figures = eval_jobs.generated_figures(generated)
+    if figures is None or figures[0] <= 0 or figures[1] <= 0:
         return None
-    return (seconds / answers, load) if answers > 0 and seconds > 0 else None
+    answers, seconds, load = figures
+    return seconds / answers, load or 0.0
 
 
 def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:

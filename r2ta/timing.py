@@ -414,7 +414,7 @@ def base_evaluation_rate(rates: RunRates) -> tuple[float, int, float | None] | N
     """Seconds an answer, answers and the seconds the model's load took (None where not recorded apart), of the
     newest evaluation of the model ``rates``' recipe starts from, by itself on this machine (the Evaluate page's
     *Evaluate a model*, :mod:`r2ta.model_jobs`), in the dtype the run would evaluate it in, that generated at least :data:`MIN_EVAL_ANSWERS` answers; None without one."""
-    from r2ta.eval_jobs import read_eval_status
+    from r2ta.eval_jobs import generated_figures, read_eval_status
     from r2ta.evaluation import base_model_id, run_generation_dtype
     from r2ta.model_jobs import EVALUATE, list_jobs
 
@@ -424,12 +424,10 @@ def base_evaluation_rate(rates: RunRates) -> tuple[float, int, float | None] | N
         return None
     for job in list_jobs(EVALUATE):
         status = read_eval_status(job.job_dir)
-        generated = status.get("generated") or {}
-        try:
-            answers, seconds = int(generated.get("variants") or 0), float(generated.get("seconds") or 0)
-            load = None if generated.get("load_seconds") is None else float(generated["load_seconds"])
-        except (TypeError, ValueError, AttributeError):
+        figures = generated_figures(status.get("generated") or {})
+        if figures is None:
             continue
+        answers, seconds, load = figures
         if (status.get("status") == "succeeded" and status.get("model_id") == wanted
                 and answers >= MIN_EVAL_ANSWERS and seconds > 0):
             return seconds / answers, answers, load
