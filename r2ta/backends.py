@@ -395,13 +395,17 @@ def cpu_threads() -> int:
     machine: 8 test variants' real prompts (~1,600 tokens), one batch, bf16, took 47-53 s on one thread
     and 31-32 s on two (the 2-core EPYC; docs/measured/watching-model-job-2026-12-06.txt). The load
     average stands in where /proc/stat cannot be read. A local model looks again before a batch, at most once
-    in :data:`THREAD_RECHECK_S` (half a second of its time in twenty, about one batch of 8 answers on a CPU). Set
-    ``threads`` in the backend config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override.
+    in :data:`THREAD_RECHECK_S` (half a second of its time in twenty, about one batch of 8 answers on a CPU). The
+    cores are the ones this process may use (:func:`r2ta.cpu.usable_cores`): in a container limited by a cpuset
+    or a CPU quota, those, not the host's, and their idle ones counted within that limit. Set ``threads`` in the
+    backend config, or ``OMP_NUM_THREADS`` (``r2ta loop --threads``), to override.
     """
     explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
-    cores = os.cpu_count() or 1
+    from r2ta import cpu
+
+    cores = cpu.usable_cores()
     idle = idle_cores()
     if idle is not None:
         return max(1, min(cores, int(idle + 0.5)))
@@ -417,14 +421,20 @@ THREAD_RECHECK_S = 20.0  # a local model on a CPU looks at the idle cores again 
 
 def _cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int]:
     """(idle, total) jiffies of all CPUs since boot: idle and iowait, of user .. steal."""
-    with open(stat, encoding="ascii") as handle:
-        fields = [int(x) for x in handle.readline().split()[1:9]]
-    return fields[3] + fields[4], sum(fields)
+    from r2ta.cpu import stat_ticks
+
+    return stat_ticks(None, stat)
 
 
-def idle_cores(window_s: float = 0.5, ticks=_cpu_ticks) -> float | None:
-    """The cores idle over the next ``window_s`` seconds (of ``os.cpu_count()``), or None where /proc/stat cannot
-    be read (not Linux) or did not move."""
+def idle_cores(window_s: float = 0.5, ticks=None, cores: int | None = None) -> float | None:
+    """The cores idle over the next ``window_s`` seconds, or None where they cannot be read (not Linux) or the
+    ticks did not move. ``ticks`` and ``cores`` default to this process's :func:`r2ta.cpu.core_scope`: the
+    machine's, its cpuset's, or its cgroup's CPU quota's (a container's ``--cpus``)."""
+    if ticks is None:
+        from r2ta.cpu import core_scope
+
+        scope = core_scope()
+        ticks, cores = scope.ticks, cores or scope.cores
     try:
         idle0, total0 = ticks()
         time.sleep(window_s)
@@ -433,7 +443,7 @@ def idle_cores(window_s: float = 0.5, ticks=_cpu_ticks) -> float | None:
         return None
     if total1 <= total0:
         return None
-    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
+    return max(0.0, (idle1 - idle0) / (total1 - total0) * (cores or os.cpu_count() or 1))
 
 
 class LocalBackend(Backend):

@@ -531,6 +531,7 @@ def test_a_local_model_on_a_cpu_follows_the_idle_cores_between_batches(tiny_llam
     monkeypatch.setattr(model, "generate", lambda **kw: seen.append(torch.get_num_threads()) or generate(**kw))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("r2ta.cpu.usable_cores", lambda: 2)
     monkeypatch.setattr(r2ta.backends, "THREAD_RECHECK_S", 0.0)
     looks = iter([0.1, 1.96, 1.96])  # both cores busy, then free
     monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: next(looks))
@@ -555,6 +556,7 @@ def test_cpu_threads_follow_an_explicit_omp_setting_over_the_idle_cores(monkeypa
     from r2ta.backends import cpu_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("r2ta.cpu.usable_cores", lambda: 2)
     monkeypatch.setattr(r2ta.backends, "idle_cores", lambda: 0.1)  # both cores busy right now
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert cpu_threads() == 1
@@ -581,6 +583,7 @@ def test_idle_cores_reads_the_idle_share_of_the_cpu_ticks(monkeypatch):
     from r2ta.backends import _cpu_ticks, idle_cores
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("r2ta.cpu.usable_cores", lambda: 2)
     samples = iter([(1000, 4000), (1150, 4200)])  # 150 of 200 jiffies idle: 1.5 of 2 cores
     assert idle_cores(0.0, ticks=lambda: next(samples)) == pytest.approx(1.5)
     frozen = iter([(1000, 4000), (1000, 4000)])
@@ -592,7 +595,9 @@ def test_idle_cores_reads_the_idle_share_of_the_cpu_ticks(monkeypatch):
     assert idle_cores(0.0, ticks=unreadable) is None
     idle, total = _cpu_ticks()  # this machine's own
     assert 0 <= idle <= total and total > 0
-    assert 0.0 <= idle_cores(0.2) <= 2.0 + 1e-9
+    from r2ta.cpu import core_scope
+
+    assert 0.0 <= idle_cores(0.2) <= core_scope().cores + 1e-9
 
 
 def test_generation_benchmark_runs_end_to_end_on_a_tiny_model(tiny_llama, monkeypatch, capsys):

@@ -191,17 +191,19 @@ class FreeCoresCallback(TrainerCallback):
     ``every_s`` 10: a step of the embedded recipe takes 10-20 s on a 2-core CPU, so it looks before about every
     step, and each step a neighbour shares with every thread of the run costs it 2-4x (a real run beside the
     Evaluate page's job: 42.8 and 63.3 s against 10-16 s; docs/measured/training-shares-cores-2026-12-07.txt).
-    The look itself reads /proc/stat and the process's CPU time, no more."""
+    The look itself reads /proc/stat (or, under a container's CPU quota, its cgroup's CPU time: :mod:`r2ta.cpu`)
+    and the process's CPU time, no more. ``cores`` are the ones the process may use, not the host's."""
 
     def __init__(self, every_s: float = 10.0, *, cores: int | None = None, ticks=None, own_seconds=time.process_time,
                  clock=time.monotonic, on_change=None) -> None:
-        import os
+        if ticks is None or cores is None:
+            from r2ta.cpu import core_scope
 
-        from r2ta.backends import _cpu_ticks
-
+            scope = core_scope()
+            ticks, cores = ticks or scope.ticks, cores or scope.cores
         self.every_s = every_s
-        self.cores = cores or os.cpu_count() or 1
-        self._ticks, self._own, self._clock = ticks or _cpu_ticks, own_seconds, clock
+        self.cores = cores
+        self._ticks, self._own, self._clock = ticks, own_seconds, clock
         self._since: tuple[float, float, int, int] | None = None  # (clock, own CPU seconds, idle, total jiffies)
         self.changes: list[tuple[int, int]] = []  # (step, threads) each time the threads changed
         self.on_change = on_change  # called with (step, threads, cores) when they change: the run's status says it
@@ -223,6 +225,12 @@ class FreeCoresCallback(TrainerCallback):
         return self.cores - max(0.0, busy - own)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        import torch
+
+        if torch.get_num_threads() > self.cores:  # torch counts the CPUs it may run on, not a container's quota
+            logger.info("training on %d threads, not %d: the cores this process may use", self.cores,
+                        torch.get_num_threads())
+            torch.set_num_threads(self.cores)
         self._since = self._mark()
 
     def on_step_begin(self, args, state, control, **kwargs):

@@ -70,7 +70,9 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 def detect_hardware() -> Hardware:
     import torch
 
-    cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from r2ta.cpu import usable_cores
+
+    cpu_count = usable_cores()  # a container's cpuset or CPU quota, not the host's cores
     if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
         return Hardware("cpu", 0, "cpu", cpu_has_native_bf16(), cpu_count, None)
     count = torch.cuda.device_count()
