@@ -776,6 +776,15 @@ def training_run() -> Path | None:
     return next((d for d in list_runs() if not read_progress(d).finished), None)
 
 
+def training_since(since: str) -> Path | None:
+    """A run that trained at some time since ``since`` (ISO, UTC, as :func:`now_iso` writes it), if one did: going
+    now, or finished since then (a run that started and ended within that time included)."""
+    for run_dir in list_runs():
+        if not read_progress(run_dir).finished or (read_status(run_dir).get("finished_at") or "") >= since:
+            return run_dir
+    return None
+
+
 # --------------------------------------------------------------------------- database
 
 

@@ -312,7 +312,7 @@ def _rate(generated) -> tuple[float, float] | None:
 
 def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
     """(model id, tokens an answer, a construct, seconds an answer, load, finished at, what, whether a training run
-    was going at its start or end: it shared the cores, :func:`_beside_run`) of this folder's succeeded jobs of
+    went at any time while it ran: it shared the cores, :func:`_beside_run`) of this folder's succeeded jobs of
     ``kinds``."""
     for job in list_jobs():
         if job.state != eval_jobs.SUCCEEDED or job.kind not in kinds:
@@ -426,9 +426,9 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
     from r2ta.pipeline import DEFAULT_MAX_NEW_TOKENS, reason, refine
     from r2ta.store import first_reaching
 
-    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, stage="reasoning", started_at=jobs.now_iso(),
+    started = jobs.now_iso()
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, stage="reasoning", started_at=started,
                                 pid=os.getpid(), pid_start=jobs.process_start_ticks(os.getpid()))
-    beside = _beside_run()
     try:
         backend = get_backend(reasoning_model())
         try:
@@ -448,15 +448,16 @@ def run_reasoning(job_dir: Path, *, split: str, count: int, max_new_tokens: int 
     eval_jobs.write_eval_status(job_dir, status=eval_jobs.SUCCEEDED, stage=None, finished_at=jobs.now_iso(),
                                 model_id=backend.id, proposals=refined.proposals,
                                 generated={"variants": reasoned.generated, "seconds": round(reasoned.seconds, 2),
-                                           "load_seconds": round(reasoned.load_s, 2)}, beside_run=beside or _beside_run())
+                                           "load_seconds": round(reasoned.load_s, 2)}, beside_run=_beside_run(started))
     print(f"{reasoned}\n{refined}", flush=True)
     return 0
 
 
-def _beside_run() -> bool:
-    """Whether a training run is going now: a job's answers beside it take longer (they share the cores), so its
-    rate is not what a job alone gets (:func:`_answer_rate` prefers one that was alone)."""
-    return jobs.training_run() is not None
+def _beside_run(since: str) -> bool:
+    """Whether a training run went at any time since ``since`` (a job's start, ISO): going now, or finished since
+    — one that started and ended within the job counts too. A job's answers beside it take longer (they share the
+    cores), so its rate is not what a job alone gets (:func:`_answer_rate` prefers one that was alone)."""
+    return jobs.training_since(since) is not None
 
 
 def cancel_job(job_dir: Path) -> None:
@@ -476,9 +477,9 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
 
     from r2ta.evaluation import evaluate
 
-    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, started_at=jobs.now_iso(), pid=os.getpid(),
+    started = jobs.now_iso()
+    eval_jobs.write_eval_status(job_dir, status=eval_jobs.RUNNING, started_at=started, pid=os.getpid(),
                                 pid_start=jobs.process_start_ticks(os.getpid()))
-    beside = _beside_run()
     try:
         outcome = evaluate(model, split=split, limit=limit, max_new_tokens=max_new_tokens,
                            progress=eval_jobs.progress_writer(job_dir), dtype=dtype,
@@ -491,7 +492,7 @@ def run_model_evaluation(job_dir: Path, *, model: str, split: str, limit: int | 
                                 evaluations={"model": outcome.evaluation_id}, model_id=outcome.model_id,
                                 generated={"variants": outcome.generated, "seconds": round(outcome.generation_s, 2),
                                            "load_seconds": round(outcome.load_s, 2)},
-                                micro_f1=outcome.report.micro_f1, beside_run=beside or _beside_run())
+                                micro_f1=outcome.report.micro_f1, beside_run=_beside_run(started))
     print(f"{outcome.model_id}: evaluation {outcome.evaluation_id}, micro F1 {outcome.report.micro_f1:.3f} "
           f"({outcome.generated} answers generated in {outcome.generation_s:.0f} s)", flush=True)
     return 0

@@ -403,6 +403,30 @@ def test_a_training_process_runs_on_tcmalloc_where_the_system_has_it(tmp_path, m
     assert status["status"] == jobs.FAILED and "R2TA_ALLOCATOR='mimalloc'" in status["error"]
 
 
+def test_a_job_knows_whether_a_run_trained_at_any_time_while_it_ran(tmp_path):
+    """jobs.training_since: a run going now, or one that finished since the job started — one that started and
+    ended within the job too — shared the job's cores; one that ended before did not
+    (r2ta.model_jobs._beside_run marks the job's rate so)."""
+    from r2ta.model_jobs import _beside_run
+
+    started = "2026-12-07T15:00:00+00:00"
+    assert jobs.training_since(started) is None and _beside_run(started) is False
+    earlier = jobs.runs_dir() / "20261207-140000-tiny-cpu"
+    earlier.mkdir(parents=True)
+    jobs.write_status(earlier, status=jobs.SUCCEEDED, stage="done", created_at="2026-12-07T14:00:00+00:00",
+                      finished_at="2026-12-07T14:59:59+00:00")
+    assert jobs.training_since(started) is None  # ended before the job began
+    within = jobs.runs_dir() / "20261207-150100-tiny-cpu"
+    within.mkdir()
+    jobs.write_status(within, status=jobs.CANCELLED, stage="sft", created_at="2026-12-07T15:01:00+00:00",
+                      finished_at="2026-12-07T15:03:00+00:00")
+    assert jobs.training_since(started) == within and _beside_run(started) is True
+    assert jobs.training_run() is None  # what the job's start and end alone would have seen: nothing going
+    assert jobs.training_since("2026-12-07T15:04:00+00:00") is None
+    going = jobs.prepare_run(*_data(tmp_path), recipe="tiny-cpu")  # queued: it will take the cores
+    assert jobs.training_since("2026-12-07T15:04:00+00:00") == going
+
+
 def test_a_cpu_run_trains_on_the_cores_other_processes_leave_free(monkeypatch):
     """training.callbacks.FreeCoresCallback: before a step, at most once in its window, the threads become the cores
     not busy with other processes over that window (the machine's busy cores less this process's own CPU time)."""
