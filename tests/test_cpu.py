@@ -4,6 +4,7 @@ counted; against laid-out cgroup trees, and (where this machine lets a test make
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -222,3 +223,27 @@ def test_a_process_in_a_real_one_core_quota_uses_one_core():
     assert (float(quota), int(usable), int(cores), int(threads)) == (1.0, 1, 1, 1)
     if (os.cpu_count() or 1) > 1:
         assert name == "quota"  # the group's own CPU time against the quota, not the host's idle cores
+
+
+def test_the_quota_benchmark_runs_both_settings_in_a_real_cgroup(tmp_path, capsys):
+    """benchmarks/bench_quota.py's plumbing on the tiny model (its figures need the real one): each setting in
+    its own child process in a new one-core cgroup, the host's threads against the quota's."""
+    from benchmarks import bench_quota
+    from training.tiny import ensure_tiny_llama
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("a one-core quota binds nothing on a one-CPU machine")
+    made = _writable_cgroup()
+    if made is None:
+        pytest.skip("no writable cgroup with a CPU controller here (needs root and a cgroup mount)")
+    for folder in made:
+        folder.rmdir()
+    tiny = ensure_tiny_llama(tmp_path / "tiny-llama")
+    bench_quota.main(["--quota", "1", "--variants", "2", "--batch-size", "2", "--max-new-tokens", "4",
+                      "--model", str(tiny)])
+    out = capsys.readouterr().out
+    assert f"threads a batch [{os.cpu_count()}]" in out.split("host's cores:")[1].splitlines()[0], out
+    assert "threads a batch [1]" in out.split("the quota's:")[1].splitlines()[0], out
+    assert re.search(r"the quota's threads: [0-9.]+x the time of the host's; the same text for 2 of 2 prompts", out)
+    with pytest.raises(SystemExit, match="binds nothing"):
+        bench_quota.main(["--quota", str(os.cpu_count()), "--model", str(tiny)])
