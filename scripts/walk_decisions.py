@@ -3,7 +3,8 @@
     R2TA_DATA_DIR=DATA python scripts/walk_decisions.py [--split test] [--limit 50] [--skip-base]
         [--variants-of SFT.jsonl] BASE_MODEL_DIR [ADAPTER_DIR ...]
 
-Prints, for the base model and then each LoRA adapter, :mod:`r2ta.walk_probe`'s figures on the first
+Prints, for the base model and then each trained model (a LoRA adapter folder on the base, or a
+full fine-tuned model's folder), :mod:`r2ta.walk_probe`'s figures on the first
 ``--limit`` variants of the split (``--variants-of``: the variants an SFT export's rows came from, the
 rows a model trained on): AUC of P(ok) between wrong and right constructs, how often the
 lowest-P(ok) construct is a wrong one (beside a random pick), mean P(ok) on each.
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 from peft import PeftModel
@@ -40,10 +42,21 @@ def _variant_ids(sft_file: str) -> list[str]:
     return ids
 
 
+def _load(base_dir: str, trained: str | None):
+    """The base model, the base with a LoRA adapter, or a full fine-tuned model (no adapter_config.json)."""
+    if trained and not Path(trained, "adapter_config.json").exists():
+        if not Path(trained, "config.json").exists():
+            sys.exit(f"{trained}: neither a LoRA adapter (adapter_config.json) nor a model (config.json)")
+        return AutoModelForCausalLM.from_pretrained(trained, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    return (PeftModel.from_pretrained(model, trained) if trained else model).eval()
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base_dir", help="the base model's folder")
-    ap.add_argument("adapters", nargs="*", help="LoRA adapter folders, scored after the base model")
+    ap.add_argument("adapters", nargs="*",
+                    help="trained models scored after the base model: LoRA adapter folders, or full models' folders")
     ap.add_argument("--split", default="test", choices=("train", "test"))
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--skip-base", action="store_true")
@@ -64,8 +77,7 @@ def main(argv: list[str]) -> None:
     cases = [walk_case(tok, v.requirements, _diagram(v), _truth(v)) for v in variants]
 
     for name, adapter in ([] if args.skip_base else [("base", None)]) + [(a, a) for a in args.adapters]:
-        model = AutoModelForCausalLM.from_pretrained(args.base_dir, dtype=torch.float32)
-        model = (PeftModel.from_pretrained(model, adapter) if adapter else model).eval()
+        model = _load(args.base_dir, adapter)
         t0 = time.time()
         result = score(model, cases)
         print(f"{name} on {split}: {result.line()}; {time.time() - t0:.0f} s", flush=True)

@@ -190,6 +190,13 @@ def test_walk_decisions_reads_an_exports_variants_and_scores_the_base_model(engi
     assert line.startswith("base on test: 2 variants, ") and "constructs (" in line and "AUC " in line, line
     with pytest.raises(SystemExit, match="no variants to score"):
         walk_decisions.main([str(tiny_dir), "--split", "train", "--limit", "0"])
+    # a full fine-tuned model (a model's folder, no adapter_config.json) is scored as it is
+    walk_decisions.main([str(tiny_dir), str(tiny_dir), "--limit", "2", "--skip-base"])
+    full = capsys.readouterr().out.strip()
+    assert full.startswith(f"{tiny_dir} on test: 2 variants, ") and full.split(";")[0] == line.replace(
+        "base on", f"{tiny_dir} on").split(";")[0], (full, line)
+    with pytest.raises(SystemExit, match="neither a LoRA adapter"):
+        walk_decisions.main([str(tiny_dir), str(tmp_path), "--limit", "2", "--skip-base"])
 
 
 def test_first_construct_probability_scores_the_first_element_of_each_target(tmp_path, tiny_dir, capsys):
