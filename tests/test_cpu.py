@@ -131,12 +131,23 @@ def test_a_quota_tighter_than_the_cpuset_counts_the_groups_usage(tmp_path):
                                   "cpu.stat": "usage_usec 1000000\n"}, "0::/\n")
     scope = cpu.core_scope(root=root, proc_cgroup=proc, cpus=set(range(16)), online=16)
     assert (scope.name, scope.cores) == ("quota", 1)
-    assert scope.describe() == "1 cores' worth of CPU quota"
     idle, total = scope.ticks()
     assert idle < total  # quota x now - 1 s, against cores x now
     # a quota looser than the cpuset binds nothing: the cpuset's lines count
     Path(root, "cpu.max").write_text("800000 100000")
     assert cpu.core_scope(root=root, proc_cgroup=proc, cpus={0, 1}, online=16).name == "cpuset"
+
+
+def test_the_hardware_box_says_what_limits_the_cores():
+    from training.hardware import Hardware
+
+    assert cpu.limit_note(1.5, set(range(64)), 64) == "a CPU quota of 1.5 cores on a machine of 64"
+    assert cpu.limit_note(None, {2, 3}, 16) == "a cpuset of 2 of the machine's 16 CPUs"
+    assert cpu.limit_note(8.0, {2, 3}, 16) == "a cpuset of 2 of the machine's 16 CPUs"  # the quota binds nothing
+    assert cpu.limit_note(None, set(range(4)), 4) == ""
+    boxed = Hardware("cpu", 0, "cpu", False, 2, None, cpu.limit_note(1.5, set(range(64)), 64))
+    assert boxed.describe() == "CPU only (2 cores: a CPU quota of 1.5 cores on a machine of 64)"
+    assert Hardware("cpu", 0, "cpu", True, 2, None).describe() == "CPU only (2 cores, native bf16)"
 
 
 def test_this_machines_scope_reads(monkeypatch):
@@ -208,7 +219,9 @@ def test_a_process_in_a_real_one_core_quota_uses_one_core():
         "from r2ta import cpu\n"
         "from r2ta.backends import cpu_threads\n"
         "scope = cpu.core_scope()\n"
-        "print(cpu.cpu_quota(), cpu.usable_cores(), scope.name, scope.cores, cpu_threads())\n")
+        "from training.hardware import detect_hardware\n"
+        "print(cpu.cpu_quota(), cpu.usable_cores(), scope.name, scope.cores, cpu_threads())\n"
+        "print(detect_hardware().describe())\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -219,10 +232,12 @@ def test_a_process_in_a_real_one_core_quota_uses_one_core():
             except OSError:
                 pass
     assert out.returncode == 0, out.stderr[-2000:]
-    quota, usable, name, cores, threads = out.stdout.split()
+    numbers, described = out.stdout.strip().splitlines()[-2:]
+    quota, usable, name, cores, threads = numbers.split()
     assert (float(quota), int(usable), int(cores), int(threads)) == (1.0, 1, 1, 1)
     if (os.cpu_count() or 1) > 1:
         assert name == "quota"  # the group's own CPU time against the quota, not the host's idle cores
+        assert described.startswith(f"CPU only (1 core: a CPU quota of 1 core on a machine of {os.cpu_count()}")
 
 
 def test_the_quota_benchmark_runs_both_settings_in_a_real_cgroup(tmp_path, capsys):

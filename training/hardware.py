@@ -38,13 +38,16 @@ class Hardware:
     bf16_supported: bool  # computes bf16 natively (a GPU since Ampere; a CPU with AMX or AVX512-BF16)
     cpu_count: int
     memory_gb: float | None  # GPU memory of device 0, or None on CPU
+    cpu_limit: str = ""  # what gives this process fewer cores than the machine (a container's quota, a cpuset)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def describe(self) -> str:
         if self.kind == "cpu":
-            return f"CPU only ({self.cpu_count} cores{', native bf16' if self.bf16_supported else ''})"
+            limit = f": {self.cpu_limit}" if self.cpu_limit else ""
+            cores = f"{self.cpu_count} core{'' if self.cpu_count == 1 else 's'}"
+            return f"CPU only ({cores}{limit}{', native bf16' if self.bf16_supported else ''})"
         memory = f", {self.memory_gb:.0f} GB" if self.memory_gb else ""
         return f"{self.device_count} x {self.device_name}{memory}"
 
@@ -70,11 +73,11 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 def detect_hardware() -> Hardware:
     import torch
 
-    from r2ta.cpu import usable_cores
+    from r2ta.cpu import limit_note, usable_cores
 
     cpu_count = usable_cores()  # a container's cpuset or CPU quota, not the host's cores
     if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
-        return Hardware("cpu", 0, "cpu", cpu_has_native_bf16(), cpu_count, None)
+        return Hardware("cpu", 0, "cpu", cpu_has_native_bf16(), cpu_count, None, limit_note())
     count = torch.cuda.device_count()
     props = torch.cuda.get_device_properties(0)
     return Hardware(
