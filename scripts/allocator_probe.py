@@ -73,17 +73,21 @@ def run(steps: int, label: str, *, recipe: str = "smollm2-135m-cpu", precision: 
         def on_step_end(self, args, state, control, **kwargs):
             self.rss.append(rss_mb())
 
+    loaded = load_recipe(recipe)  # an unknown recipe says so before any precision is asked of this machine
+    resolved = hardware.resolve_precision(precision, hardware.detect_hardware())  # bf16 here, or a clear error
     after = After()
     stage_main = sft.main
     sft.main = lambda *a, callbacks=(), **k: stage_main(*a, callbacks=[*callbacks, after], **k)
-    resolved = hardware.resolve_precision(precision, hardware.detect_hardware())  # bf16 here, or a clear error
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        if data is None:
-            data = Path(tmp) / "sft.jsonl"
-            write_rows(bench.realistic_rows(rows)[0], data)
-        result = bench._measure("sft", "project", load_recipe(recipe), resolved, data, steps,
-                                Path(tmp), extra=("--activation_checkpointing", "false"))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if data is None:
+                data = Path(tmp) / "sft.jsonl"
+                write_rows(bench.realistic_rows(rows)[0], data)
+            result = bench._measure("sft", "project", loaded, resolved, data, steps,
+                                    Path(tmp), extra=("--activation_checkpointing", "false"))
+    finally:
+        sft.main = stage_main  # the stage's own entry again, for whatever runs next in this process
     shown = ", ".join(f"{i + 1}:{after.rss[i]:.0f}" for i in range(len(after.rss))
                       if i in SHOWN or i == len(after.rss) - 1)
     print(f"{label}: {steps} steps in {time.time() - started:.0f} s, {result['tokens_per_s']:.0f} tok/s; "

@@ -268,7 +268,7 @@ def test_dpo_step_probe_prints_one_line_of_figures_for_a_recipe(tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_allocator_probe_prints_the_rss_of_each_step_for_a_recipe(tmp_path, capsys):
+def test_allocator_probe_prints_the_rss_of_each_step_for_a_recipe(tmp_path, capsys, monkeypatch):
     # scripts/allocator_probe.py, behind docs/measured/sft-labelled-positions-2026-12-05.txt: SFT steps on the tiny
     # recipe in fp32 (the record ran the embedded one in bf16) on rows of an export, the process's RSS after each
     # shown step and its peak
@@ -288,5 +288,11 @@ def test_allocator_probe_prints_the_rss_of_each_step_for_a_recipe(tmp_path, caps
         allocator_probe.main(["0", "glibc"])  # the usage, not a traceback
     with pytest.raises(SystemExit, match="allocator_probe: .*no-such-recipe"):
         allocator_probe.main(["1", "glibc", "--recipe", "no-such-recipe"])  # the reason, not a traceback
+    # bf16 (the default) on a CPU that would emulate it: the reason too (this CPU's own or not)
+    from training import hardware
+
+    monkeypatch.setattr(hardware, "detect_hardware", lambda: hardware.Hardware("cpu", 0, "cpu", False, 2, None))
+    with pytest.raises(SystemExit, match="allocator_probe: precision bf16 on a CPU needs one that computes bf16"):
+        allocator_probe.main(["1", "glibc", "--recipe", "tiny-cpu"])
     with pytest.raises(SystemExit):
         allocator_probe.main(["1", "glibc", "--data", str(tmp_path / "missing.jsonl")])
