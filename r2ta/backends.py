@@ -419,13 +419,6 @@ def cpu_threads() -> int:
 THREAD_RECHECK_S = 20.0  # a local model on a CPU looks at the idle cores again before a batch this long after
 
 
-def _cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int]:
-    """(idle, total) jiffies of all CPUs since boot: idle and iowait, of user .. steal."""
-    from r2ta.cpu import stat_ticks
-
-    return stat_ticks(None, stat)
-
-
 def idle_cores(window_s: float = 0.5, ticks=None, cores: int | None = None) -> float | None:
     """The cores idle over the next ``window_s`` seconds, or None where they cannot be read (not Linux) or the
     ticks did not move. ``ticks`` and ``cores`` default to this process's :func:`r2ta.cpu.core_scope`: the

@@ -54,6 +54,8 @@ def _up_to_root(mount: Path, path: str) -> list[Path]:
     A path that is not there (a container that sees its own cgroup at the mount) starts at the mount."""
     folders = []
     relative = Path(path.lstrip("/"))
+    if ".." in relative.parts:  # a path outside this namespace's view: only the mount is ours to read
+        relative = Path(".")
     while True:
         folders.append(mount / relative)
         if relative == Path("."):

@@ -580,7 +580,8 @@ def test_cpu_threads_follow_an_explicit_omp_setting_over_the_idle_cores(monkeypa
 
 
 def test_idle_cores_reads_the_idle_share_of_the_cpu_ticks(monkeypatch):
-    from r2ta.backends import _cpu_ticks, idle_cores
+    from r2ta.backends import idle_cores
+    from r2ta.cpu import core_scope, stat_ticks
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     monkeypatch.setattr("r2ta.cpu.usable_cores", lambda: 2)
@@ -593,10 +594,8 @@ def test_idle_cores_reads_the_idle_share_of_the_cpu_ticks(monkeypatch):
         raise OSError("no /proc here")
 
     assert idle_cores(0.0, ticks=unreadable) is None
-    idle, total = _cpu_ticks()  # this machine's own
+    idle, total = stat_ticks()  # this machine's own
     assert 0 <= idle <= total and total > 0
-    from r2ta.cpu import core_scope
-
     assert 0.0 <= idle_cores(0.2) <= core_scope().cores + 1e-9
 
 
