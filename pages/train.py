@@ -21,8 +21,8 @@ st.caption(
 
 
 @st.cache_data(show_spinner="Looking at the hardware…")
-def _hardware() -> str:
-    return train_view.hardware_description()
+def _hardware() -> tuple[str, str]:
+    return train_view.hardware_headline()
 
 
 @st.cache_data(show_spinner=False)
@@ -115,7 +115,11 @@ with left:
         )
 rows = train_view.training_rows(engine=engine(), negatives=negatives)
 with right:
-    st.metric("Hardware", _hardware())
+    headline, cores_limit = _hardware()
+    st.metric("Hardware", headline)
+    if cores_limit:
+        st.caption(f"{cores_limit[0].upper()}{cores_limit[1:]}: model jobs and training here take as many threads as it allows, "
+                   "not one for each of the machine's cores.")
     cols = st.columns(2)
     cols[0].metric("SFT examples", rows.sft,
                    help="Accepted or edited proposals on train variants (the latest review of each): what a run "

@@ -106,9 +106,15 @@ def precision_choices() -> list[str]:
     return precision_choices(detect_hardware())
 
 
-def hardware_description() -> str:
-    """:func:`hardware_and_precision` in one line."""
-    return ", ".join(hardware_and_precision())
+def hardware_headline() -> tuple[str, str]:
+    """The Train page's Hardware box: what trains and at which precision, short enough for the box; and what
+    limits the cores (a container's CPU quota, a cpuset), "" when nothing does, said beneath it in full."""
+    from dataclasses import replace
+
+    from training.hardware import detect_hardware, resolve_precision
+
+    hw = detect_hardware()
+    return f"{replace(hw, cpu_limit='').describe()}, {resolve_precision('auto', hw).name}", hw.cpu_limit
 
 
 @dataclass(frozen=True)

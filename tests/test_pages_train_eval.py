@@ -387,6 +387,32 @@ def test_train_page_trains_in_a_precision_the_machine_has(studio, monkeypatch):
         st.cache_data.clear()
 
 
+def test_train_page_says_what_limits_the_cores_beneath_the_hardware_box(studio, monkeypatch):
+    """In a container with a CPU quota the box keeps to what trains and at which precision (the whole line did not
+    fit it: "CPU only (2 cores: a CPU quota of 1.…"); the limit is said in full beneath it."""
+    import streamlit as st
+
+    from r2ta import cpu
+    from training import hardware
+
+    monkeypatch.setattr(hardware, "detect_hardware", lambda: hardware.Hardware(
+        "cpu", 0, "cpu", False, 2, None, cpu.limit_note(1.5, set(range(64)), 64)))
+    assert train_view.hardware_headline() == ("CPU only (2 cores), fp32", "a CPU quota of 1.5 cores on a machine of 64")
+    st.cache_data.clear()
+    try:
+        at = _page("pages/train.py")
+        assert not at.exception, [e.stack_trace for e in at.exception]
+        assert next(m for m in at.metric if m.label == "Hardware").value == "CPU only (2 cores), fp32"
+        assert any(c.value.startswith("A CPU quota of 1.5 cores on a machine of 64: model jobs and training here "
+                                      "take as many threads") for c in at.caption)
+        monkeypatch.setattr(hardware, "detect_hardware", lambda: hardware.Hardware("cpu", 0, "cpu", False, 2, None))
+        st.cache_data.clear()
+        at = _page("pages/train.py")
+        assert not any("CPU quota" in c.value for c in at.caption)  # nothing limits the cores: nothing said
+    finally:
+        st.cache_data.clear()
+
+
 def test_train_page_says_how_long_a_run_will_take_and_has_left(studio):
     """No finished run of the recipe on this hardware: it says so. One: the estimate from its rates. A run going:
     its stage's time a step and time left on the progress bar, and what comes after it."""
