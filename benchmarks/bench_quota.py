@@ -33,29 +33,35 @@ import uuid
 from pathlib import Path
 
 
-def _make_cgroup(quota: float) -> tuple[list[Path], Path]:
-    """New cgroups (a CPU quota of ``quota`` cores; cpuacct beside it on v1) and the file with its throttling."""
+def _make_cgroup(quota: float, prefix: str = "r2ta-bench") -> tuple[list[Path], Path]:
+    """New cgroups (a CPU quota of ``quota`` cores; cpuacct beside it on v1 where it is mounted apart) and the file
+    with its throttling; OSError, with nothing left behind, where this process cannot make them."""
     from r2ta import cpu
 
-    name = f"r2ta-bench-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     root = Path(cpu.CGROUP_ROOT)
     period = 100_000
     if (root / "cgroup.controllers").exists():
-        folder = root / name
-        folder.mkdir()
-        (folder / "cpu.max").write_text(f"{int(quota * period)} {period}")
-        return [folder], folder / "cpu.stat"
-    cpu_mount, acct_mount = cpu._v1_folder(root, "cpu"), cpu._v1_folder(root, "cpuacct")
-    if cpu_mount is None or acct_mount is None:
-        raise OSError("no cgroup v1 cpu and cpuacct mounts")
-    folders = [cpu_mount / name]
-    folders[0].mkdir()
-    (folders[0] / "cpu.cfs_period_us").write_text(str(period))
-    (folders[0] / "cpu.cfs_quota_us").write_text(str(int(quota * period)))
-    if acct_mount.resolve() != cpu_mount.resolve():
-        folders.append(acct_mount / name)
-        folders[1].mkdir()
-    return folders, folders[0] / "cpu.stat"
+        plan = [(root / name, {"cpu.max": f"{int(quota * period)} {period}"})]
+    else:
+        cpu_mount, acct_mount = cpu._v1_folder(root, "cpu"), cpu._v1_folder(root, "cpuacct")
+        if cpu_mount is None or acct_mount is None:
+            raise OSError("no cgroup v1 cpu and cpuacct mounts")
+        plan = [(cpu_mount / name, {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(int(quota * period))})]
+        if acct_mount.resolve() != cpu_mount.resolve():
+            plan.append((acct_mount / name, {}))
+    made: list[Path] = []
+    try:
+        for folder, files in plan:
+            folder.mkdir()
+            made.append(folder)
+            for file, text in files.items():
+                (folder / file).write_text(text)
+    except OSError:
+        for folder in reversed(made):
+            folder.rmdir()
+        raise
+    return made, made[0] / "cpu.stat"
 
 
 def _throttled(stat: Path) -> tuple[int, float]:

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -181,29 +180,12 @@ def test_a_training_run_starts_on_no_more_threads_than_it_may_use():
 def _writable_cgroup() -> list[Path] | None:
     """New child cgroups, the first with a one-core CPU quota (and, on cgroup v1 with cpuacct mounted apart, one
     under cpuacct), made by this test; None if it cannot make them."""
-    name = f"r2ta-test-{uuid.uuid4().hex[:8]}"
-    root = Path(cpu.CGROUP_ROOT)
-    if (root / "cgroup.controllers").exists():
-        plan = [(root / name, "cpu.max", "100000 100000")]
-    else:
-        cpu_mount, acct_mount = cpu._v1_folder(root, "cpu"), cpu._v1_folder(root, "cpuacct")
-        if cpu_mount is None or acct_mount is None:
-            return None
-        plan = [(cpu_mount / name, "cpu.cfs_quota_us", "100000")]
-        if acct_mount.resolve() != cpu_mount.resolve():
-            plan.append((acct_mount / name, None, None))
-    made = []
+    from benchmarks.bench_quota import _make_cgroup
+
     try:
-        for folder, quota_file, quota in plan:
-            folder.mkdir()
-            made.append(folder)
-            if quota_file:
-                (folder / quota_file).write_text(quota)
+        return _make_cgroup(1.0, prefix="r2ta-test")[0]
     except OSError:
-        for folder in made:
-            folder.rmdir()
         return None
-    return made
 
 
 def test_a_process_in_a_real_one_core_quota_uses_one_core():
