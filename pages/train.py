@@ -270,6 +270,9 @@ def live_run() -> None:
             f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))
     if status.get("resumed_from"):
         st.caption(f"Continues run {Path(status['resumed_from']).name}: {status.get('resumed_at', '')}.")
+    if status.get("sft_from"):
+        st.caption(f"DPO again from the SFT stage of run {Path(status['sft_from']).name}: its SFT is carried over "
+                   "as it was saved, and only DPO trains here.")
     if not progress.finished and st.button("Cancel run", icon=":material/cancel:",
                                            help="Stops after the current step and saves a checkpoint there (when "
                                                 "the recipe's run.checkpoint_minutes is not 0): Resume goes on "
@@ -284,6 +287,8 @@ def live_run() -> None:
         st.success("Succeeded: " + ", ".join(f"{k} → `{v}`" for k, v in (status.get("artefacts") or {}).items()))
     if progress.state in (jobs.FAILED, jobs.CANCELLED):
         _resume_controls(run_dir, status)
+    if progress.finished:
+        _dpo_again_controls(run_dir, status)
     a, b = st.columns(2)
     a.plotly_chart(train_view.loss_figure(progress), width="stretch", key="loss")
     b.plotly_chart(train_view.margin_figure(progress), width="stretch", key="margin")
@@ -358,6 +363,40 @@ def _resume_controls(run_dir, status: dict) -> None:
         else:
             st.query_params["run"] = new.name
             st.rerun(scope="app")
+
+
+def _dpo_again_controls(run_dir, status: dict) -> None:
+    """A run whose SFT finished trains DPO again from that SFT in a new run, with the form's DPO settings: a sweep
+    of beta or the learning rate, or today's pairs, without training SFT again."""
+    status_recipe = status.get("recipe") or ""
+    try:
+        jobs.sft_source(run_dir)
+        changes = train_view.dpo_again_overrides(run_dir, chosen)
+    except R2taError:
+        return  # no finished SFT, or a setting of the form out of bounds (the Export and train button says so)
+    with st.expander("DPO again from this run's SFT"):
+        st.caption("A new run carries this run's SFT stage over as it was saved and trains only DPO from it, with the "
+                   "DPO settings of *Training settings* above, then is evaluated as a new run is (its SFT column is "
+                   "this run's, whose answers are reused). "
+                   + (f"Changed from this run: {', '.join(f'`{c}`' for c in changes)}." if changes
+                      else "The DPO settings above are this run's: change the beta, the DPO learning rate or the SFT "
+                           "term first to try another.")
+                   + ("" if status_recipe == recipe else
+                      f" (*Training settings* shows recipe {recipe}'s values and this run ran {status_recipe}: choose "
+                      "it as the recipe above to start from its values.)"))
+        today = st.checkbox(f"On today's pairs ({rows.dpo}, the rejected traces chosen above) instead of this run's",
+                            key="dpo_again_today", disabled=not rows.dpo)
+        if st.button("Train DPO again", icon=":material/replay:", key="dpo_again",
+                     disabled=measuring is not None):
+            try:
+                pairs = train_view.export_for_training(engine=engine(), negatives=negatives).dpo_file if today else None
+                new = eval_jobs.start_dpo_again(run_dir, dpo_file=pairs, overrides=changes, limit=limit or None,
+                                                max_new_tokens=eval_tokens, tokens_per_construct=eval_per_construct)
+            except R2taError as err:
+                st.error(str(err))
+            else:
+                st.query_params["run"] = new.name
+                st.rerun(scope="app")
 
 
 live_run()

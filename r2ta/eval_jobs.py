@@ -256,6 +256,27 @@ def resume_training(run_dir: str | Path, *, new_dir: str | Path | None = None) -
     return new
 
 
+def start_dpo_again(
+    run_dir: str | Path, *, dpo_file: str | Path | None = None, overrides: list[str] | None = None,
+    new_dir: str | Path | None = None, precision: str | None = None, max_steps: int | None = None,
+    evaluate: bool = True, split: str = "test", limit: int | None = None, max_new_tokens: int | None = None,
+    tokens_per_construct: int = 0,
+) -> Path:
+    """Train DPO again from ``run_dir``'s finished SFT stage in a new run (:func:`jobs.prepare_dpo_again`: ``dpo.*``
+    and ``run.*`` ``overrides``, ``dpo_file`` or the source's pairs) and start it; with ``evaluate``, evaluated when
+    it succeeds as a run of the Train page's button is (its SFT column is the source run's SFT, whose answers are
+    reused: :func:`sft_model`). Returns the new run folder at once."""
+    if evaluate:
+        check_budget(max_new_tokens, tokens_per_construct)
+    new = jobs.prepare_dpo_again(run_dir, dpo_file=dpo_file, overrides=overrides, new_dir=new_dir,
+                                 precision=precision, max_steps=max_steps)
+    if evaluate:
+        _start_supervisor(new, split, limit, max_new_tokens, tokens_per_construct)
+    else:
+        jobs.launch(new)
+    return new
+
+
 def start_run_evaluation(
     run_dir: str | Path, *, split: str = "test", limit: int | None = None, max_new_tokens: int | None = None,
     tokens_per_construct: int = 0,
@@ -308,7 +329,7 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
     earlier = earlier if isinstance(earlier, dict) else {}
     dtype = run_generation_dtype(run_dir)
     base = run_base_model(run_dir)
-    models = {SFT: f"{run_dir}:{SFT}", FINAL: f"{run_dir}:{FINAL}", **({BASE: base} if base else {})}
+    models = {SFT: sft_model(run_dir), FINAL: f"{run_dir}:{FINAL}", **({BASE: base} if base else {})}
     if base_only:
         models = {BASE: base} if base else {}
         limit = _limit_for_new_base_answers(str(jobs.read_status(run_dir).get("base_model") or ""), dtype, split) \
@@ -343,6 +364,19 @@ def evaluate_run(run_dir: Path, *, split: str, limit: int | None, max_new_tokens
         return 2
     write_eval_status(run_dir, status=SUCCEEDED, stage=None, finished_at=jobs.now_iso())
     return 0
+
+
+def sft_model(run_dir: Path) -> str:
+    """The model an evaluation of ``run_dir`` scores as its SFT: a DPO-again run's is the run its SFT stage came from
+    (:func:`r2ta.jobs.prepare_dpo_again`; the same adapter), so its answers there are reused, not generated again;
+    that run's own when its folder is gone."""
+    try:
+        source = jobs.read_request(run_dir).get("sft_from")
+    except R2taError:
+        source = None
+    if source and (Path(source) / jobs.STATUS_FILE).is_file() and (Path(source) / "sft").is_dir():
+        return f"{source}:sft"
+    return f"{run_dir}:sft"
 
 
 def generated_figures(entry) -> tuple[int, float, float | None] | None:

@@ -729,6 +729,111 @@ def _copy_for_resume(point: ResumePoint, target: Path) -> None:
                  created_at=now_iso())
 
 
+# --------------------------------------------------------------------------- DPO again from a run's SFT
+
+# What a DPO-again run may change: DPO's settings, and the run's own (precision of the DPO stage, merge, checkpoints).
+# The SFT stage and the model section (the LoRA the SFT adapter was trained with) are the source run's, as saved.
+DPO_AGAIN_SECTIONS = ("dpo", "run")
+
+
+def sft_source(run_dir: str | Path) -> Path:
+    """The finished SFT stage of ``run_dir`` that a DPO-again run starts from; TrainingError says why there is none."""
+    run_dir = Path(run_dir)
+    progress = read_progress(run_dir)
+    if not progress.finished:
+        raise TrainingError(f"{run_dir.name} is {progress.state}; wait for it to finish (or cancel it) first")
+    done = progress.status.get("completed_stages")
+    if done is None:  # a run from before stages were recorded
+        done = ["sft", "dpo"] if progress.state == SUCCEEDED else []
+    if "sft" not in done or not _stage_output_saved(run_dir / "sft"):
+        raise TrainingError(f"{run_dir.name} has no finished SFT stage to start DPO from; train SFT first")
+    return run_dir / "sft"
+
+
+def prepare_dpo_again(
+    run_dir: str | Path,
+    *,
+    dpo_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    new_dir: str | Path | None = None,
+    precision: str | None = None,
+    max_steps: int | None = None,
+) -> Path:
+    """A new run that trains DPO again from ``run_dir``'s finished SFT stage. Starts nothing.
+
+    A sweep of DPO's settings (beta, learning rate, epochs, an SFT term) or DPO on pairs exported since then need not
+    train SFT again: the new folder gets the source run's SFT data, adapter and loss curve, its recipe as it ran with
+    ``overrides`` (``dpo.*`` and ``run.*`` only) applied, and ``dpo_file`` (default: the source run's pairs); the
+    runner carries the SFT stage over as a resumed run's and trains DPO from it. The source run is left as it was.
+    ``precision`` / ``max_steps``: the DPO stage's (None: the source run's request).
+    """
+    source = Path(run_dir).resolve()
+    sft_source(source)
+    if precision is not None and precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise TrainingError(f"precision {precision!r} is not one of auto, fp32, bf16, fp16")
+    overrides = [item for item in (overrides or []) if item.strip()]
+    for item in overrides:
+        section = item.partition("=")[0].strip().partition(".")[0]
+        if section not in DPO_AGAIN_SECTIONS:
+            raise TrainingError(
+                f"--set {item!r}: DPO again keeps {source.name}'s SFT stage and model settings as they were trained; "
+                f"only {' and '.join(s + '.*' for s in DPO_AGAIN_SECTIONS)} settings can change (train a new run "
+                "to change the rest)")
+    request = read_request(source)
+    old_status = read_status(source)
+    pairs = Path(dpo_file) if dpo_file else Path(request["dpo_file"])
+    from r2ta.pairs import read_rows  # validates every row, naming the line that breaks
+
+    if not pairs.is_file():
+        raise TrainingError(f"DPO data file {pairs} does not exist; export the reviewed data first")
+    if not read_rows(pairs, "dpo"):
+        raise TrainingError(f"DPO data file {pairs} holds no rows; review and export some data first")
+    ran_with = source / "recipe.yaml"  # the recipe exactly as the source run read it
+    recipe_text = ran_with if ran_with.is_file() else Path(request["recipe_file"])
+    target = Path(new_dir).expanduser().resolve() if new_dir else new_run_dir(request.get("recipe") or "run")
+    if (target / STATUS_FILE).exists():
+        raise TrainingError(f"{target} already holds a training run; choose another folder")
+    ours = not target.exists() or not any(target.iterdir())
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if overrides:
+            derive_recipe(recipe_text, overrides, target / "recipe.yaml", written_by="r2ta train --dpo-from")
+        else:
+            shutil.copyfile(recipe_text, target / "recipe.yaml")
+        (target / "data").mkdir(exist_ok=True)
+        new_request = {k: v for k, v in request.items() if k not in ("resume", "created_at", "attempt")}
+        shutil.copyfile(request["sft_file"], target / "data" / "sft.jsonl")
+        shutil.copyfile(pairs, target / "data" / "dpo.jsonl")
+        shutil.copytree(source / "sft", target / "sft", ignore=shutil.ignore_patterns("checkpoint-*"))
+        for record in read_points(source):
+            if record.get("stage") == "sft":
+                append_progress(target, record)
+        all_overrides = [*(request.get("overrides") or []), *overrides]
+        new_request.update(
+            recipe_file=str(target / "recipe.yaml"), overrides=all_overrides,
+            sft_file=str(target / "data" / "sft.jsonl"), dpo_file=str(target / "data" / "dpo.jsonl"),
+            dpo_source=str(pairs.resolve()), sft_from=str(source), dpo_again_overrides=overrides,
+            dpo_again_pairs=str(Path(dpo_file).resolve()) if dpo_file else None,
+            resume={"from_run": str(source), "done": ["sft"], "stage": "dpo", "step": 0, "max_steps": None,
+                    "checkpoint": None, "metrics": {"sft": (old_status.get("metrics") or {}).get("sft")}},
+            created_at=now_iso(),
+        )
+        if precision is not None:
+            new_request["precision"] = precision
+        if max_steps is not None:
+            new_request["max_steps"] = max_steps
+        _write_json_atomic(target / REQUEST_FILE, new_request)
+        write_status(target, status=QUEUED, stage=None, fraction=0.5, recipe=request.get("recipe"),
+                     overrides=all_overrides, sft_from=str(source), created_at=now_iso())
+    except BaseException as err:
+        if ours and not (target / STATUS_FILE).exists():
+            shutil.rmtree(target, ignore_errors=True)  # a half-made run folder would only mislead
+        if isinstance(err, OSError):
+            raise TrainingError(f"cannot start DPO again from {source.name}: {err}") from None
+        raise
+    return target
+
+
 def cancel(run_dir: str | Path, *, wait_s: float = 0.0, force: bool = False) -> RunProgress:
     """Ask a run to stop: SIGTERM, which the runner treats as a clean cancel at the next step.
 

@@ -230,6 +230,13 @@ def recipe_overrides(recipe: str | Path, chosen: dict) -> list[str]:
     return overrides
 
 
+def dpo_again_overrides(run_dir: Path, chosen: dict) -> list[str]:
+    """The DPO settings of ``chosen`` (the Train page's form: ``dpo.*`` and the SFT term) that differ from what
+    ``run_dir`` ran with (its ``recipe.yaml``), as ``SECTION.KEY=VALUE``: what DPO again from its SFT changes."""
+    dpo_only = {k: v for k, v in chosen.items() if k.startswith("dpo.") or k == "sft_term"}
+    return recipe_overrides(Path(run_dir) / "recipe.yaml", dpo_only)
+
+
 def _sft_term_overrides(recipe: str | Path, weight, current: float) -> list[str]:
     """``dpo.loss_type`` / ``dpo.loss_weights`` that give the SFT term ``weight`` (0: none), the recipe's other
     losses and their weights kept; [] when the recipe already has that weight."""
@@ -272,7 +279,8 @@ class RunSummary:
     dpo_margin: float | None
     evaluation: str
     error: str | None
-    resumed: str = ""  # "from RUN" (it continues RUN), "as RUN" (RUN went on with it)
+    # "from RUN" (it continues RUN), "as RUN" (RUN went on with it), "DPO again on the SFT of RUN"
+    resumed: str = ""
 
     @property
     def took(self) -> str:
@@ -317,7 +325,8 @@ def summarize_run(run_dir: Path) -> RunSummary:
     if status.get("overrides"):
         recipe = f"{recipe} · {', '.join(status['overrides'])}"
     resumed = " · ".join(f"{word} {Path(status[key]).name}" for key, word in
-                         (("resumed_from", "from"), ("resumed_by", "as")) if status.get(key))
+                         (("resumed_from", "from"), ("resumed_by", "as"), ("sft_from", "DPO again on the SFT of"))
+                         if status.get(key))
     return RunSummary(run_dir, run_dir.name, recipe, progress.state, progress.stage,
                       status.get("started_at"), status.get("finished_at"), sft_loss, dpo_margin, evaluation,
                       progress.error, resumed)

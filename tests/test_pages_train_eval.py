@@ -626,3 +626,43 @@ def test_overview_next_steps_follow_the_loop(studio):
     steps = catalog.next_steps(counts, engine)
     assert [s[2] for s in steps] == ["Review them", "Train on them", "Score models"] and steps[0][0] == "**5** proposals wait for review."
     assert steps[1][0].startswith("**3** reviewed examples and **3** DPO pairs are ready: train the model")
+
+
+def test_train_page_trains_dpo_again_from_a_runs_sft_with_the_forms_dpo_settings(studio, monkeypatch):
+    _, done, crashed = studio
+    (done / "sft").mkdir()
+    (done / "sft" / "adapter_config.json").write_text("{}")
+    (done / "recipe.yaml").write_text(jobs.recipe_file("tiny-cpu").read_text().replace("beta: 0.1", "beta: 0.2"))
+    started = []
+
+    def prepare_only(run_dir, **kwargs):  # the page's wiring; the runner's part is tests/test_dpo_again.py's
+        started.append((jobs.prepare_dpo_again(run_dir, dpo_file=kwargs["dpo_file"], overrides=kwargs["overrides"]),
+                        kwargs))
+        return started[-1][0]
+
+    monkeypatch.setattr(eval_jobs, "start_dpo_again", prepare_only)
+    at = _page("pages/train.py", run=done.name)
+    assert not any(b.label == "Train DPO again" for b in _page("pages/train.py", run=crashed.name).button)  # no SFT
+    # the form shows the recipe's beta (0.1); the run ran with 0.2: DPO again changes it back, and says so
+    # the form shows the default recipe's values; the run ran tiny-cpu: the page says so, and which to choose
+    assert any("this run ran tiny-cpu: choose it as the recipe above" in c.value for c in at.caption)
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()
+    assert any("Changed from this run: `dpo.beta=0.1`." in c.value and "this run ran" not in c.value
+               for c in at.caption)
+    next(n for n in at.number_input if n.label == "DPO beta").set_value(0.2).run()
+    assert any("The DPO settings above are this run's" in c.value for c in at.caption)
+    next(n for n in at.number_input if n.label == "DPO beta").set_value(0.7).run()
+    next(b for b in at.button if b.label == "Train DPO again").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    new, kwargs = started[0]
+    assert kwargs["overrides"] == ["dpo.beta=0.7"] and kwargs["dpo_file"] is None  # this run's own pairs
+    assert next(s for s in at.selectbox if s.label == "Run").value == new.name
+    assert any(c.value.startswith(f"DPO again from the SFT stage of run {done.name}") for c in at.caption)
+    assert at.dataframe[0].value.set_index("run").loc[new.name, "resumed"] == f"DPO again on the SFT of {done.name}"
+    # today's pairs instead of the run's: exported afresh
+    at = _page("pages/train.py", run=done.name)
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("tiny-cpu").run()
+    next(c for c in at.checkbox if c.label.startswith("On today's pairs")).check().run()
+    next(b for b in at.button if b.label == "Train DPO again").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert started[1][1]["dpo_file"] is not None and jobs.read_request(started[1][0])["dpo_again_pairs"]

@@ -31,6 +31,7 @@ def render_model_card(
     reproduce: str,
     created_at: str,
     resumed: str | None = None,
+    sft_from: str | None = None,
 ) -> str:
     """The card for one artefact (``sft``, ``dpo``, ``merged`` or the run as a whole)."""
     library = "peft" if use_peft and artefact in ("sft", "dpo") else "transformers"
@@ -75,6 +76,8 @@ def render_model_card(
            "from the checkpoint, so the result is the uninterrupted run's. A resumed stage's wall time and "
            "tokens/s are this run's own steps; a stage carried over shows the earlier run's figures."]
           if resumed else []),
+        *([f"- SFT: run {sft_from}'s SFT stage, carried over as it was saved (its data, adapter and figures); only "
+           "DPO was trained in this run, from that adapter, with the recipe below"] if sft_from else []),
         "",
         "| stage | steps | final loss | mean loss | reward margin | reward accuracy | tokens/s | wall s | peak RSS MB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

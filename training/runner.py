@@ -375,6 +375,11 @@ def _write_cards(run_dir, request, recipe, base_model, base_model_path, data_fil
         + (f" --max-steps {request['max_steps']}" if request.get("max_steps") else "")
         + "".join(f" --set {shlex.quote(item)}" for item in request.get("overrides") or [])
     )
+    if request.get("sft_from"):  # DPO again from another run's SFT (r2ta.jobs.prepare_dpo_again)
+        pairs = request.get("dpo_again_pairs")  # none: the source run's own pairs
+        reproduce = (f"r2ta train --dpo-from {shlex.quote(request['sft_from'])}"
+                     + (f" --dpo {shlex.quote(pairs)}" if pairs else "")
+                     + "".join(f" --set {shlex.quote(item)}" for item in request.get("dpo_again_overrides") or []))
     status = read_status(run_dir)
     resumed = (f"continues run {Path(status['resumed_from']).name}: {status.get('resumed_at')}"
                if status.get("resumed_from") else None)
@@ -382,6 +387,7 @@ def _write_cards(run_dir, request, recipe, base_model, base_model_path, data_fil
         base_model=base_model, base_model_path=base_model_path, recipe_name=recipe.name, recipe_text=recipe.text,
         data_files=[d.as_dict() for d in data_files], metrics=metrics, hardware=hardware_info,
         precision=precision, use_peft=use_peft, reproduce=reproduce, created_at=now_iso(), resumed=resumed,
+        sft_from=Path(request["sft_from"]).name if request.get("sft_from") else None,
     )
     titles = {
         "run": f"R2tA run {run_dir.name}",

@@ -7,6 +7,8 @@
     r2ta train --follow RUN_DIR                                # follow a run started elsewhere
     r2ta train --cancel RUN_DIR                                # stop after this step (a checkpoint is saved)
     r2ta train --resume RUN_DIR                                # go on with a failed or cancelled run
+    r2ta train --dpo-from RUN_DIR --set dpo.beta=0.5           # DPO again from that run's SFT (a new run;
+                                                               # --dpo FILE: other pairs)
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --measure       # how long it would take here (a few real steps)
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --eval-limit 0  # then evaluate on all test variants (default: 24
                                                                # on a CPU, all on a GPU); --no-eval: none
@@ -41,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--resume", type=Path, metavar="RUN_DIR",
                       help="continue a failed or cancelled run from its newest checkpoint, in a new run folder "
                            "(--run-dir names it)")
+    what.add_argument("--dpo-from", type=Path, metavar="RUN_DIR",
+                      help="train DPO again, in a new run, from that run's finished SFT stage (its adapter, data and "
+                           "recipe as it ran): --set dpo.*/run.* changes DPO's settings, --dpo FILE its pairs "
+                           "(default: that run's)")
     what.add_argument("--list-recipes", action="store_true", help="print the recipe names and exit")
     p.add_argument("--dpo", type=Path, metavar="FILE", help="DPO pairs (JSONL, `prompt`/`chosen`/`rejected`)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name or YAML path (default {DEFAULT_RECIPE})")
@@ -94,13 +100,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _started(run_dir, args.detach)
     from r2ta.eval_jobs import default_limit
 
-    if args.dpo is None:
-        raise jobs.TrainingError("--dpo FILE is required with --sft (training runs SFT, then DPO)")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise jobs.TrainingError("--max-steps must be at least 1")
     if args.eval_limit is not None and args.eval_limit < 0:
         raise jobs.TrainingError("--eval-limit must be 0 (all test variants) or more")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise jobs.TrainingError("--max-steps must be at least 1")
     limit = None if args.no_eval else default_limit() if args.eval_limit is None else (args.eval_limit or None)
+    if args.dpo_from:
+        return _dpo_again(args, limit)
+    if args.dpo is None:
+        raise jobs.TrainingError("--dpo FILE is required with --sft (training runs SFT, then DPO)")
     if args.measure:
         return measure(args, limit)
     options = dict(recipe=args.recipe, run_dir=args.run_dir, precision=args.precision, max_steps=args.max_steps,
@@ -111,6 +119,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         from r2ta.eval_jobs import start_training_with_evaluation
 
         run_dir = start_training_with_evaluation(args.sft, args.dpo, limit=limit, **options)
+        print(f"evaluation: afterwards, on {f'the first {limit}' if limit else 'all'} test variants", flush=True)
+    return _started(run_dir, args.detach)
+
+
+def _dpo_again(args: argparse.Namespace, limit: int | None) -> int:
+    """``--dpo-from RUN_DIR``: DPO again from that run's SFT stage, in a new run, then (unless ``--no-eval``) its
+    evaluation."""
+    from r2ta import jobs
+    from r2ta.eval_jobs import start_dpo_again
+
+    if args.measure:
+        raise jobs.TrainingError("--measure times a whole run; with --dpo-from the last DPO's rate is the estimate")
+    if args.recipe != jobs.DEFAULT_RECIPE:
+        raise jobs.TrainingError(f"--dpo-from trains with the recipe {args.dpo_from.name} ran with; change DPO's "
+                                 "settings with --set dpo.KEY=VALUE, not --recipe")
+    source = jobs.sft_source(args.dpo_from).parent
+    run_dir = start_dpo_again(source, dpo_file=args.dpo, overrides=args.overrides, new_dir=args.run_dir,
+                              precision=None if args.precision == "auto" else args.precision,
+                              max_steps=args.max_steps, evaluate=not args.no_eval, limit=limit)
+    print(f"dpo again:  from the SFT stage of {source}"
+          + (f", with {', '.join(args.overrides)}" if args.overrides else ""), flush=True)
+    if not args.no_eval:
         print(f"evaluation: afterwards, on {f'the first {limit}' if limit else 'all'} test variants", flush=True)
     return _started(run_dir, args.detach)
 
