@@ -812,7 +812,8 @@ def prepare_dpo_again(
         new_request.update(
             recipe_file=str(target / "recipe.yaml"), overrides=all_overrides,
             sft_file=str(target / "data" / "sft.jsonl"), dpo_file=str(target / "data" / "dpo.jsonl"),
-            dpo_source=str(pairs.resolve()), sft_from=str(source), dpo_again_overrides=overrides,
+            dpo_source=str(Path(dpo_file).resolve()) if dpo_file else request.get("dpo_source") or str(pairs),
+            sft_from=str(source), dpo_again_overrides=overrides,
             dpo_again_pairs=str(Path(dpo_file).resolve()) if dpo_file else None,
             resume={"from_run": str(source), "done": ["sft"], "stage": "dpo", "step": 0, "max_steps": None,
                     "checkpoint": None, "metrics": {"sft": (old_status.get("metrics") or {}).get("sft")}},

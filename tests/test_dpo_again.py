@@ -147,7 +147,8 @@ def test_r2ta_train_dpo_from_starts_a_dpo_only_run_and_says_so(source, tmp_path)
                               "--no-eval", "--max-steps", "2"], capture_output=True, text=True, timeout=600)
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"dpo again:  from the SFT stage of {a}, with dpo.beta=0.7" in started.stdout
-    assert "dpo step 2/2" in started.stdout  # (the SFT steps printed before it are the source run's curve)
+    assert "dpo step 2/2" in started.stdout and "sft step" not in started.stdout
+    assert f"sft:        carried over from run a ({STEPS} steps, final loss " in started.stdout
     assert jobs.read_status(tmp_path / "b")["status"] == "succeeded"
     assert "stage sft:" not in jobs.read_log(tmp_path / "b")  # SFT was not trained
     refused = subprocess.run([*cmd, "--dpo-from", str(a), "--set", "sft.learning_rate=1e-3", "--no-eval"],

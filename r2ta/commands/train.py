@@ -281,6 +281,7 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
     from r2ta import jobs, timing
 
     seen, stage, shared = 0, None, None
+    carried = _carried_stages(run_dir)
     try:
         while True:
             progress = jobs.read_progress(run_dir)
@@ -291,7 +292,7 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
                 shared = progress.status.get("threads")
                 if (line := threads_line(shared)) is not None:
                     print(line, flush=True)
-            new = progress.points[seen:]
+            new = [point for point in progress.points[seen:] if point.get("stage") not in carried]
             left = timing.stage_time_left(progress) if new else None
             for i, point in enumerate(new):
                 tail = f"  ({left.describe()})" if left and i == len(new) - 1 else ""
@@ -309,6 +310,26 @@ def follow(run_dir: Path, *, poll_s: float = 1.0) -> int:
     _record(run_dir)
     code = _report(progress)
     return max(code, follow_evaluation(run_dir, poll_s=poll_s)) if code == 0 else code
+
+
+def _carried_stages(run_dir: Path) -> set[str]:
+    """The stages a DPO-again run (``r2ta train --dpo-from``) carries over from another run: said once, in a line,
+    not step by step as if trained here (their steps are in its progress file for the page's loss curve)."""
+    from r2ta import jobs
+    from r2ta.errors import R2taError
+
+    try:
+        request = jobs.read_request(run_dir)
+    except R2taError:
+        return set()
+    if not request.get("sft_from"):
+        return set()
+    metrics = ((request.get("resume") or {}).get("metrics") or {}).get("sft") or {}
+    loss = metrics.get("final_loss")
+    figures = f"{metrics.get('steps', '?')} steps" + (f", final loss {loss:.4f}" if isinstance(loss, (int, float)) else "")
+    print(f"sft:        carried over from run {Path(request['sft_from']).name} ({figures}); DPO trains here",
+          flush=True)
+    return {"sft"}
 
 
 def threads_line(shared) -> str | None:
