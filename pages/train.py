@@ -383,7 +383,9 @@ def _dpo_again_controls(run_dir, status: dict) -> None:
                            "term first to try another.")
                    + ("" if status_recipe == recipe else
                       f" (*Training settings* shows recipe {recipe}'s values and this run ran {status_recipe}: choose "
-                      "it as the recipe above to start from its values.)"))
+                      "it as the recipe above to start from its values.)" if status_recipe in recipes else
+                      f" (*Training settings* shows recipe {recipe}'s values; this run ran a recipe file of its own "
+                      "(`r2ta loop`, `--recipe FILE`): the changes listed are against that file.)"))
         today = st.checkbox(f"On today's pairs ({rows.dpo}, the rejected traces chosen above) instead of this run's",
                             key="dpo_again_today", disabled=not rows.dpo)
         if st.button("Train DPO again", icon=":material/replay:", key="dpo_again",

@@ -636,7 +636,7 @@ def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = Non
                 "answer budget": budget_text(m.settings) or ("—" if m.model_id == CHECKER_MODEL_ID else "not recorded"),
                 # text: "—" where there is no budget to differ from (the checker, an evaluation from before budgets)
                 "answers under another budget": str((m.settings or {}).get("other_budget", "—")),
-                "trained": ("" if run is None else "SFT then DPO" if run.parent_run_id is not None else "SFT"),
+                "trained": _trained_words(run, request),
                 "recipe": config.get("recipe") or "",
                 "changed settings": ", ".join(request.get("overrides") or []),
                 "run folder": config.get("run_dir") or "",
@@ -644,6 +644,17 @@ def model_origins(models: Iterable[ModelMetrics], *, engine: Engine | None = Non
                 "evaluated": m.created_at.strftime("%Y-%m-%d %H:%M"),
             })
     return rows
+
+
+def _trained_words(run, request: dict) -> str:
+    """How a trained model came about, for the origins table: SFT, SFT then DPO, or DPO again from another run's
+    SFT (``r2ta train --dpo-from``: its SFT stage is that run's, as saved)."""
+    if run is None:
+        return ""
+    if run.parent_run_id is None:
+        return "SFT"
+    source = request.get("sft_from")
+    return f"DPO again on the SFT of {Path(source).name}" if source else "SFT then DPO"
 
 
 def variant_rows(evaluation_ids: dict[str, int], *, engine: Engine | None = None,

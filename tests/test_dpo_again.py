@@ -186,3 +186,34 @@ def test_the_pages_dpo_settings_are_diffed_against_what_the_run_ran_with(tmp_pat
     form["sft_term"] = 20.0
     assert train_view.dpo_again_overrides(run, form) == ["dpo.loss_type=[sigmoid, sft]",
                                                          "dpo.loss_weights=[1.0, 20.0]"]
+
+
+def test_the_origins_table_says_a_dpo_again_model_came_from_another_runs_sft(tmp_path):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from sqlmodel import Session
+
+    from db.models import TrainingRunRow
+    from r2ta.catalog import open_engine
+    from r2ta.evaluation import model_origins
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'origins.db'}")
+    with Session(engine) as session:
+        sft = TrainingRunRow(run_dir="/runs/a:sft", stage="done", base_model="base", config={"request": {}})
+        session.add(sft)
+        session.commit()
+        plain = TrainingRunRow(run_dir="/runs/a", stage="done", base_model="/runs/a/sft", parent_run_id=sft.id,
+                               config={"request": {}})
+        again = TrainingRunRow(run_dir="/runs/b", stage="done", base_model="/runs/b/sft", parent_run_id=sft.id,
+                               config={"request": {"sft_from": "/runs/a", "overrides": ["dpo.beta=0.5"]}})
+        session.add_all([plain, again])
+        session.commit()
+        ids = (sft.id, plain.id, again.id)
+    when = dt.datetime(2026, 12, 7, 19, 0)
+    models = [SimpleNamespace(model_id=name, run_id=run_id, settings={}, n_variants=3, created_at=when)
+              for name, run_id in zip(("a:sft", "a:sft+dpo", "b:sft+dpo"), ids)]
+    rows = {row["model"]: row for row in model_origins(models, engine=engine)}
+    assert rows["a:sft"]["trained"] == "SFT" and rows["a:sft+dpo"]["trained"] == "SFT then DPO"
+    assert rows["b:sft+dpo"]["trained"] == "DPO again on the SFT of a"
+    assert rows["b:sft+dpo"]["changed settings"] == "dpo.beta=0.5"

@@ -666,3 +666,7 @@ def test_train_page_trains_dpo_again_from_a_runs_sft_with_the_forms_dpo_settings
     next(b for b in at.button if b.label == "Train DPO again").click().run()
     assert not at.exception, [e.message for e in at.exception]
     assert started[1][1]["dpo_file"] is not None and jobs.read_request(started[1][0])["dpo_again_pairs"]
+    # a run of `r2ta loop` ran a recipe file of its own, which the Recipe box cannot offer: the page says so
+    jobs.write_status(done, recipe="recipe")
+    at = _page("pages/train.py", run=done.name)
+    assert any("this run ran a recipe file of its own" in c.value for c in at.caption)
