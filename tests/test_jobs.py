@@ -109,7 +109,7 @@ def test_train_page_settings_become_overrides_only_where_they_differ():
 
     current = train_view.recipe_settings("smollm2-135m-cpu")
     assert current == {"sft.num_train_epochs": 3, "sft.learning_rate": 2e-4, "dpo.learning_rate": 5e-5,
-                       "dpo.beta": 0.1, "model.lora_r": 16, "sft_term": 0.0, "sft.activation_checkpointing": True}
+                       "dpo.beta": 0.5, "model.lora_r": 16, "sft_term": 0.0, "sft.activation_checkpointing": True}
     assert train_view.recipe_overrides("smollm2-135m-cpu", dict(current)) == []
     assert train_view.recipe_overrides("smollm2-135m-cpu", {"sft.activation_checkpointing": False}) == [
         "sft.activation_checkpointing=false"]
