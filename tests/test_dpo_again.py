@@ -11,38 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from r2ta import eval_jobs, jobs, train_view
 from r2ta.errors import R2taError
-from r2ta.pairs import write_rows
-from training.tiny import smoke_rows
+from test_resume import _data, _same  # the same tiny rows, and the largest difference between two weight files
 
 pytestmark = pytest.mark.xdist_group("resume")
 STEPS = 4
-
-
-def _data(folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    sft, dpo = smoke_rows(8)
-    write_rows(sft, folder / "sft.jsonl")
-    write_rows(dpo, folder / "dpo.jsonl")
-    return folder / "sft.jsonl", folder / "dpo.jsonl"
-
-
-def _weights(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(path)
-
-
-def _largest_difference(a: Path, b: Path) -> float:
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys() and wa
-    return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +50,8 @@ def test_dpo_again_starts_from_the_runs_sft_adapter_and_changes_only_dpo(source,
     done = jobs.wait_for(same, timeout_s=600)
     assert done.state == "succeeded", jobs.read_log(same)
     # the same SFT adapter, the same DPO settings and seed: the same DPO adapter as the run that trained both
-    assert _largest_difference(a / "sft/adapter_model.safetensors", same / "sft/adapter_model.safetensors") == 0.0
-    assert _largest_difference(a / "dpo/adapter_model.safetensors", same / "dpo/adapter_model.safetensors") == 0.0
+    assert _same(a / "sft/adapter_model.safetensors", same / "sft/adapter_model.safetensors") == 0.0
+    assert _same(a / "dpo/adapter_model.safetensors", same / "dpo/adapter_model.safetensors") == 0.0
     assert "resuming" in jobs.read_log(same) and "stage sft:" not in jobs.read_log(same)  # SFT was not trained
 
     beta = jobs.prepare_dpo_again(a, overrides=["dpo.beta=2.5"], new_dir=root / "beta")
@@ -82,8 +60,8 @@ def test_dpo_again_starts_from_the_runs_sft_adapter_and_changes_only_dpo(source,
     jobs.launch(beta)
     done = jobs.wait_for(beta, timeout_s=600)
     assert done.state == "succeeded", jobs.read_log(beta)
-    assert _largest_difference(a / "sft/adapter_model.safetensors", beta / "sft/adapter_model.safetensors") == 0.0
-    assert _largest_difference(a / "dpo/adapter_model.safetensors", beta / "dpo/adapter_model.safetensors") > 0.0
+    assert _same(a / "sft/adapter_model.safetensors", beta / "sft/adapter_model.safetensors") == 0.0
+    assert _same(a / "dpo/adapter_model.safetensors", beta / "dpo/adapter_model.safetensors") > 0.0
     source_status = jobs.read_status(a)
     assert done.status["metrics"]["sft"] == source_status["metrics"]["sft"]  # carried, not trained again
     assert done.status["metrics"]["dpo"]["steps"] == STEPS

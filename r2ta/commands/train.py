@@ -7,7 +7,7 @@
     r2ta train --follow RUN_DIR                                # follow a run started elsewhere
     r2ta train --cancel RUN_DIR                                # stop after this step (a checkpoint is saved)
     r2ta train --resume RUN_DIR                                # go on with a failed or cancelled run
-    r2ta train --dpo-from RUN_DIR --set dpo.beta=0.5           # DPO again from that run's SFT (a new run;
+    r2ta train --dpo-from RUN_DIR --set dpo.beta=2.0           # DPO again from that run's SFT (a new run;
                                                                # --dpo FILE: other pairs)
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --measure       # how long it would take here (a few real steps)
     r2ta train --sft sft.jsonl --dpo dpo.jsonl --eval-limit 0  # then evaluate on all test variants (default: 24
