@@ -272,6 +272,30 @@ def _steady_rate(points: list[dict], stage: str, steps: int, seen: int, runtime:
     return (per_token * last["num_tokens"] / seen, warm_up) if warm_up > 0 else None
 
 
+def _carried_measured_alike(run_dir: Path, status: dict, depth: int = 0) -> bool:
+    """Whether the stages ``run_dir`` carried over from an earlier run (a resumed run's finished stages, a DPO-again
+    run's SFT: ``request.json``'s ``resume``) were measured on the hardware and at the precision it ran with, so
+    that their rates, which it carries with them, are this machine's. A folder copied from another machine and
+    resumed or trained DPO again here would otherwise give that machine's SFT rate as this one's. The run they came
+    from is followed back while it carried them too; one that is gone, unreadable or elsewhere: False."""
+    try:
+        resume = jobs.read_request(run_dir).get("resume")
+    except (jobs.TrainingError, OSError, ValueError):
+        return True  # a run without its request (an older runner's) carried nothing
+    if not isinstance(resume, dict) or not resume.get("done"):
+        return True
+    if depth > 8 or not resume.get("from_run"):
+        return False
+    source = Path(str(resume["from_run"]))
+    try:
+        earlier = jobs.read_status(source)
+    except (jobs.TrainingError, OSError, ValueError):
+        return False
+    alike = ((earlier.get("hardware") or {}).get("description") == (status.get("hardware") or {}).get("description")
+             and earlier.get("precision") == status.get("precision"))
+    return alike and _carried_measured_alike(source, earlier, depth + 1)
+
+
 def run_rates(run_dir: Path) -> RunRates | None:
     """The rates a succeeded run measured, or None when it cannot give them (not finished, files missing)."""
     from r2ta.eval_jobs import read_eval_status
@@ -280,7 +304,7 @@ def run_rates(run_dir: Path) -> RunRates | None:
         status = jobs.read_status(run_dir)
     except jobs.TrainingError:
         return None
-    if status.get("status") != jobs.SUCCEEDED:
+    if status.get("status") != jobs.SUCCEEDED or not _carried_measured_alike(run_dir, status):
         return None
     recipe = read_recipe(run_dir / "recipe.yaml")
     stages = {}

@@ -266,6 +266,34 @@ def test_the_reference_is_the_last_finished_run_of_the_recipe_on_this_hardware_a
     assert estimate.stages["sft"] == 10.0 + 2.0 * 20 and estimate.evaluation_s == pytest.approx(60.0)
 
 
+def test_a_run_that_carried_a_stage_over_is_a_reference_only_where_that_stage_was_measured_alike(tmp_path):
+    """A DPO-again run (or a resumed one) carries its SFT's figures over from the run it came from; those are this
+    machine's rates only where that run trained on the same hardware at the same precision."""
+    def carried(folder: Path, source: Path) -> Path:
+        (folder / jobs.REQUEST_FILE).write_text(json.dumps({"resume": {"from_run": str(source), "done": ["sft"]}}))
+        return folder
+
+    here = _finished_run(tmp_path / "here", finished="2026-12-01T10:00:00+00:00")
+    elsewhere = _finished_run(tmp_path / "elsewhere", hardware="CPU only (64 cores)",
+                              finished="2026-12-01T10:00:00+00:00")
+    in_bf16 = _finished_run(tmp_path / "in-bf16", precision="bf16", finished="2026-12-01T10:00:00+00:00")
+    alike = carried(_finished_run(tmp_path / "alike", finished="2026-12-02T10:00:00+00:00"), here)
+    moved = carried(_finished_run(tmp_path / "moved", finished="2026-12-03T10:00:00+00:00"), elsewhere)
+    other_precision = carried(_finished_run(tmp_path / "fp32-dpo", finished="2026-12-03T10:00:00+00:00"), in_bf16)
+    gone = carried(_finished_run(tmp_path / "gone", finished="2026-12-03T10:00:00+00:00"), tmp_path / "deleted")
+    # a chain: a DPO-again run from a run that had itself carried its SFT from a run elsewhere
+    chained = carried(_finished_run(tmp_path / "chained", finished="2026-12-04T10:00:00+00:00"), moved)
+    assert timing.run_rates(alike) is not None
+    for not_here in (moved, other_precision, gone, chained):
+        assert timing.run_rates(not_here) is None, not_here.name
+    dirs = [here, alike, moved, other_precision, gone, chained]
+    assert timing.reference_run("smollm2-135m-cpu", CPU, "fp32", dirs).run_dir == alike
+    # a request that carried nothing, or none at all (an older run): as before
+    (moved / jobs.REQUEST_FILE).write_text(json.dumps({"resume": None}))
+    (other_precision / jobs.REQUEST_FILE).unlink()
+    assert timing.run_rates(moved) is not None and timing.run_rates(other_precision) is not None
+
+
 def test_what_a_running_job_has_left_after_its_stage(tmp_path):
     rates = timing.run_rates(_finished_run(tmp_path / "ref"))
     running = tmp_path / "running"
