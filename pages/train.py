@@ -266,7 +266,11 @@ def live_run() -> None:
                    f"step {shared.get('since_step')}: another process on this machine uses the rest (an evaluation, "
                    "a batch of traces?). The run takes them back when it ends; its steps are slower meanwhile.")
     if status.get("overrides"):
-        st.caption(f"Recipe {status.get('recipe', '')} with " + ", ".join(
+        # a run of `r2ta loop` or of --recipe FILE ran a file of its own, whose name ("recipe") is no recipe's
+        ran = (f"Recipe {status.get('recipe', '')}" if status.get("recipe") in recipes
+               else f"A recipe file of its own (`{Path(str(status.get('recipe') or 'recipe')).name.replace('`', chr(39))}"
+                    ".yaml`: `r2ta loop`'s or `--recipe FILE`'s; the run folder keeps it as recipe.yaml)")
+        st.caption(f"{ran} with " + ", ".join(
             f"`{item.replace('`', chr(39))}`" for item in status["overrides"]))
     if status.get("resumed_from"):
         st.caption(f"Continues run {Path(status['resumed_from']).name}: {status.get('resumed_at', '')}.")

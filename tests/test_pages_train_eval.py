@@ -670,3 +670,9 @@ def test_train_page_trains_dpo_again_from_a_runs_sft_with_the_forms_dpo_settings
     jobs.write_status(done, recipe="recipe")
     at = _page("pages/train.py", run=done.name)
     assert any("this run ran a recipe file of its own" in c.value for c in at.caption)
+    # and its overrides are said against that file, not as if "recipe" were a shipped recipe's name
+    jobs.write_status(done, overrides=["dpo.beta=0.7"])
+    at = _page("pages/train.py", run=done.name)
+    assert any(c.value.startswith("A recipe file of its own (`recipe.yaml`: `r2ta loop`'s or `--recipe FILE`'s; the "
+                                  "run folder keeps it as recipe.yaml) with `dpo.beta=0.7`") for c in at.caption)
+    assert not any(c.value.startswith("Recipe recipe") for c in at.caption)
