@@ -1,20 +1,61 @@
-"""Run every benchmark module in this folder, one after the other."""
+"""Run every benchmark module in this folder, one after the other, then say which ran, which could not run on this
+machine (and why), and which failed. Exit status 1 only when one failed."""
 
+import contextlib
 import importlib
+import io
 import pkgutil
 import sys
 
 import benchmarks
 
-failed = []
-for info in sorted(pkgutil.iter_modules(benchmarks.__path__), key=lambda m: m.name):
-    if not info.name.startswith("bench_"):
-        continue
-    print(f"\n=== {info.name} ===", flush=True)
-    module = importlib.import_module(f"benchmarks.{info.name}")
-    try:
-        module.main()
-    except SystemExit as exc:  # a benchmark that cannot run here says why and exits
-        if exc.code not in (0, None):
-            failed.append(info.name)
-sys.exit(1 if failed else 0)
+
+class _Tee(io.TextIOBase):
+    """stderr as it was, with its last lines kept: the reason a benchmark that cannot run here gave."""
+
+    def __init__(self, stream):
+        self.stream, self.kept = stream, ""
+
+    def write(self, text):
+        self.kept = (self.kept + text)[-2000:]
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def main(names: list[str] | None = None) -> int:
+    ran, not_here, failed = [], [], []
+    modules = sorted((m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")))
+    unknown = sorted(set(names or []) - set(modules))
+    if unknown:
+        print(f"no benchmark {', '.join(unknown)}; there are {', '.join(modules)}", file=sys.stderr)
+        return 2
+    for name in names or modules:
+        print(f"\n=== {name} ===", flush=True)
+        tee = _Tee(sys.stderr)
+        try:
+            with contextlib.redirect_stderr(tee):
+                code = importlib.import_module(f"benchmarks.{name}").main([])  # each on its own defaults
+            (failed if code not in (0, None) else ran).append(name)
+        except SystemExit as exc:  # a benchmark that cannot run here says why and exits
+            if exc.code in (0, None):
+                ran.append(name)
+            elif exc.code == benchmarks.CANNOT_RUN_HERE:
+                lines = [line for line in tee.kept.splitlines() if line.startswith("not run here: ")]
+                not_here.append((name, lines[-1].removeprefix("not run here: ") if lines else "no reason given"))
+            else:
+                failed.append(name)
+        except Exception as err:  # noqa: BLE001 - one broken benchmark does not stop the others
+            print(f"{name} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            failed.append(name)
+    print(f"\n=== summary ===\nran: {', '.join(ran) or 'none'}", flush=True)
+    for name, reason in not_here:
+        print(f"not run here: {name} ({reason})", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or None))

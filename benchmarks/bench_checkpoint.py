@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps a stage (default: 3 embedded, 12 tiny)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.model == "embedded" and not embedded_there:
-        print("the embedded model is not in the data folder yet: run `r2ta seed` (or `make run`) once", flush=True)
-        raise SystemExit(2)
+        from benchmarks import cannot_run_here
+
+        cannot_run_here("the embedded model is not in the data folder yet: run `r2ta seed` (or `make run`) once, "
+                        "or pass --model tiny")
     steps = args.steps or (3 if args.model == "embedded" else 12)
     recipe = "smollm2-135m-cpu" if args.model == "embedded" else "tiny-cpu"
     overrides = ["run.checkpoint_minutes=0.00001", "sft.gradient_accumulation_steps=1",

@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             folders, stat = _make_cgroup(args.quota)
         except OSError as err:
-            print(f"cannot make a cgroup with a CPU quota here ({err}): run as root on a machine with a writable "
-                  "cgroup mount", file=sys.stderr)
-            sys.exit(2)
+            from benchmarks import cannot_run_here
+
+            cannot_run_here(f"cannot make a cgroup with a CPU quota here ({err}): run as root on a machine with a "
+                            "writable cgroup mount")
         command = [sys.executable, "-m", "benchmarks.bench_quota", "--child", setting, "--stat", str(stat),
                    "--variants", str(args.variants), "--batch-size", str(args.batch_size),
                    "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed)]

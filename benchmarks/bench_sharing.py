@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     from r2ta.pairs import write_rows
 
     if torch.cuda.is_available():
-        sys.exit("bench_sharing measures a CPU's cores; this machine trains on its GPU")
+        from benchmarks import cannot_run_here
+
+        cannot_run_here("bench_sharing measures a CPU's cores; this machine trains on its GPU")
     if args.neighbour_model is None or args.recipe == "smollm2-135m-cpu":
         ensure_embedded_model()
     print(f"device: {_device_name('cpu')}; recipe {args.recipe}, {args.steps} SFT steps of one row; from step "

