@@ -325,6 +325,21 @@ def _earlier_runs(out: Path, recipe: str, max_steps: int | None) -> tuple[Path |
     return (max(succeeded)[1] if succeeded else None), (max(resumable)[1] if resumable else None)
 
 
+def _go_on_hint(run_dir: Path, out: Path) -> str:
+    """What a loop whose training stopped (cancelled, killed, crashed) can do next: the same command with the same
+    loop folder goes on from the run's checkpoint, where it has one; r2ta train --resume alone would not evaluate."""
+    from r2ta import jobs
+
+    try:
+        state = jobs.read_progress(run_dir).status.get("status")
+        point = jobs.resume_point(run_dir)
+    except (jobs.TrainingError, OSError):
+        return ""
+    return (f"The run {'was cancelled' if state == jobs.CANCELLED else 'stopped'}; {point.describe()}. To go on "
+            f"from there, run this r2ta loop command again with --out {shlex.quote(str(out))}: it reuses the "
+            "traces and exports and resumes the run instead of starting it again.")
+
+
 def run_loop(config: LoopConfig, say=print) -> str:
     """Run every stage; returns the side-by-side table (also written to ``<out>/table.txt``)."""
     from r2ta.backends import GRAMMAR_SUFFIX, get_backend
@@ -376,13 +391,17 @@ def run_loop(config: LoopConfig, say=print) -> str:
     else:
         if run_dir.exists():
             run_dir = out / f"{out.name}-run-{_dt.datetime.now().strftime('%H%M%S')}"
-        if resumable:  # a crash, a kill or a Ctrl-C: go on from its checkpoint, not from step 0
-            say(f"[{_now()}] train: {resumable.name} stopped; {jobs.resume_point(resumable).describe()}")
-            stage("train", ["train", "--resume", str(resumable), "--run-dir", str(run_dir)])
-        else:
-            # --no-eval: the loop evaluates every model itself below, with its own budget and test variants
-            stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"), "--recipe",
-                            recipe, "--run-dir", str(run_dir), *lim("--max-steps", config.max_steps), "--no-eval"])
+        try:
+            if resumable:  # a crash, a kill or a Ctrl-C: go on from its checkpoint, not from step 0
+                say(f"[{_now()}] train: {resumable.name} stopped; {jobs.resume_point(resumable).describe()}")
+                stage("train", ["train", "--resume", str(resumable), "--run-dir", str(run_dir)])
+            else:
+                # --no-eval: the loop evaluates every model itself below, with its own budget and test variants
+                stage("train", ["train", "--sft", str(out / "sft.jsonl"), "--dpo", str(out / "dpo.jsonl"),
+                                "--recipe", recipe, "--run-dir", str(run_dir),
+                                *lim("--max-steps", config.max_steps), "--no-eval"])
+        except LoopError as err:
+            raise LoopError(f"{err}\n{_go_on_hint(run_dir, out)}".rstrip()) from None
         # `r2ta train` only starts and follows the runner process: its own RSS is not the training's.
         config.stages[-1].note = "launcher; the runner's time and memory are the train-sft/train-dpo rows"
         _save(config)

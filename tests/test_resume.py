@@ -371,7 +371,29 @@ def test_the_loop_goes_on_with_its_stopped_run_and_reuses_only_one_trained_on_th
     name, argv = seen[-1]
     assert argv[:3] == ["train", "--resume", str(stopped)] and argv[3] == "--run-dir"
     assert Path(argv[4]).parent == out and Path(argv[4]) != stopped
-    assert any(f"loop-run stopped; SFT goes on from step 5 of 9 (its checkpoint)" in line for line in said)
+    assert any("loop-run stopped; SFT goes on from step 5 of 9 (its checkpoint)" in line for line in said)
+
+    # the train stage stopped again (cancelled: r2ta train exits 130): the loop says how to go on, with its folder
+    stopped_again = []
+
+    def cancelled_again(name, argv, out_, threads, say):
+        folder = Path(argv[argv.index("--run-dir") + 1])
+        stopped_again.append(folder)
+        jobs.prepare_run(sft, dpo, recipe="tiny-cpu", run_dir=folder)
+        jobs.write_status(folder, status="cancelled", stage="sft")
+        (folder / "sft" / "checkpoint-7").mkdir(parents=True)
+        (folder / "sft" / "checkpoint-7" / "trainer_state.json").write_text(json.dumps({"max_steps": 9}))
+        raise loop.LoopError("stage train failed (exit 130); log train.log")
+
+    monkeypatch.setattr(loop, "run_stage", lambda name, *a: (cancelled_again if name == "train" else fake_stage)(name, *a))
+    with pytest.raises(loop.LoopError) as err:
+        loop.run_loop(config, say=said.append)
+    assert str(err.value) == ("stage train failed (exit 130); log train.log\nThe run was cancelled; SFT goes on from "
+                              f"step 7 of 9 (its checkpoint). To go on from there, run this r2ta loop command again "
+                              f"with --out {out}: it reuses the traces and exports and resumes the run instead of "
+                              "starting it again.")
+    monkeypatch.setattr(loop, "run_stage", fake_stage)
+    shutil.rmtree(stopped_again[0])  # so that what follows sees the runs it saw before
 
     # once resumed, the stopped run is not resumed again; a fresh run starts instead
     jobs.prepare_resume(stopped, new_dir=out / "elsewhere")
