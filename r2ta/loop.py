@@ -361,7 +361,9 @@ def run_loop(config: LoopConfig, say=print) -> str:
         config.stages.append(run_stage(name, argv, out, config.threads, say))
         _save(config)
 
-    recipe = str(write_recipe(config.recipe, config.overrides, out / "recipe.yaml")) if config.overrides else config.recipe
+    # named after the recipe it changes: the run, its log and the Train page call a recipe by its file's name
+    recipe = (str(write_recipe(config.recipe, config.overrides, out / f"{Path(str(config.recipe)).stem}-loop.yaml"))
+              if config.overrides else config.recipe)
     if not all(variant_counts().get(split) for split in ("train", "test")):
         # A fresh data folder: build the dataset and load it (the model is fetched by the first stage that needs it).
         stage("setup", ["seed", "--no-model"])

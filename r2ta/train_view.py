@@ -405,8 +405,20 @@ def loss_figure(progress: jobs.RunProgress):
 
 
 def margin_figure(progress: jobs.RunProgress):
-    """DPO reward margin (chosen minus rejected reward) per logged step."""
-    return _curve(progress, "reward_margin", "DPO reward margin", ("dpo",))
+    """DPO reward margin (chosen minus rejected reward) per logged step; before DPO's first step (or in a run that
+    stopped before DPO), an empty chart saying so instead of bare axes."""
+    fig = _curve(progress, "reward_margin", "DPO reward margin", ("dpo",))
+    if not fig.data:
+        note = ("DPO did not run: the run stopped before it" if progress.finished and "dpo" not in
+                (progress.status.get("completed_stages") or []) and progress.stage != "dpo"
+                else "DPO logged no margin" if progress.finished
+                else "No DPO step yet: DPO starts when SFT ends" if progress.stage != "dpo"
+                else "DPO's first step is going")
+        fig.add_annotation(text=note, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                           font={"size": 14, "color": "#808495"})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+    return fig
 
 
 def sync_to_db(run_dir: Path, *, engine: Engine) -> None:

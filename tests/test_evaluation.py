@@ -868,6 +868,12 @@ def test_verdict_grammar_gives_the_models_their_own_ids_and_reaches_the_loops_ev
     assert ids["base+grammar"] == "base+grammar" and ids["sft+grammar"] == ids["sft"] + "+grammar"
     assert ids["checker"] == "checker" and len(ids) == 7
     assert "--verdict-grammar" in loop.reproduce_command(config)
+    # a loop's --set writes a recipe file named after the recipe it changes, which names the run's recipe
+    seen.clear()
+    changed = loop.LoopConfig(train_limit=4, recipe="tiny-cpu", overrides=["dpo.beta=0.3"], out=tmp_path / "set")
+    assert loop.run_loop(changed, say=lambda line: None) == "table"
+    train = dict(seen)["train"]
+    assert train[train.index("--recipe") + 1] == str(tmp_path / "set" / "tiny-cpu-loop.yaml")
 
 
 def test_loop_generates_in_the_dtype_asked_and_compares_the_ids_it_stores(tmp_path, monkeypatch):

@@ -242,6 +242,25 @@ def test_the_loss_figure_draws_the_decision_loss_when_a_run_logs_it(tmp_path):
     assert list(figure.data[1].y) == [5.0, 4.0]
 
 
+def test_the_margin_figure_says_why_it_is_empty_before_dpo_and_in_a_run_that_stopped_before_it(tmp_path):
+    from pathlib import Path
+
+    from r2ta import jobs, train_view
+
+    sft_only = [{"stage": "sft", "step": 1, "loss": 2.0}]
+
+    def note(status, points=sft_only):
+        figure = train_view.margin_figure(jobs.RunProgress(Path(tmp_path), status, points))
+        return (figure.layout.annotations[0].text if figure.layout.annotations else None), len(figure.data)
+
+    assert note({"status": "running", "stage": "sft"}) == ("No DPO step yet: DPO starts when SFT ends", 0)
+    assert note({"status": "running", "stage": "dpo"}) == ("DPO's first step is going", 0)
+    assert note({"status": "cancelled", "stage": "sft"}) == ("DPO did not run: the run stopped before it", 0)
+    assert note({"status": "failed", "stage": "dpo"}) == ("DPO logged no margin", 0)
+    drawn = note({"status": "running", "stage": "dpo"}, [*sft_only, {"stage": "dpo", "step": 1, "reward_margin": 0.3}])
+    assert drawn == (None, 1)
+
+
 def test_the_progress_log_keeps_the_decision_loss(tmp_path):
     import json
 
