@@ -8,7 +8,15 @@ import sys
 CANNOT_RUN_HERE = 3
 
 
+class CannotRunHere(SystemExit):
+    """A benchmark's exit when it cannot measure on this machine; ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(CANNOT_RUN_HERE)
+        self.reason = reason
+
+
 def cannot_run_here(reason: str) -> None:
     """Say why this benchmark cannot measure here, on stderr, and exit with :data:`CANNOT_RUN_HERE`."""
     print(f"not run here: {reason}", file=sys.stderr, flush=True)
-    raise SystemExit(CANNOT_RUN_HERE)
+    raise CannotRunHere(reason)

@@ -1,27 +1,11 @@
 """Run every benchmark module in this folder, one after the other, then say which ran, which could not run on this
 machine (and why), and which failed. Exit status 1 only when one failed."""
 
-import contextlib
 import importlib
-import io
 import pkgutil
 import sys
 
 import benchmarks
-
-
-class _Tee(io.TextIOBase):
-    """stderr as it was, with its last lines kept: the reason a benchmark that cannot run here gave."""
-
-    def __init__(self, stream):
-        self.stream, self.kept = stream, ""
-
-    def write(self, text):
-        self.kept = (self.kept + text)[-2000:]
-        return self.stream.write(text)
-
-    def flush(self):
-        self.stream.flush()
 
 
 def main(names: list[str] | None = None) -> int:
@@ -33,19 +17,13 @@ def main(names: list[str] | None = None) -> int:
         return 2
     for name in names or modules:
         print(f"\n=== {name} ===", flush=True)
-        tee = _Tee(sys.stderr)
         try:
-            with contextlib.redirect_stderr(tee):
-                code = importlib.import_module(f"benchmarks.{name}").main([])  # each on its own defaults
+            code = importlib.import_module(f"benchmarks.{name}").main([])  # each on its own defaults
             (failed if code not in (0, None) else ran).append(name)
-        except SystemExit as exc:  # a benchmark that cannot run here says why and exits
-            if exc.code in (0, None):
-                ran.append(name)
-            elif exc.code == benchmarks.CANNOT_RUN_HERE:
-                lines = [line for line in tee.kept.splitlines() if line.startswith("not run here: ")]
-                not_here.append((name, lines[-1].removeprefix("not run here: ") if lines else "no reason given"))
-            else:
-                failed.append(name)
+        except benchmarks.CannotRunHere as exc:  # it said why, and exited
+            not_here.append((name, exc.reason))
+        except SystemExit as exc:
+            (ran if exc.code in (0, None) else failed).append(name)
         except Exception as err:  # noqa: BLE001 - one broken benchmark does not stop the others
             print(f"{name} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             failed.append(name)
