@@ -391,29 +391,40 @@ def prepare_run(
         finally:
             if derived is None:
                 Path(tmp).unlink(missing_ok=True)
-    run_dir = run_dir or new_run_dir(recipe_path.stem)
-    (run_dir / "data").mkdir(parents=True, exist_ok=True)
-    recipe_name = recipe_path.stem
-    if derived:
-        recipe_path = Path(shutil.move(derived, run_dir / "recipe.yaml"))
-    request = {
-        "recipe": recipe_name,
-        "recipe_file": str(recipe_path),
-        "overrides": overrides,
-        "precision": precision,
-        "max_steps": max_steps,
-        "save_merged": save_merged,
-        "num_processes": num_processes,
-        "created_at": now_iso(),
-    }
-    for stage, path in sources.items():
-        copy = run_dir / "data" / f"{stage}.jsonl"
-        shutil.copyfile(path, copy)
-        request[f"{stage}_file"] = str(copy)
-        request[f"{stage}_source"] = str(path.resolve())
-    _write_json_atomic(run_dir / REQUEST_FILE, request)
-    write_status(run_dir, status=QUEUED, stage=None, fraction=0.0, recipe=request["recipe"], overrides=overrides,
-                 created_at=now_iso())
+    ours = run_dir is None or not run_dir.exists() or not any(run_dir.iterdir())
+    try:
+        run_dir = run_dir or new_run_dir(recipe_path.stem)
+        (run_dir / "data").mkdir(parents=True, exist_ok=True)
+        recipe_name = recipe_path.stem
+        if derived:
+            recipe_path = Path(shutil.move(derived, run_dir / "recipe.yaml"))
+            derived = None
+        request = {
+            "recipe": recipe_name,
+            "recipe_file": str(recipe_path),
+            "overrides": overrides,
+            "precision": precision,
+            "max_steps": max_steps,
+            "save_merged": save_merged,
+            "num_processes": num_processes,
+            "created_at": now_iso(),
+        }
+        for stage, path in sources.items():
+            copy = run_dir / "data" / f"{stage}.jsonl"
+            shutil.copyfile(path, copy)
+            request[f"{stage}_file"] = str(copy)
+            request[f"{stage}_source"] = str(path.resolve())
+        _write_json_atomic(run_dir / REQUEST_FILE, request)
+        write_status(run_dir, status=QUEUED, stage=None, fraction=0.0, recipe=request["recipe"], overrides=overrides,
+                     created_at=now_iso())
+    except BaseException as err:  # a full disk, a SIGTERM (r2ta.cli): a half-made run folder would only mislead
+        if derived:
+            Path(derived).unlink(missing_ok=True)
+        if run_dir is not None and ours and not (run_dir / STATUS_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise TrainingError(f"cannot prepare the run folder {run_dir}: {err}") from None
+        raise
     return run_dir
 
 

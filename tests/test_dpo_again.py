@@ -195,3 +195,72 @@ def test_the_origins_table_says_a_dpo_again_model_came_from_another_runs_sft(tmp
     assert rows["a:sft"]["trained"] == "SFT" and rows["a:sft+dpo"]["trained"] == "SFT then DPO"
     assert rows["b:sft+dpo"]["trained"] == "DPO again on the SFT of a"
     assert rows["b:sft+dpo"]["changed settings"] == "dpo.beta=0.5"
+
+
+def _terminated_during(monkeypatch, name: str):
+    """Make ``shutil.<name>`` deliver SIGTERM to this process before it copies, the first time it is called."""
+    import os
+    import shutil
+    import signal
+
+    real = getattr(shutil, name)
+    sent = []
+
+    def copy(*args, **kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(shutil, name, copy)
+    return sent
+
+
+def test_sigterm_while_a_run_folder_is_made_leaves_no_half_made_folder(source, tmp_path, monkeypatch, capsys):
+    """`r2ta train` killed (SIGTERM) while it copies the data or the SFT adapter: the command says so, exits 143, and
+    removes the folder it was making (a folder holding only recipe.yaml was left before); the process's own SIGTERM
+    handler is back afterwards."""
+    import signal
+
+    from r2ta import cli
+
+    root, (sft, dpo), a = source
+    monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    before = signal.getsignal(signal.SIGTERM)
+    sent = _terminated_during(monkeypatch, "copytree")
+    code = cli.main(["train", "--dpo-from", str(a), "--set", "dpo.beta=0.7", "--run-dir", str(tmp_path / "again"),
+                     "--no-eval"])
+    assert sent and code == cli.EXIT_TERMINATED == 143
+    assert "terminated" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
+    assert signal.getsignal(signal.SIGTERM) == before
+    monkeypatch.undo()
+    monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    sent = _terminated_during(monkeypatch, "copyfile")
+    code = cli.main(["train", "--sft", str(sft), "--dpo", str(dpo), "--recipe", "tiny-cpu", "--set",
+                     "dpo.beta=0.7", "--no-eval"])
+    assert sent and code == 143
+    assert not list((tmp_path / "data" / "runs").iterdir())  # the new run's folder is gone, its recipe with it
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_full_disk_while_a_run_folder_is_made_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    monkeypatch.setenv("R2TA_DATA_DIR", str(tmp_path / "data"))
+    sft, dpo = _data(tmp_path / "rows")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    with pytest.raises(jobs.TrainingError, match="cannot prepare the run folder .*No space left on device"):
+        jobs.prepare_run(sft, dpo, recipe="tiny-cpu", run_dir=tmp_path / "run", overrides=["dpo.beta=0.7"])
+    assert not (tmp_path / "run").exists()
+    kept = tmp_path / "kept"  # a folder the user had filled is not removed
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(jobs.TrainingError, match="No space left"):
+        jobs.prepare_run(sft, dpo, recipe="tiny-cpu", run_dir=kept)
+    assert (kept / "notes.txt").read_text() == "mine"
