@@ -404,6 +404,10 @@ def run_loop(config: LoopConfig, say=print) -> str:
                                 *lim("--max-steps", config.max_steps), "--no-eval"])
         except LoopError as err:
             raise LoopError(f"{err}\n{_go_on_hint(run_dir, out)}".rstrip()) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (r2ta.cli): `r2ta train` cancelled the run it followed
+            if hint := _go_on_hint(run_dir, out):
+                say(f"[{_now()}] train: {hint}")
+            raise
         # `r2ta train` only starts and follows the runner process: its own RSS is not the training's.
         config.stages[-1].note = "launcher; the runner's time and memory are the train-sft/train-dpo rows"
         _save(config)

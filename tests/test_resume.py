@@ -311,6 +311,31 @@ def test_r2ta_train_resume_continues_a_cancelled_run_and_says_how(tmp_path):
     assert again.returncode == 2 and "is succeeded; only a failed or cancelled run can be resumed" in again.stderr
 
 
+def test_sigterm_to_r2ta_train_cancels_the_run_it_follows(tmp_path):
+    """`kill`, `timeout` or a scheduler stopping `r2ta train` stops its training as Ctrl-C does: before, the command
+    died at once and the runner (a session of its own) trained on with nobody following it."""
+    import signal
+
+    sft, dpo = _data(tmp_path)
+    run = tmp_path / "run"
+    command = subprocess.Popen([sys.executable, "-m", "r2ta", "train", "--sft", str(sft), "--dpo", str(dpo),
+                                "--recipe", "tiny-cpu", "--run-dir", str(run), "--max-steps", str(STEPS),
+                                "--no-eval", *(f"--set={item}" for item in EVERY_STEP)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _until(lambda: run.is_dir() and _checkpoint(run).get("step", 0) >= 2)
+        command.send_signal(signal.SIGTERM)
+        out, err = command.communicate(timeout=180)
+    finally:
+        if command.poll() is None:
+            command.kill()
+    assert command.returncode == 130, out + err
+    assert "cancelling (the current step finishes first)" in err
+    assert f"resume:     r2ta train --resume {run}" in err
+    assert jobs.read_status(run)["status"] == "cancelled"
+    assert not jobs.process_alive(jobs.read_status(run).get("pid"))
+
+
 def test_resuming_a_page_run_evaluates_the_new_run_as_the_old_one_would_have_been(tmp_path, monkeypatch):
     sft, dpo = _data(tmp_path)
     old = jobs.prepare_run(sft, dpo, recipe="tiny-cpu", run_dir=tmp_path / "old")
@@ -392,8 +417,24 @@ def test_the_loop_goes_on_with_its_stopped_run_and_reuses_only_one_trained_on_th
                               f"step 7 of 9 (its checkpoint). To go on from there, run this r2ta loop command again "
                               f"with --out {out}: it reuses the traces and exports and resumes the run instead of "
                               "starting it again.")
+    shutil.rmtree(stopped_again[0])
+    # Ctrl-C or SIGTERM to the loop itself (r2ta.cli: a KeyboardInterrupt): the same hint, then it stops
+    said.clear()
+
+    def interrupted(name, argv, out_, threads, say):
+        try:
+            cancelled_again(name, argv, out_, threads, say)
+        except loop.LoopError:
+            raise KeyboardInterrupt from None
+
+    monkeypatch.setattr(loop, "run_stage", lambda name, *a: (interrupted if name == "train" else fake_stage)(name, *a))
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_loop(config, say=said.append)
+    assert any(line.endswith(f"train: The run was cancelled; SFT goes on from step 7 of 9 (its checkpoint). To go on "
+                             f"from there, run this r2ta loop command again with --out {out}: it reuses the traces "
+                             "and exports and resumes the run instead of starting it again.") for line in said)
     monkeypatch.setattr(loop, "run_stage", fake_stage)
-    shutil.rmtree(stopped_again[0])  # so that what follows sees the runs it saw before
+    shutil.rmtree(stopped_again[1])  # so that what follows sees the runs it saw before
 
     # once resumed, the stopped run is not resumed again; a fresh run starts instead
     jobs.prepare_resume(stopped, new_dir=out / "elsewhere")
