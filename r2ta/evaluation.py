@@ -422,6 +422,9 @@ def evaluate(
     generated = tokens = 0
     seconds = load_s = 0.0
     settings = None  # what a model was asked under; the checker has no budget
+    from r2ta.jobs import now_iso
+
+    started = now_iso()
     if spec.kind == "checker" and verdict_grammar:
         raise EvaluationError("the checker writes its verdicts itself; --verdict-grammar is for a model")
     if spec.kind == "checker":
@@ -448,6 +451,8 @@ def evaluate(
                         "tokens_per_construct": tokens_per_construct,
                         "verdict_tokens": verdicts if gen.can_continue else None,  # None: never asked for
                         "other_budget": rep.other_budget}
+            if rep.generated:
+                settings["generated"] = answers_cost(gen, rep, started)
         finally:
             if given is None:  # a backend passed in belongs to the caller
                 gen.close()
@@ -462,6 +467,25 @@ def evaluate(
     run_id = _link_run(engine, spec, evaluation_id) if spec.kind == "run" and own_dtype and not verdict_grammar else None
     return EvalOutcome(model_id, report, evaluation_id, generated, seconds, tokens, run_id, outcome_notes, load_s=load_s,
                        budget=budget_text(settings))
+
+
+def answers_cost(gen, rep, started: str) -> dict:
+    """What the answers an evaluation generated cost, stored with it (its settings' ``generated``) wherever it ran —
+    a job of the Evaluate page, a run's evaluation, ``r2ta eval``, ``r2ta loop`` — so that the next evaluation of the
+    same model is timed by it (:func:`r2ta.model_jobs.plan_model_evaluation`): the answers, their seconds, the model's
+    load; the hardware that generated them (``hardware``: :meth:`training.hardware.Hardware.describe`, only for a
+    model loaded here: a served one ran on its server's), so that a database shared by several machines times each
+    by its own; whether a training run went meanwhile (``beside_run``: they shared the cores)."""
+    from r2ta.backends import LocalBackend
+    from r2ta.jobs import training_since
+
+    cost = {"variants": rep.generated, "seconds": round(rep.seconds, 2), "load_seconds": round(rep.load_s, 2),
+            "beside_run": training_since(started) is not None}
+    if isinstance(gen, LocalBackend):
+        from training.hardware import detect_hardware
+
+        cost["hardware"] = detect_hardware().describe()
+    return cost
 
 
 # -- compare --------------------------------------------------------------------------

@@ -287,7 +287,9 @@ def _answer_rate(model_id: str, max_new_tokens: int | None, tokens_per_construct
     wanted = budget(max_new_tokens, tokens_per_construct)
     found = []  # (same budget, alone, finished at, seconds an answer, load, which job)
     timed = [*_job_answer_rates(kinds), *(_run_answer_rates(engine) if EVALUATE in kinds else [])]
-    for timed_id, tokens, per, seconds_an_answer, load, finished, what, beside in timed:
+    if EVALUATE in kinds:  # the evaluations no job here recorded: r2ta eval, r2ta loop, a job folder removed since
+        timed += _stored_answer_rates({t[-1] for t in timed if isinstance(t[-1], int)}, engine)
+    for timed_id, tokens, per, seconds_an_answer, load, finished, what, beside, _evaluation_id in timed:
         if timed_id != model_id:
             continue
         same = budget(tokens, per) == wanted
@@ -312,8 +314,8 @@ def _rate(generated) -> tuple[float, float] | None:
 
 def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
     """(model id, tokens an answer, a construct, seconds an answer, load, finished at, what, whether a training run
-    went at any time while it ran: it shared the cores, :func:`_beside_run`) of this folder's succeeded jobs of
-    ``kinds``."""
+    went at any time while it ran: it shared the cores, :func:`_beside_run`; the evaluation's id, None for a batch
+    for review) of this folder's succeeded jobs of ``kinds``."""
     for job in list_jobs():
         if job.state != eval_jobs.SUCCEEDED or job.kind not in kinds:
             continue
@@ -321,8 +323,9 @@ def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
         rate = _rate(status.get("generated") or {})
         if rate is not None and status.get("model_id"):
             what = "the batch for review" if job.kind == REASON else "the evaluation"
+            evaluation_id = (status.get("evaluations") or {}).get("model") if job.kind == EVALUATE else None
             yield (status["model_id"], job.max_new_tokens, job.tokens_per_construct, *rate, job.finished_at, what,
-                   bool(status.get("beside_run")))
+                   bool(status.get("beside_run")), evaluation_id)
 
 
 def _run_answer_rates(engine=None) -> Iterator[tuple]:
@@ -356,7 +359,44 @@ def _run_answer_rates(engine=None) -> Iterator[tuple]:
             if row is None:
                 continue
             per = 0 if stage == eval_jobs.BASE else status.get("tokens_per_construct")
-            yield (row.model_id, status.get("max_new_tokens"), per, *rate, status.get("finished_at"), what, False)
+            yield (row.model_id, status.get("max_new_tokens"), per, *rate, status.get("finished_at"), what, False,
+                   evaluation_id)
+
+
+def _stored_answer_rates(known: set[int], engine=None) -> list[tuple]:
+    """The same for each evaluation in the database that recorded what its answers cost on this machine's hardware
+    (its settings' ``generated``, :func:`r2ta.evaluation.answers_cost`) and that no job or run here names
+    (``known``): ``r2ta eval`` and ``r2ta loop`` on the command line, a job whose folder was removed. Another
+    machine's evaluations (a PostgreSQL database shared by several) and a server's are left out: their seconds are
+    not this machine's."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session, select
+
+    from db.engine import get_engine
+    from db.models import EvaluationRow
+    from r2ta.train_view import hardware_and_precision
+
+    here = None
+    found = []
+    try:
+        with Session(engine or get_engine()) as session:
+            rows = session.exec(select(EvaluationRow).order_by(EvaluationRow.id.desc()).limit(500)).all()
+    except SQLAlchemyError:
+        return []
+    for row in rows:
+        cost = (row.settings or {}).get("generated") if isinstance(row.settings, dict) else None
+        if row.id in known or not isinstance(cost, dict) or not cost.get("hardware"):
+            continue
+        rate = _rate(cost)
+        if rate is None:
+            continue
+        here = here or hardware_and_precision()[0]
+        if cost["hardware"] != here:
+            continue
+        finished = row.created_at.replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds")  # naive UTC
+        found.append((row.model_id, row.settings.get("max_new_tokens"), row.settings.get("tokens_per_construct"),
+                      *rate, finished, f"evaluation {row.id}", bool(cost.get("beside_run")), row.id))
+    return found
 
 
 def sharing_note() -> str | None:

@@ -127,6 +127,8 @@ def test_an_evaluation_under_another_budget_scores_what_that_budget_writes(engin
     assert {k: m.evaluation_id for k, m in labels.items()} == {  # each named with the budget it ran under
         "m": tight.evaluation_id, f"m · evaluation {same.evaluation_id}, 200 tokens": same.evaluation_id,
         f"m · evaluation {first.evaluation_id}, 300 tokens": first.evaluation_id}
+    cost = labels["m"].settings.pop("generated")  # what its 4 answers cost; a fake is not hardware of this machine
+    assert cost["variants"] == 4 and cost["beside_run"] is False and "hardware" not in cost
     assert labels["m"].settings == {"max_new_tokens": 4, "tokens_per_construct": 0, "verdict_tokens": None,
                                     "other_budget": 0}  # this fake cannot continue an answer: no verdict asked for
     origins = model_origins(labels.values(), engine=engine)

@@ -446,3 +446,41 @@ def test_the_plan_times_a_model_by_a_training_runs_evaluation_too(engine, tmp_pa
     eval_jobs.write_eval_status(beside, max_new_tokens=24)  # now the only one under 24 tokens
     assert model_jobs.plan_model_evaluation(str(tiny), limit=2, max_new_tokens=24).describe().endswith(
         "at the 10.0 s an answer of the evaluation of 2026-12-07 14:00 (beside a training run).")
+
+
+def test_an_evaluation_on_the_command_line_times_the_next_one_on_the_same_hardware_only(engine, tmp_path):  # noqa: F811
+    """`r2ta eval` and `r2ta loop` run no job: the evaluation itself stores what its answers cost and on which
+    hardware, and the Evaluate page's next evaluation of that model is timed by it — not by another machine's
+    (a PostgreSQL database shared by several) — and a job that names the evaluation is not counted twice."""
+    from r2ta.cli import main
+    from r2ta.train_view import hardware_and_precision
+
+    tiny = ensure_tiny_llama(tmp_path / "models" / "tiny-llama")
+    assert main(["eval", "--model", str(tiny), "--split", "test", "--limit", "2", "--max-new-tokens", "16"]) == 0
+    with Session(engine) as session:
+        row = session.exec(select(EvaluationRow).where(EvaluationRow.model_id == "models/tiny-llama")).one()
+    cost = row.settings["generated"]
+    assert cost["variants"] == 2 and cost["seconds"] > 0 and cost["load_seconds"] > 0 and not cost["beside_run"]
+    assert cost["hardware"] == hardware_and_precision()[0]
+    plan = model_jobs.plan_model_evaluation(str(tiny), limit=4, max_new_tokens=16)  # 2 answers to write
+    assert plan.seconds_an_answer == pytest.approx(cost["seconds"] / 2) and plan.load_s == cost["load_seconds"]
+    assert f"an answer of evaluation {row.id} of {row.created_at:%Y-%m-%d %H:%M}." in plan.describe()
+    # a job that names the same evaluation speaks for it (with its own figures), once
+    job = model_jobs.evaluations_dir() / "20261207-140000-000000-tiny-llama"
+    eval_jobs.write_eval_status(job, status=eval_jobs.SUCCEEDED, kind=model_jobs.EVALUATE, job=model_jobs.JOB,
+                                model=str(tiny), model_id="models/tiny-llama", split="test", limit=2,
+                                max_new_tokens=16, finished_at="2026-12-07T14:00:00+00:00",
+                                evaluations={"model": row.id},
+                                generated={"variants": 2, "seconds": 30.0, "load_seconds": 1.0})
+    timed = model_jobs._answer_rate("models/tiny-llama", 16, 0)
+    assert timed[0] == 15.0 and timed[2] == "the evaluation of 2026-12-07 14:00"
+    import shutil
+
+    shutil.rmtree(job)
+    # recorded on another machine: not this one's seconds
+    with Session(engine) as session:
+        stored = session.get(EvaluationRow, row.id)
+        stored.settings = {**stored.settings, "generated": {**cost, "hardware": "1 x NVIDIA H100 80GB HBM3, 80 GB"}}
+        session.add(stored)
+        session.commit()
+    assert model_jobs.plan_model_evaluation(str(tiny), limit=4, max_new_tokens=16).seconds_an_answer is None
