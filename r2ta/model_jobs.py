@@ -23,6 +23,7 @@ Standard library and the project only; no streamlit, no torch at import.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -289,6 +290,8 @@ def _answer_rate(model_id: str, max_new_tokens: int | None, tokens_per_construct
     timed = [*_job_answer_rates(kinds), *(_run_answer_rates(engine) if EVALUATE in kinds else [])]
     if EVALUATE in kinds:  # the evaluations no job here recorded: r2ta eval, r2ta loop, a job folder removed since
         timed += _stored_answer_rates({t[-1] for t in timed if isinstance(t[-1], int)}, engine)
+    if REASON in kinds:  # the batches of traces no job wrote: r2ta reason, r2ta seed's first batch
+        timed += _batch_answer_rates()
     for timed_id, tokens, per, seconds_an_answer, load, finished, what, beside, _evaluation_id in timed:
         if timed_id != model_id:
             continue
@@ -326,6 +329,56 @@ def _job_answer_rates(kinds: tuple[str, ...]) -> Iterator[tuple]:
             evaluation_id = (status.get("evaluations") or {}).get("model") if job.kind == EVALUATE else None
             yield (status["model_id"], job.max_new_tokens, job.tokens_per_construct, *rate, job.finished_at, what,
                    bool(status.get("beside_run")), evaluation_id)
+
+
+BATCHES_FILE = "reasoning-batches.jsonl"  # in the data folder: what r2ta reason's and r2ta seed's batches cost
+
+
+def record_batch(gen, rep, started: str, *, max_new_tokens: int, tokens_per_construct: int = 0,
+                 what: str = "the batch of r2ta reason") -> None:
+    """Note what a batch of traces written outside a job cost (``r2ta reason``, the first batch of ``r2ta seed``),
+    so that the Review page's next batch is timed by it (:func:`reasoning_time`): a line of :data:`BATCHES_FILE`
+    with :func:`r2ta.evaluation.answers_cost`'s figures and hardware. Nothing for a batch that generated nothing;
+    a file that cannot be written only loses the figure."""
+    from r2ta.evaluation import answers_cost
+
+    if not rep.generated:
+        return
+    line = {"model_id": rep.model_id, "split": rep.split, "max_new_tokens": max_new_tokens,
+            "tokens_per_construct": tokens_per_construct, "finished_at": jobs.now_iso(), "what": what,
+            **answers_cost(gen, rep, started)}
+    try:
+        with open(data_dir() / BATCHES_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+    except OSError:
+        pass
+
+
+def _batch_answer_rates() -> list[tuple]:
+    """The same for each batch :func:`record_batch` noted on this machine's hardware (a line from another machine,
+    or unreadable, is left out)."""
+    from r2ta.train_view import hardware_and_precision
+
+    try:
+        lines = (data_dir() / BATCHES_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    here, found = None, []
+    for text in lines[-500:]:
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        rate = _rate(line) if isinstance(line, dict) and line.get("hardware") else None
+        if rate is None:
+            continue
+        here = here or hardware_and_precision()[0]
+        if line["hardware"] == here:
+            when = str(line.get("finished_at") or "")
+            found.append((line.get("model_id"), line.get("max_new_tokens"), line.get("tokens_per_construct"), *rate,
+                          when, str(line.get("what") or "the batch of r2ta reason"), bool(line.get("beside_run")),
+                          None))
+    return found
 
 
 def _run_answer_rates(engine=None) -> Iterator[tuple]:

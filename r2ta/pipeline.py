@@ -639,8 +639,12 @@ def seed_first_batch(
     and the deterministic auditor refines those traces, so the review queue is not empty."""
     from r2ta.backends import get_backend
 
+    from r2ta.jobs import now_iso
+    from r2ta.model_jobs import record_batch
+
     say = progress or (lambda frac, msg: None)
     backend = backend or get_backend("embedded")
+    started = now_iso()
     try:
         reasoned = reason(
             backend,
@@ -649,6 +653,7 @@ def seed_first_batch(
             engine=engine,
             progress=lambda done, total: say(0.8 * done / max(total, 1), f"reasoning: {done}/{total} variants"),
         )
+        record_batch(backend, reasoned, started, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, what="the first batch (r2ta seed)")
     finally:
         backend.close()
     refined = refine(

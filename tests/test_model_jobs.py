@@ -484,3 +484,30 @@ def test_an_evaluation_on_the_command_line_times_the_next_one_on_the_same_hardwa
         session.add(stored)
         session.commit()
     assert model_jobs.plan_model_evaluation(str(tiny), limit=4, max_new_tokens=16).seconds_an_answer is None
+
+
+def test_a_batch_of_r2ta_reason_or_r2ta_seed_times_the_review_pages_next_batch(engine, tiny_backend):  # noqa: F811
+    """A fresh `make run` reasons about its first batch in `r2ta seed`, not in a job: before, the Review page's first
+    "next batch" had no time to give. Both note what the batch cost; a line of another machine's, or garbage, is
+    left out."""
+    import json
+
+    from r2ta.backends import get_backend
+    from r2ta.cli import main
+    from r2ta.config import data_dir
+    from r2ta.pipeline import seed_first_batch
+
+    assert model_jobs.reasoning_time(2) is None
+    seed_first_batch(1, backend=get_backend("tinychat"))
+    timed = model_jobs.reasoning_time(2)
+    assert timed.startswith("About ") and " s a trace of the first batch (r2ta seed) of " in timed
+    assert main(["reason", "--split", "train", "--limit", "2", "--max-new-tokens", "16"]) == 0
+    assert " s a trace of the batch of r2ta reason of " in model_jobs.reasoning_time(2, 16)
+    lines = [json.loads(line) for line in (data_dir() / model_jobs.BATCHES_FILE).read_text().splitlines()]
+    assert [(b["what"], b["variants"], b["max_new_tokens"]) for b in lines] == [
+        ("the first batch (r2ta seed)", 1, 256), ("the batch of r2ta reason", 1, 16)]  # one variant was reasoned
+    assert all(b["model_id"] == "tiny-llama" and b["seconds"] > 0 and b["hardware"] for b in lines), lines
+    # another machine's lines (a data folder copied over) and a torn line time nothing here
+    moved = [json.dumps({**b, "hardware": "1 x NVIDIA H100 80GB HBM3, 80 GB"}) for b in lines]
+    (data_dir() / model_jobs.BATCHES_FILE).write_text("\n".join([*moved, '{"model_id": "models/ti']) + "\n")
+    assert model_jobs.reasoning_time(2) is None

@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             bar = tqdm(total=total, desc=f"reason {backend.id}", unit="variant", file=sys.stderr)
         bar.update(done - bar.n)
 
+    from r2ta.jobs import now_iso
+    from r2ta.model_jobs import record_batch
+
+    started = now_iso()
     try:
         report = reason(
             backend,
@@ -97,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         backend.close()
     print(report)
+    if shard is None or shard[1] == 1:  # the Review page's next batch is timed by it (parallel shards share cores)
+        record_batch(backend, report, started, max_new_tokens=args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                     tokens_per_construct=args.tokens_per_construct)
     if args.evaluate:
         scores, evaluation_id = evaluate_model(backend.id, split=args.split, store=True)
         print(format_report(scores))
