@@ -638,7 +638,6 @@ def seed_first_batch(
     """The app's first run: the embedded model reasons about the first ``limit`` train variants,
     and the deterministic auditor refines those traces, so the review queue is not empty."""
     from r2ta.backends import get_backend
-
     from r2ta.jobs import now_iso
     from r2ta.model_jobs import record_batch
 
